@@ -1,0 +1,305 @@
+"""The library's face: `scan(config)` composes load -> detect -> impact -> report."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from incident import __version__
+from incident.config import ReportFormat, ScanConfig
+from incident.detect import REASON, STATUS, Status, classify
+from incident.errors import ConfigError, IncidentError, TooManyRejectedError
+from incident.impact import (
+    UNKNOWN_DEVELOPER,
+    attribute_developers,
+    breakdown,
+    developers_report,
+    exposure,
+    users_report,
+)
+from incident.load import REJECT_REASON, SOURCE_FILE, LoadedInput, app_registry, load_input
+from incident.report import write_json, write_table
+from incident.schema import COLUMNS, COUNT, Input
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RowAccounting:
+    """Where every delivery row went (DESIGN rule 6): the parts always add up to `rows_read`."""
+
+    rows_read: int
+    rows_rejected: int
+    rows_outside_window: int
+    rows_authorized: int
+    rows_misdelivered: int
+
+    def __post_init__(self) -> None:
+        parts = (
+            self.rows_rejected
+            + self.rows_outside_window
+            + self.rows_authorized
+            + self.rows_misdelivered
+        )
+        if parts != self.rows_read:
+            raise IncidentError(f"internal error: row accounting {parts} != rows read {self}")
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """What a scan found, and where it wrote the reports."""
+
+    out: Path
+    accounting: RowAccounting
+    users: pl.DataFrame
+    developers: pl.DataFrame
+    misdeliveries: pl.DataFrame
+    summary: dict[str, Any]
+
+    @property
+    def has_findings(self) -> bool:
+        """True when at least one delivery was misdelivered."""
+        return self.accounting.rows_misdelivered > 0
+
+
+def _utc(instant: datetime) -> str:
+    return (
+        instant.strftime("%Y-%m-%dT%H:%M:%S")
+        + (f".{instant.microsecond:06d}".rstrip("0") if instant.microsecond else "")
+        + "Z"
+    )
+
+
+def _input_summary(loaded: LoadedInput, rejected: int | None = None) -> dict[str, Any]:
+    summary: dict[str, Any] = {
+        "path": loaded.source.path,
+        "files": len(loaded.source.files),
+        "rows": loaded.source.rows,
+    }
+    if rejected is not None:
+        summary["rows_rejected"] = rejected
+    return summary
+
+
+def _counts(frame: pl.DataFrame, key: str) -> dict[str, dict[str, int]]:
+    return {
+        str(row[key]): {"events": row["events"], "deliveries": row["deliveries"]}
+        for row in frame.iter_rows(named=True)
+    }
+
+
+def _sorted_rows(frame: pl.LazyFrame) -> pl.LazyFrame:
+    # Every sortable column takes part, so that a re-run writes rows in the same order.
+    schema = frame.collect_schema()
+    keys = [name for name, dtype in schema.items() if not dtype.is_nested()]
+    return frame.sort(keys, nulls_last=True, maintain_order=True)
+
+
+def _prepare_out(out: Path) -> Path:
+    """A fresh directory beside `out`, so that a failed scan never leaves a partial result."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not (out / "summary.json").exists():
+        raise ConfigError(
+            f"--out {out}: directory is not empty and holds no incident result; "
+            "choose a new directory"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+
+
+def _publish(staging: Path, out: Path) -> None:
+    if out.exists():
+        retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+        os.replace(out, retired / out.name)
+        os.replace(staging, out)
+        shutil.rmtree(retired)
+    else:
+        os.replace(staging, out)
+
+
+def scan(config: ScanConfig, progress: Progress | None = None) -> ScanResult:
+    """Run a scan and write its reports to `config.out`.
+
+    Raises `InputError` for unreadable inputs, and `TooManyRejectedError` (after writing the
+    reports) when more delivery rows were rejected than `config.max_rejected` allows.
+    """
+    report = progress or (lambda _stage: None)
+
+    report("reading inputs")
+    deliveries = load_input(Input.DELIVERIES, config.deliveries, config.columns)
+    authorizations = load_input(Input.AUTHORIZATIONS, config.authorizations, config.columns)
+    apps = load_input(Input.APPS, config.apps, config.columns) if config.apps else None
+    registry = app_registry(apps) if apps else None
+    staging = _prepare_out(config.out)
+    try:
+        result = _scan_into(config, staging, deliveries, authorizations, apps, registry, report)
+        _publish(staging, config.out)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    result = ScanResult(
+        config.out,
+        result.accounting,
+        result.users,
+        result.developers,
+        result.misdeliveries,
+        result.summary,
+    )
+    if config.max_rejected.exceeded(result.accounting.rows_rejected, result.accounting.rows_read):
+        raise TooManyRejectedError(
+            f"{config.deliveries}: {result.accounting.rows_rejected} of "
+            f"{result.accounting.rows_read} delivery rows rejected, over --max-rejected "
+            f"{config.max_rejected}; see {config.out / 'rejected.parquet'}"
+        )
+    return result
+
+
+def _scan_into(
+    config: ScanConfig,
+    out: Path,
+    deliveries: LoadedInput,
+    authorizations: LoadedInput,
+    apps: LoadedInput | None,
+    registry: pl.DataFrame | None,
+    report: Progress,
+) -> ScanResult:
+    report("detecting misdeliveries")
+    classified = classify(deliveries.valid, authorizations.valid, config.window)
+    # One pass over the deliveries: the findings and the counts leave the engine together.
+    misdelivered, statuses, rejected, rejected_grants = pl.collect_all(
+        [
+            classified.filter(pl.col(STATUS) == Status.MISDELIVERED.value).drop(STATUS),
+            classified.group_by(STATUS).agg(pl.len().cast(COUNT).alias("rows")),
+            deliveries.rejected,
+            authorizations.rejected,
+        ],
+        engine="streaming",
+    )
+    by_status = dict(statuses.iter_rows())
+    rejected = rejected.sort(pl.all(), nulls_last=True, maintain_order=True)
+    accounting = RowAccounting(
+        rows_read=deliveries.source.rows,
+        rows_rejected=rejected.height,
+        rows_outside_window=by_status.get(Status.OUTSIDE_WINDOW.value, 0),
+        rows_authorized=by_status.get(Status.AUTHORIZED.value, 0),
+        rows_misdelivered=by_status.get(Status.MISDELIVERED.value, 0),
+    )
+
+    report("measuring impact")
+    canonical = list(COLUMNS[Input.DELIVERIES])
+    findings = attribute_developers(misdelivered.lazy(), registry)
+    extras = [
+        c
+        for c in findings.collect_schema()
+        if c not in {*canonical, SOURCE_FILE, "developer_id", REASON}
+    ]
+    findings = _sorted_rows(
+        findings.select(*canonical, *extras, SOURCE_FILE, "developer_id", REASON)
+    )
+    exposed = exposure(findings)
+    users, developers, by_type, by_reason, misdeliveries = pl.collect_all(
+        [
+            users_report(exposed),
+            developers_report(findings, exposed),
+            breakdown(findings, "event_type"),
+            breakdown(findings, REASON),
+            findings,
+        ]
+    )
+
+    report("writing reports")
+    summary = _summary(
+        config,
+        accounting,
+        deliveries,
+        authorizations,
+        apps,
+        rejected,
+        rejected_grants,
+        misdeliveries,
+        users,
+        developers,
+        by_type,
+        by_reason,
+    )
+    write_table(users, out, "users", config.formats)
+    write_table(developers, out, "developers", config.formats)
+    write_table(misdeliveries, out, "misdeliveries", (ReportFormat.PARQUET,))
+    write_table(rejected, out, "rejected", (ReportFormat.PARQUET,))
+    write_table(
+        rejected_grants.sort(pl.all(), nulls_last=True, maintain_order=True),
+        out,
+        "rejected_authorizations",
+        (ReportFormat.PARQUET,),
+    )
+    write_json(summary, out / "summary.json")
+    return ScanResult(out, accounting, users, developers, misdeliveries, summary)
+
+
+def _summary(
+    config: ScanConfig,
+    accounting: RowAccounting,
+    deliveries: LoadedInput,
+    authorizations: LoadedInput,
+    apps: LoadedInput | None,
+    rejected: pl.DataFrame,
+    rejected_grants: pl.DataFrame,
+    misdeliveries: pl.DataFrame,
+    users: pl.DataFrame,
+    developers: pl.DataFrame,
+    by_type: pl.DataFrame,
+    by_reason: pl.DataFrame,
+) -> dict[str, Any]:
+    unknown = developers.filter(pl.col("developer_id").str.starts_with(UNKNOWN_DEVELOPER))
+    warnings = []
+    if accounting.rows_rejected:
+        warnings.append(
+            f"{accounting.rows_rejected} delivery rows rejected (not counted as findings); "
+            "see rejected.parquet"
+        )
+    if rejected_grants.height:
+        warnings.append(
+            f"{rejected_grants.height} authorization rows rejected; without them more "
+            "deliveries count as misdelivered; see rejected_authorizations.parquet"
+        )
+    if apps is not None and unknown.height:
+        warnings.append(
+            f"{unknown.height} receiving apps are missing from the apps registry; "
+            "reported as developer unknown:<app_id>"
+        )
+    reject_reasons = rejected.group_by(REJECT_REASON).agg(pl.len().cast(COUNT)).sort(REJECT_REASON)
+    return {
+        "tool": {"name": "incident", "version": __version__},
+        "window": {"since": _utc(config.window.since), "until": _utc(config.window.until)},
+        "inputs": {
+            "deliveries": _input_summary(deliveries),
+            "authorizations": _input_summary(authorizations, rejected_grants.height),
+            "apps": _input_summary(apps) if apps else None,
+        },
+        "accounting": {
+            "rows_read": accounting.rows_read,
+            "rows_rejected": accounting.rows_rejected,
+            "rows_outside_window": accounting.rows_outside_window,
+            "rows_authorized": accounting.rows_authorized,
+            "rows_misdelivered": accounting.rows_misdelivered,
+        },
+        "totals": {
+            "events_misdelivered": misdeliveries["event_id"].n_unique(),
+            "deliveries_misdelivered": misdeliveries.height,
+            "users_exposed": users.height,
+            "developers_exposed": developers.height,
+        },
+        "by_event_type": _counts(by_type, "event_type"),
+        "by_reason": _counts(by_reason, REASON),
+        "rejected_by_reason": dict(reject_reasons.iter_rows()),
+        "warnings": warnings,
+    }

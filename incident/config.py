@@ -1,0 +1,178 @@
+"""Scan parameters: the window, input paths, column mappings and limits."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+
+from incident.errors import ConfigError
+from incident.schema import COLUMNS, Input
+
+
+def parse_instant(text: str) -> datetime:
+    """Parse an ISO-8601 instant; without an offset it is UTC, a date alone is midnight UTC."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ConfigError(
+            f"invalid time {text!r}: expected ISO-8601, e.g. 2018-03-01T09:00:00+09:00"
+        ) from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class Window:
+    """The half-open interval `[since, until)` of delivery times under investigation."""
+
+    since: datetime = datetime(2017, 5, 1, tzinfo=UTC)
+    until: datetime = datetime(2018, 9, 11, tzinfo=UTC)
+
+    def __post_init__(self) -> None:
+        if self.since.tzinfo is None or self.until.tzinfo is None:
+            raise ConfigError("window bounds must be timezone-aware")
+        if self.since >= self.until:
+            raise ConfigError(
+                f"empty window: --since {self.since.isoformat()} is not before "
+                f"--until {self.until.isoformat()}"
+            )
+
+
+@dataclass(frozen=True)
+class RejectLimit:
+    """The most rejected delivery rows a scan accepts: a count, or a percentage of rows read."""
+
+    count: int | None = None
+    percent: float | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> RejectLimit:
+        """Parse `N` or `P%`."""
+        spec = text.strip()
+        try:
+            if spec.endswith("%"):
+                percent = float(spec[:-1])
+                if not 0 <= percent <= 100:
+                    raise ValueError
+                return cls(percent=percent)
+            count = int(spec)
+            if count < 0:
+                raise ValueError
+            return cls(count=count)
+        except ValueError:
+            raise ConfigError(
+                f"invalid --max-rejected {text!r}: expected a count such as 100 "
+                "or a percentage such as 0.5%"
+            ) from None
+
+    def exceeded(self, rejected: int, read: int) -> bool:
+        """True when `rejected` of `read` rows is over the limit."""
+        if self.count is not None:
+            return rejected > self.count
+        if self.percent is not None:
+            return rejected * 100 > self.percent * read
+        return False
+
+    def __str__(self) -> str:
+        if self.count is not None:
+            return str(self.count)
+        if self.percent is not None:
+            return f"{self.percent:g}%"
+        return "none"
+
+
+class ReportFormat(StrEnum):
+    """Formats a scan can write its reports in."""
+
+    PARQUET = "parquet"
+    CSV = "csv"
+
+
+_MAPPING = re.compile(r"^(?P<input>\w+)\.(?P<column>\w+)=(?P<source>.+)$")
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    """Source column names per input, for logs whose names differ from the canonical ones."""
+
+    renames: Mapping[Input, Mapping[str, str]] = field(default_factory=dict)
+
+    def source(self, input_: Input, column: str) -> str:
+        """The name of canonical `column` in the files of `input_`."""
+        return self.renames.get(input_, {}).get(column, column)
+
+    @classmethod
+    def parse(cls, specs: Iterable[str], base: ColumnMap | None = None) -> ColumnMap:
+        """Parse `input.column=source` items (as given to `--map`) on top of `base`."""
+        renames = {k: dict(v) for k, v in (base.renames if base else {}).items()}
+        for spec in specs:
+            match = _MAPPING.match(spec.strip())
+            if not match:
+                raise ConfigError(
+                    f"invalid mapping {spec!r}: expected INPUT.COLUMN=SOURCE, "
+                    "e.g. deliveries.delivered_at=ts"
+                )
+            cls._add(renames, match["input"], match["column"], match["source"])
+        return cls({k: v for k, v in renames.items()})
+
+    @classmethod
+    def from_toml(cls, path: Path) -> ColumnMap:
+        """Read `[map.INPUT] column = "source"` tables from a TOML file."""
+        try:
+            document = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as error:
+            raise ConfigError(f"{path}: cannot read config: {error}") from None
+        renames: dict[Input, dict[str, str]] = {}
+        tables = document.get("map", {})
+        if not isinstance(tables, dict):
+            raise ConfigError(f"{path}: [map] must be a table of inputs")
+        for input_name, columns in tables.items():
+            if not isinstance(columns, dict):
+                raise ConfigError(f"{path}: [map.{input_name}] must be a table of column names")
+            for column, source in columns.items():
+                if not isinstance(source, str):
+                    raise ConfigError(f"{path}: map.{input_name}.{column} must be a string")
+                cls._add(renames, input_name, column, source, origin=str(path))
+        return cls(renames)
+
+    @staticmethod
+    def _add(
+        renames: dict[Input, dict[str, str]],
+        input_name: str,
+        column: str,
+        source: str,
+        origin: str = "--map",
+    ) -> None:
+        try:
+            input_ = Input(input_name)
+        except ValueError:
+            choices = ", ".join(i.value for i in Input)
+            raise ConfigError(
+                f"{origin}: unknown input {input_name!r} in mapping: expected one of {choices}"
+            ) from None
+        if column not in COLUMNS[input_]:
+            choices = ", ".join(COLUMNS[input_])
+            raise ConfigError(
+                f"{origin}: unknown column {input_name}.{column}: expected one of {choices}"
+            )
+        renames.setdefault(input_, {})[column] = source
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    """Everything a scan needs: where the inputs are, the window, and what to write."""
+
+    deliveries: str
+    authorizations: str
+    apps: str | None = None
+    out: Path = Path("incident-report")
+    window: Window = field(default_factory=Window)
+    columns: ColumnMap = field(default_factory=ColumnMap)
+    max_rejected: RejectLimit = field(default_factory=RejectLimit)
+    formats: tuple[ReportFormat, ...] = (ReportFormat.PARQUET, ReportFormat.CSV)

@@ -1,0 +1,112 @@
+"""Misdeliveries -> who received them (developers) and whose data was in them (exposure).
+
+Every function here takes and returns lazy frames of findings, which are small next to the
+deliveries, so that the same code can run on one partition of a larger scan.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from incident.schema import COUNT, ID, EventType, Role
+
+UNKNOWN_DEVELOPER = "unknown:"
+
+
+def attribute_developers(
+    misdeliveries: pl.LazyFrame, registry: pl.DataFrame | None
+) -> pl.LazyFrame:
+    """Add `developer_id`: the app's registered developer, `unknown:<app_id>` when the registry
+    has no developer for it, or the app itself when there is no registry."""
+    if registry is None:
+        return misdeliveries.with_columns(pl.col("app_id").alias("developer_id"))
+    unknown = pl.lit(UNKNOWN_DEVELOPER) + pl.col("app_id")
+    return misdeliveries.join(
+        registry.lazy(), on="app_id", how="left", maintain_order="left"
+    ).with_columns(pl.coalesce("developer_id", unknown).alias("developer_id"))
+
+
+def exposure(misdeliveries: pl.LazyFrame) -> pl.LazyFrame:
+    """One row per (misdelivery, exposed user, role) per DESIGN rule 4; null IDs expose nobody."""
+    event_type = pl.col("event_type")
+    roles = [
+        (pl.col("for_user_id"), Role.SUBSCRIBER, pl.lit(True)),
+        (pl.col("sender_id"), Role.SENDER, event_type == EventType.DIRECT_MESSAGE.value),
+        (pl.col("recipient_id"), Role.RECIPIENT, event_type == EventType.DIRECT_MESSAGE.value),
+        (pl.col("sender_id"), Role.AUTHOR, event_type == EventType.PROTECTED_TWEET.value),
+    ]
+    carried = ["event_id", "event_type", "developer_id", "delivered_at"]
+    return pl.concat(
+        [
+            misdeliveries.filter(applies & user.is_not_null()).select(
+                user.cast(ID).alias("user_id"), pl.lit(role.value).alias("role"), *carried
+            )
+            for user, role, applies in roles
+        ]
+    )
+
+
+def _distinct_events(event_type: EventType | None = None) -> pl.Expr:
+    events = pl.col("event_id")
+    if event_type is not None:
+        events = events.filter(pl.col("event_type") == event_type.value)
+    return events.n_unique().cast(COUNT)
+
+
+def users_report(exposed: pl.LazyFrame) -> pl.LazyFrame:
+    """One row per exposed user, sorted by `user_id`."""
+    return (
+        exposed.group_by("user_id")
+        .agg(
+            pl.col("role").unique().sort().alias("roles"),
+            _distinct_events().alias("events"),
+            _distinct_events(EventType.DIRECT_MESSAGE).alias("direct_messages"),
+            _distinct_events(EventType.PROTECTED_TWEET).alias("protected_tweets"),
+            pl.col("developer_id").n_unique().cast(COUNT).alias("developers"),
+            pl.col("developer_id").unique().sort().alias("developer_ids"),
+            pl.col("delivered_at").min().alias("first_exposed_at"),
+            pl.col("delivered_at").max().alias("last_exposed_at"),
+        )
+        .sort("user_id")
+    )
+
+
+def developers_report(misdeliveries: pl.LazyFrame, exposed: pl.LazyFrame) -> pl.LazyFrame:
+    """One row per developer that received a misdelivery, sorted by `developer_id`."""
+    received = misdeliveries.group_by("developer_id").agg(
+        pl.col("app_id").unique().sort().alias("app_ids"),
+        _distinct_events().alias("events"),
+        pl.len().cast(COUNT).alias("deliveries"),
+        _distinct_events(EventType.DIRECT_MESSAGE).alias("direct_messages"),
+        _distinct_events(EventType.PROTECTED_TWEET).alias("protected_tweets"),
+        pl.col("delivered_at").min().alias("first_received_at"),
+        pl.col("delivered_at").max().alias("last_received_at"),
+    )
+    users = exposed.group_by("developer_id").agg(
+        pl.col("user_id").n_unique().cast(COUNT).alias("users_exposed")
+    )
+    return (
+        received.join(users, on="developer_id", how="left")
+        .with_columns(pl.col("users_exposed").fill_null(0))
+        .select(
+            "developer_id",
+            "app_ids",
+            "events",
+            "deliveries",
+            "direct_messages",
+            "protected_tweets",
+            "users_exposed",
+            "first_received_at",
+            "last_received_at",
+        )
+        .sort("developer_id")
+    )
+
+
+def breakdown(misdeliveries: pl.LazyFrame, by: str) -> pl.LazyFrame:
+    """Distinct events and delivery rows of the misdeliveries per value of column `by`."""
+    return (
+        misdeliveries.group_by(by)
+        .agg(_distinct_events().alias("events"), pl.len().cast(COUNT).alias("deliveries"))
+        .sort(by)
+    )

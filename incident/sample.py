@@ -1,0 +1,989 @@
+"""Synthetic webhook-delivery logs with exact ground truth.
+
+`generate_sample` writes a data set in the layout `incident scan DIR` reads (DESIGN.md):
+hive-partitioned `deliveries/`, `authorizations.parquet`, `apps.parquet`, plus
+`truth.parquet`, the misdeliveries a correct scan of the default window must report.
+
+The population mimics the 2017-2018 incident: users authorize a few apps (with revocations,
+re-grants and duplicate grant rows), apps belong to developers and some share a webhook IP
+and path, events fan out to every authorized app of every party, failed calls are retried,
+and a small number of deliveries are misrouted to apps that held no grant at that instant.
+Everything is vectorised with numpy; the only Python loops run over batches and day
+partitions. The same `(deliveries, seed)` gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, fields, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from incident.errors import ConfigError
+
+__all__ = ["SampleSummary", "generate_sample"]
+
+I64 = npt.NDArray[np.int64]
+I8 = npt.NDArray[np.int8]
+F64 = npt.NDArray[np.float64]
+Bool = npt.NDArray[np.bool_]
+
+
+def _us(instant: datetime) -> int:
+    """Microseconds since the epoch of a whole-second instant."""
+    return int(instant.timestamp()) * 1_000_000
+
+
+SECOND = 1_000_000
+DAY = 86_400 * SECOND
+LOG_START = _us(datetime(2017, 3, 1, tzinfo=UTC))
+# Exclusive end of the logs, and the instant the authorizations snapshot was taken: a
+# revocation after it has not happened yet, so it is written as null (still active).
+LOG_END = _us(datetime(2018, 11, 1, tzinfo=UTC))
+# The default scan window of DESIGN.md; truth.parquet only lists rows inside it.
+DEFAULT_SINCE = datetime(2017, 5, 1, tzinfo=UTC)
+DEFAULT_UNTIL = datetime(2018, 9, 11, tzinfo=UTC)
+WINDOW_SINCE = _us(DEFAULT_SINCE)
+WINDOW_UNTIL = _us(DEFAULT_UNTIL)
+NO_END = np.iinfo(np.int64).max  # revoked_at of an active grant, so `t < end` needs no null test
+NULL_ID = -1
+
+# Event ids are snowflakes: milliseconds since this epoch, shifted left, plus the event index.
+SNOWFLAKE_EPOCH_MS = 1_288_834_974_657
+MAX_EVENT_BITS = 25  # (LOG_END - epoch) in ms fits 38 bits; 38 + 25 stays below 2**63
+MAX_DELIVERIES = 40_000_000
+MIN_DELIVERIES = 1
+
+EVENT_TYPES = ("direct_message", "protected_tweet", "tweet", "favorite", "follow")
+DM, PROTECTED, TWEET, FAVORITE, FOLLOW = range(5)
+NORMAL_MIX = (0.16, 0.06, 0.34, 0.30, 0.14)
+# Misroutes skew sensitive so the sample exercises the DM and protected-post paths.
+INJECTED_MIX = (0.30, 0.15, 0.25, 0.20, 0.10)
+
+COVERED, NO_GRANT, AFTER_REVOCATION, BEFORE_GRANT = range(4)
+REASONS = ("covered", "no_grant", "after_revocation", "before_grant")
+
+# Grant shapes per (user, app) key: most keys hold a single row.
+SINGLE, REGRANT, OVERLAP, DUPLICATE, ZERO_LENGTH = range(5)
+GRANT_SHAPE_MIX = (0.80, 0.10, 0.055, 0.04, 0.005)
+KEYS_PER_USER = 1.7  # with the extra rows of the other shapes, about 2 grant rows per user
+
+P_EXACT_GRANT_START = 0.002  # events delivered exactly at granted_at (a boundary case)
+P_RETRY_NORMAL = 0.02
+P_RETRY_INJECTED = 0.2
+P_CLIENT_ERROR = 0.002  # 404/410 answers, which the platform does not retry
+FAIL_STATUSES = np.array([500, 502, 503, 504], dtype=np.int32)
+CLIENT_STATUSES = np.array([404, 410], dtype=np.int32)
+N_BACKEND_HOSTS = 24
+
+IP_BLOCKS = ("192.0.2", "198.51.100", "203.0.113")  # RFC 5737 documentation ranges
+URL_PATHS = ("/webhook", "/webhooks/account", "/api/v1/events", "/callback", "/hooks/aaa")
+APP_ADJECTIVES = (
+    "Amber", "Brisk", "Cedar", "Cobalt", "Delta", "Ember", "Fable", "Granite",
+    "Harbor", "Indigo", "Juniper", "Kestrel", "Lumen", "Maple", "Nimbus", "Orbit",
+)  # fmt: skip
+APP_NOUNS = (
+    "Analytics", "Relay", "Scheduler", "Inbox", "Insights", "Support", "Alerts", "Archive",
+    "Bridge", "Console", "Digest", "Feed", "Monitor", "Pulse", "Signal", "Studio",
+)  # fmt: skip
+DEV_NAMES = (
+    "Acme", "Birch", "Calder", "Dorsey", "Everly", "Fenwick", "Galloway", "Hart",
+    "Ives", "Jarrow", "Kline", "Lowell", "Marlow", "North", "Oakes", "Pryor",
+)  # fmt: skip
+DEV_SUFFIXES = ("Labs", "Software", "Media", "Systems", "Digital", "Works", "Social", "Data")
+
+UTC_US = pa.timestamp("us", tz="UTC")
+DELIVERY_SCHEMA = pa.schema(
+    [
+        ("delivery_id", pa.string()),
+        ("event_id", pa.int64()),
+        ("delivered_at", UTC_US),
+        ("app_id", pa.int64()),
+        ("for_user_id", pa.int64()),
+        ("event_type", pa.string()),
+        ("sender_id", pa.int64()),
+        ("recipient_id", pa.int64()),
+        ("webhook_url", pa.string()),
+        ("resolved_ip", pa.string()),
+        ("backend_host", pa.string()),
+        ("http_status", pa.int32()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class SampleSummary:
+    """What `generate_sample` wrote: row counts per file, and the output directory.
+
+    `users` counts distinct accounts appearing anywhere in the data (subscribers, senders,
+    recipients, grantees); `apps` and `developers` count the registry (apps.parquet), which
+    deliberately omits a few apps that do receive deliveries.
+    """
+
+    deliveries: int
+    authorizations: int
+    apps: int
+    developers: int
+    users: int
+    injected_misdeliveries: int
+    out: Path
+
+
+# --------------------------------------------------------------------------- population
+
+
+@dataclass(frozen=True)
+class _Population:
+    """Users, apps and developers, indexed 0..n-1; ids and strings are derived from these."""
+
+    user_ids: I64
+    app_ids: I64
+    app_developer: I64  # developer index per app
+    app_ip: I64  # resolved-IP index per app
+    app_path: I64  # URL_PATHS index per app
+    registered: Bool  # False: missing from apps.parquet ("developer unknown")
+    grant_p: F64  # chance an app is picked for a grant; 0 for the unregistered apps
+    pick_p: F64  # chance an app is picked as a misroute target (any app)
+    ip_order: I64  # app indices sorted by IP, to find apps sharing an IP
+    ip_pos: I64  # position of each app in ip_order
+    ip_group_lo: I64  # first position of the app's IP group in ip_order
+    ip_group_size: I64
+
+    @property
+    def n_users(self) -> int:
+        return int(self.user_ids.size)
+
+    @property
+    def n_apps(self) -> int:
+        return int(self.app_ids.size)
+
+
+def _population(rng: np.random.Generator, n_deliveries: int) -> _Population:
+    n_users = max(100, n_deliveries // 20)
+    n_apps = max(30, n_deliveries // 20_000)
+    # Ids are sparse and irregular like real ones, yet unique by construction (stride + jitter).
+    user_ids = (
+        1_000_000_000 + np.arange(n_users, dtype=np.int64) * 1000 + rng.integers(0, 1000, n_users)
+    )
+    app_ids = 100_000 + np.arange(n_apps, dtype=np.int64) * 100 + rng.integers(0, 100, n_apps)
+
+    # Developers own a geometric number of apps: most own one, a few own several.
+    per_dev = rng.geometric(0.6, n_apps)
+    app_developer = np.repeat(np.arange(n_apps, dtype=np.int64), per_dev)[:n_apps]
+    app_developer = app_developer[rng.permutation(n_apps)]
+
+    # A quarter of the apps sit on shared hosting IPs, mostly with the same URL path: the
+    # pre-condition of the incident's bug, which the evidence columns should show.
+    shared = rng.random(n_apps) < 0.25
+    n_shared_ips = max(2, int(shared.sum()) // 3)
+    app_ip = np.where(
+        shared, rng.integers(0, n_shared_ips, n_apps), n_shared_ips + np.cumsum(~shared) - 1
+    )
+    app_path = np.where(
+        shared & (rng.random(n_apps) < 0.7), 0, rng.integers(0, len(URL_PATHS), n_apps)
+    )
+
+    popularity = 1.0 / (1.0 + rng.permutation(n_apps)) ** 0.9
+    registered = np.ones(n_apps, dtype=np.bool_)
+    registered[rng.choice(n_apps, max(2, n_apps // 250), replace=False)] = False
+    # Unregistered apps hold no grants, so every delivery they receive is a misdelivery.
+    grant_w = np.where(registered, popularity, 0.0)
+
+    ip_order = np.argsort(app_ip, kind="stable").astype(np.int64)
+    ip_pos = np.empty(n_apps, dtype=np.int64)
+    ip_pos[ip_order] = np.arange(n_apps)
+    ip_sorted = app_ip[ip_order]
+    lo = np.searchsorted(ip_sorted, app_ip, side="left").astype(np.int64)
+    hi = np.searchsorted(ip_sorted, app_ip, side="right").astype(np.int64)
+    return _Population(
+        user_ids=user_ids.astype(np.int64),
+        app_ids=app_ids.astype(np.int64),
+        app_developer=app_developer,
+        app_ip=app_ip.astype(np.int64),
+        app_path=app_path.astype(np.int64),
+        registered=registered,
+        grant_p=grant_w / grant_w.sum(),
+        pick_p=popularity / popularity.sum(),
+        ip_order=ip_order,
+        ip_pos=ip_pos,
+        ip_group_lo=lo,
+        ip_group_size=hi - lo,
+    )
+
+
+def _app_strings(pop: _Population) -> pl.DataFrame:
+    """Names, developer ids and webhook evidence per app index (registered or not)."""
+    width = max(4, len(str(int(pop.app_developer.max()) + 1)))
+    i, dev = pl.col("i"), pl.col("dev")
+    # Names cycle through the word lists; a number is appended once the combinations run out.
+    suffix = (
+        pl.when(i >= 256).then(pl.lit(" ") + (i // 256 + 1).cast(pl.String)).otherwise(pl.lit(""))
+    )
+    dev_suffix = (
+        pl.when(dev >= 128)
+        .then(pl.lit(" ") + (dev // 128 + 1).cast(pl.String))
+        .otherwise(pl.lit(""))
+    )
+    frame = pl.DataFrame(
+        {
+            "i": np.arange(pop.n_apps, dtype=np.int64),
+            "dev": pop.app_developer,
+            "ip": pop.app_ip,
+            "path": pop.app_path,
+        }
+    ).with_columns(
+        app_name=pl.lit(pl.Series(APP_ADJECTIVES)).gather(pl.col("i") % 16)
+        + " "
+        + pl.lit(pl.Series(APP_NOUNS)).gather(pl.col("i") // 16 % 16)
+        + suffix,
+        developer_id=pl.lit("dev") + (pl.col("dev") + 1).cast(pl.String).str.zfill(width),
+        developer_name=pl.lit(pl.Series(DEV_NAMES)).gather(pl.col("dev") % 16)
+        + " "
+        + pl.lit(pl.Series(DEV_SUFFIXES)).gather(pl.col("dev") // 16 % 8)
+        + dev_suffix,
+        # Past the 762 documentation addresses IPs repeat, which only adds shared hosting.
+        resolved_ip=pl.lit(pl.Series(IP_BLOCKS)).gather(pl.col("ip") // 254 % 3)
+        + "."
+        + (pl.col("ip") % 254 + 1).cast(pl.String),
+    )
+    return frame.with_columns(
+        webhook_url=pl.lit("https://")
+        + pl.col("app_name").str.to_lowercase().str.replace_all(" ", "-")
+        + ".example.com"
+        + pl.lit(pl.Series(URL_PATHS)).gather(pl.col("path")),
+    ).select("app_name", "developer_id", "developer_name", "webhook_url", "resolved_ip")
+
+
+# --------------------------------------------------------------------------- grants
+
+
+@dataclass(frozen=True)
+class _Grants:
+    """Grant rows sorted by (user, app, start, end), with per-key and per-user ranges."""
+
+    user: I64
+    app: I64
+    start: I64
+    end: I64  # NO_END while active
+    key_code: I64  # sorted unique user * n_apps + app
+    key_start: I64  # first row of each key
+    key_count: I64
+    user_start: I64  # first row of each user (by user index)
+    user_count: I64
+    anchor_lo: I64  # part of [start, end) inside the logs, to place covered deliveries
+    anchor_span: I64
+
+
+def _duration(rng: np.random.Generator, size: int, mean_days: float, min_seconds: int) -> I64:
+    """Exponential durations in whole seconds, returned in microseconds."""
+    seconds = np.maximum(rng.exponential(mean_days * 86_400, size), min_seconds)
+    return seconds.astype(np.int64) * SECOND
+
+
+def _grants(rng: np.random.Generator, pop: _Population) -> _Grants:
+    n_apps = pop.n_apps
+    user = np.repeat(
+        np.arange(pop.n_users, dtype=np.int64), rng.poisson(KEYS_PER_USER, pop.n_users)
+    )
+    app = rng.choice(n_apps, size=user.size, p=pop.grant_p).astype(np.int64)
+    code = np.unique(user * n_apps + app)
+    k_user, k_app, n = code // n_apps, code % n_apps, code.size
+    shape = rng.choice(len(GRANT_SHAPE_MIX), size=n, p=GRANT_SHAPE_MIX)
+
+    # Grants are recorded to the second. A third predate the logs.
+    early = rng.random(n) < 0.35
+    g1 = np.where(
+        early,
+        rng.integers(LOG_START - 730 * DAY, LOG_START, n),
+        rng.integers(LOG_START, LOG_END - DAY, n),
+    )
+    g1 = g1 // SECOND * SECOND
+    revoked = (rng.random(n) < 0.3) | (shape == REGRANT)
+    r1 = np.where(revoked, g1 + _duration(rng, n, 240, 3600), NO_END)
+    r1 = np.where(shape == ZERO_LENGTH, g1, r1)  # valid per decisions.md, covers no instant
+    r1 = np.where(r1 >= LOG_END, NO_END, r1)
+
+    # Second rows: a re-grant after the revocation (sometimes at the very instant), a
+    # second grant while the first is active, or an exact duplicate from ingestion.
+    r1_or_end = np.minimum(r1, LOG_END)
+    gap = np.where(rng.random(n) < 0.05, 0, _duration(rng, n, 45, 60))
+    inside = ((r1_or_end - g1) * rng.random(n)).astype(np.int64) // SECOND * SECOND
+    g2 = np.select([shape == REGRANT, shape == OVERLAP], [r1_or_end + gap, g1 + inside], default=g1)
+    r2 = np.where(rng.random(n) < 0.3, g2 + _duration(rng, n, 240, 3600), NO_END)
+    r2 = np.where(shape == DUPLICATE, r1, r2)
+    r2 = np.where(r2 >= LOG_END, NO_END, r2)
+    # A re-grant needs a revocation before the snapshot; later ones have not happened yet.
+    second = (
+        np.isin(shape, [REGRANT, OVERLAP, DUPLICATE])
+        & (g2 < LOG_END)
+        & ~((shape == REGRANT) & (r1 == NO_END))
+    )
+
+    user_all = np.concatenate([k_user, k_user[second]])
+    app_all = np.concatenate([k_app, k_app[second]])
+    start = np.concatenate([g1, g2[second]])
+    end = np.concatenate([r1, r2[second]])
+    order = np.lexsort((end, start, app_all, user_all))
+    user_all, app_all, start, end = user_all[order], app_all[order], start[order], end[order]
+
+    codes = user_all * n_apps + app_all
+    key_code, key_start, key_count = np.unique(codes, return_index=True, return_counts=True)
+    user_start = np.searchsorted(user_all, np.arange(pop.n_users), side="left")
+    user_end = np.searchsorted(user_all, np.arange(pop.n_users), side="right")
+    anchor_lo = np.maximum(start, LOG_START)
+    anchor_span = np.maximum(np.minimum(end, LOG_END) - anchor_lo, 0)
+    return _Grants(
+        user=user_all,
+        app=app_all,
+        start=start,
+        end=end,
+        key_code=key_code,
+        key_start=key_start.astype(np.int64),
+        key_count=key_count.astype(np.int64),
+        user_start=user_start.astype(np.int64),
+        user_count=(user_end - user_start).astype(np.int64),
+        anchor_lo=anchor_lo,
+        anchor_span=anchor_span,
+    )
+
+
+def _expand(starts: I64, counts: I64) -> tuple[I64, I64]:
+    """For each parent i, the positions starts[i] .. starts[i]+counts[i]-1, flattened.
+
+    Returns (parent index, position) per output element: the vectorised nested loop.
+    """
+    parent = np.repeat(np.arange(counts.size, dtype=np.int64), counts)
+    first = np.cumsum(counts) - counts
+    return parent, np.arange(parent.size, dtype=np.int64) - first[parent] + starts[parent]
+
+
+def _classify(grants: _Grants, n_apps: int, user: I64, app: I64, t: I64) -> I8:
+    """Rule 3 of DESIGN.md against all grant rows of each (user, app): a status code.
+
+    Used to accept or reject generated candidates; truth.parquet is computed separately.
+    """
+    status = np.full(user.size, NO_GRANT, dtype=np.int8)
+    if grants.key_code.size == 0 or user.size == 0:
+        return status
+    code = user * n_apps + app
+    k = np.minimum(np.searchsorted(grants.key_code, code), grants.key_code.size - 1)
+    idx = np.flatnonzero(grants.key_code[k] == code)
+    parent, gi = _expand(grants.key_start[k[idx]], grants.key_count[k[idx]])
+    tt = t[idx][parent]
+    covers = (grants.start[gi] <= tt) & (tt < grants.end[gi])
+    covered = np.bincount(parent, weights=covers, minlength=idx.size) > 0
+    ended = np.bincount(parent, weights=grants.end[gi] <= tt, minlength=idx.size) > 0
+    status[idx] = np.where(covered, COVERED, np.where(ended, AFTER_REVOCATION, BEFORE_GRANT))
+    return status
+
+
+# --------------------------------------------------------------------------- events and rows
+
+
+@dataclass(frozen=True)
+class _Events:
+    """Account events: when, what, who; an event fans out into delivery rows."""
+
+    t: I64
+    etype: I8
+    sender: I64  # user index or NULL_ID
+    recipient: I64
+    host: I64
+
+    @property
+    def size(self) -> int:
+        return int(self.t.size)
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """Delivery attempts, by index into events, users and apps."""
+
+    ev: I64
+    user: I64
+    app: I64
+    t: I64
+    grant: I64  # the grant row that covered the event, or -1 for misroutes
+    injected: Bool
+    intended: I8  # reason a base misroute was built for; -1 for derived rows
+    attempt: I8
+    http: npt.NDArray[np.int32]
+
+    @property
+    def size(self) -> int:
+        return int(self.ev.size)
+
+    def take(self, idx: I64 | Bool) -> _Rows:
+        return _Rows(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+
+
+def _concat_rows(parts: Sequence[_Rows]) -> _Rows:
+    return _Rows(
+        **{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(_Rows)}
+    )
+
+
+def _concat_events(parts: Sequence[_Events]) -> _Events:
+    return _Events(
+        **{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(_Events)}
+    )
+
+
+def _new_rows(
+    ev: I64, user: I64, app: I64, t: I64, grant: I64, injected: bool, intended: I8 | None = None
+) -> _Rows:
+    n = ev.size
+    return _Rows(
+        ev=ev,
+        user=user,
+        app=app,
+        t=t,
+        grant=grant,
+        injected=np.full(n, injected, dtype=np.bool_),
+        intended=np.full(n, -1, dtype=np.int8) if intended is None else intended,
+        attempt=np.zeros(n, dtype=np.int8),
+        http=np.full(n, 200, dtype=np.int32),
+    )
+
+
+def _draw_types(rng: np.random.Generator, n: int, mix: Sequence[float]) -> I8:
+    return np.searchsorted(np.cumsum(mix), rng.random(n) * sum(mix), side="right").astype(np.int8)
+
+
+def _account_events(
+    rng: np.random.Generator, n_users: int, user: I64, t: I64, etype: I8
+) -> tuple[_Events, I64, I64, I64]:
+    """Events of `user` at `t`; returns (events, subscriber event index, subscriber, other party).
+
+    A direct message has two subscribers: it is delivered for the sender to the sender's apps
+    and for the recipient to the recipient's apps. Posts carry their author as sender_id;
+    likes and follows carry the acting account.
+    """
+    n = user.size
+    other = (user + rng.integers(1, n_users, n)) % n_users
+    dm = etype == DM
+    user_sends = rng.random(n) < 0.5
+    actor_is_other = (etype == FAVORITE) | (etype == FOLLOW)
+    sender = np.where(dm, np.where(user_sends, user, other), np.where(actor_is_other, other, user))
+    recipient = np.where(dm, np.where(user_sends, other, user), NULL_ID)
+    events = _Events(
+        t=t,
+        etype=etype,
+        sender=sender,
+        recipient=recipient,
+        host=rng.integers(0, N_BACKEND_HOSTS, n),
+    )
+    local = np.arange(n, dtype=np.int64)
+    return events, np.concatenate([local, local[dm]]), np.concatenate([user, other[dm]]), other
+
+
+def _fan_out(grants: _Grants, sub_ev: I64, sub_user: I64, t: I64) -> tuple[I64, I64, I64]:
+    """Every app whose grant covers the event time: (event index, subscriber, grant row)."""
+    parent, gi = _expand(grants.user_start[sub_user], grants.user_count[sub_user])
+    te = t[sub_ev[parent]]
+    ok = (grants.start[gi] <= te) & (te < grants.end[gi])
+    parent, gi = parent[ok], gi[ok]
+    # Overlapping or duplicate rows of one key are adjacent: deliver once per app.
+    dup = np.zeros(parent.size, dtype=np.bool_)
+    dup[1:] = (parent[1:] == parent[:-1]) & (grants.app[gi[1:]] == grants.app[gi[:-1]])
+    parent, gi = parent[~dup], gi[~dup]
+    return sub_ev[parent], sub_user[parent], gi
+
+
+def _latency(rng: np.random.Generator, n: int) -> I64:
+    return rng.integers(20_000, 1_500_000, n)  # 20 ms .. 1.5 s after the event
+
+
+def _with_retries(rng: np.random.Generator, rows: _Rows) -> _Rows:
+    """Fail some attempts with a 5xx and retry them a few seconds later (new row, same event)."""
+    n = rows.size
+    fail = rng.random(n) < np.where(rows.injected, P_RETRY_INJECTED, P_RETRY_NORMAL)
+    http = np.full(n, 200, dtype=np.int32)
+    http[fail] = FAIL_STATUSES[rng.integers(0, FAIL_STATUSES.size, int(fail.sum()))]
+    client = ~fail & (rng.random(n) < P_CLIENT_ERROR)
+    http[client] = CLIENT_STATUSES[rng.integers(0, CLIENT_STATUSES.size, int(client.sum()))]
+    first = replace(rows, http=http)
+    retry = rows.take(fail)
+    m = retry.size
+    retry = replace(
+        retry,
+        t=retry.t + rng.integers(2 * SECOND, 30 * SECOND, m),
+        intended=np.full(m, -1, dtype=np.int8),
+        attempt=np.ones(m, dtype=np.int8),
+        http=np.where(rng.random(m) < 0.9, 200, 503).astype(np.int32),
+    )
+    return _concat_rows([first, retry])
+
+
+def _keep_consistent(grants: _Grants, n_apps: int, rows: _Rows) -> _Rows:
+    """Drop rows whose status differs from what they were built to be.
+
+    Latency or a retry delay can push an authorized delivery past its grant's end, or a
+    misroute into a grant; such rows are dropped so that every authorized row is strictly
+    covered and every injected row is a misdelivery (of its intended reason, for base rows).
+    """
+    keep = rows.t < LOG_END
+    normal = ~rows.injected
+    keep[normal] &= rows.t[normal] < grants.end[rows.grant[normal]]
+    inj = np.flatnonzero(rows.injected)
+    status = _classify(grants, n_apps, rows.user[inj], rows.app[inj], rows.t[inj])
+    intended = rows.intended[inj]
+    keep[inj] &= (status != COVERED) & ((intended < 0) | (status == intended))
+    return rows.take(keep)
+
+
+def _normal_batch(
+    rng: np.random.Generator, pop: _Population, grants: _Grants, n_events: int
+) -> tuple[_Events, _Rows]:
+    """Authorized traffic: events placed uniformly in time inside grant coverage."""
+    weights = grants.anchor_span.astype(np.float64)
+    counts = rng.multinomial(n_events, weights / weights.sum())
+    gi = np.repeat(np.arange(counts.size, dtype=np.int64), counts)
+    t = grants.anchor_lo[gi] + rng.integers(0, grants.anchor_span[gi])
+    # Some events land exactly on granted_at, with no latency: covered, by the half-open rule.
+    exact = (rng.random(gi.size) < P_EXACT_GRANT_START) & (grants.start[gi] >= LOG_START)
+    t = np.where(exact, grants.start[gi], t)
+    etype = _draw_types(rng, gi.size, NORMAL_MIX)
+    events, sub_ev, sub_user, _ = _account_events(rng, pop.n_users, grants.user[gi], t, etype)
+    ev, user, row_grant = _fan_out(grants, sub_ev, sub_user, t)
+    delay = np.where(exact[ev], 0, _latency(rng, ev.size))
+    rows = _new_rows(ev, user, grants.app[row_grant], t[ev] + delay, row_grant, injected=False)
+    return events, _keep_consistent(grants, pop.n_apps, _with_retries(rng, rows))
+
+
+# --------------------------------------------------------------------------- misroutes
+
+
+def _outside_window_times(rng: np.random.Generator, n: int) -> I64:
+    """Uniform over the logs minus the default window."""
+    before = WINDOW_SINCE - LOG_START
+    u = rng.integers(0, before + (LOG_END - WINDOW_UNTIL), n)
+    return np.where(u < before, LOG_START + u, WINDOW_UNTIL + (u - before))
+
+
+def _shared_ip_neighbour(rng: np.random.Generator, pop: _Population, app: I64) -> I64:
+    """Another app on the same IP as `app`, or -1 where it has none."""
+    lo, size = pop.ip_group_lo[app], pop.ip_group_size[app]
+    step = rng.integers(1, np.maximum(size, 2))
+    pos = lo + (pop.ip_pos[app] - lo + step) % size
+    return np.where(size > 1, pop.ip_order[pos], -1)
+
+
+def _first(mask: Bool, k: int) -> I64:
+    return np.flatnonzero(mask)[:k]
+
+
+def _misroute_candidates(
+    rng: np.random.Generator, pop: _Population, grants: _Grants, k: int
+) -> tuple[I64, I64, I64, I8]:
+    """(user, app, time, reason) of base misroutes, each checked against rule 3."""
+    n_apps = pop.n_apps
+    k_no_grant = max(1, round(k * 0.45))
+    k_after = max(1, round(k * 0.35))
+    k_before = max(1, k - k_no_grant - k_after)
+
+    # no_grant: the event of a user who authorized app A goes to an app B sharing A's IP
+    # (the incident's bug), else to a random app; the first few go to unregistered apps.
+    m = 4 * k_no_grant + 32
+    key = rng.integers(0, grants.key_code.size, m)
+    user, via = grants.key_code[key] // n_apps, grants.key_code[key] % n_apps
+    app = _shared_ip_neighbour(rng, pop, via)
+    random_app = rng.choice(n_apps, m, p=pop.pick_p).astype(np.int64)
+    app = np.where((app < 0) | (rng.random(m) < 0.3), random_app, app)
+    unregistered = np.flatnonzero(~pop.registered)
+    n_forced = max(unregistered.size, math.ceil(0.12 * k_no_grant))
+    app[:n_forced] = unregistered[np.arange(n_forced) % unregistered.size]
+    t = np.where(
+        rng.random(m) < 0.9,
+        rng.integers(WINDOW_SINCE, WINDOW_UNTIL, m),
+        _outside_window_times(rng, m),
+    )
+    # Exactly on the window bounds: `since` is inside, `until` is outside.
+    t[0], t[1] = WINDOW_SINCE, WINDOW_UNTIL
+    pick = _first(_classify(grants, n_apps, user, app, t) == NO_GRANT, k_no_grant)
+    ng = (user[pick], app[pick], t[pick])
+
+    # after_revocation: after a revocation (sometimes exactly at revoked_at), before any re-grant.
+    revoked = np.flatnonzero((grants.end >= LOG_START) & (grants.end < LOG_END))
+    m = 4 * k_after + 32
+    row = revoked[rng.integers(0, revoked.size, m)] if revoked.size else np.zeros(0, dtype=np.int64)
+    m = row.size
+    delta = np.where(rng.random(m) < 0.15, 0, _duration(rng, m, 20, 1) + rng.integers(0, SECOND, m))
+    t = grants.end[row] + delta
+    status = _classify(grants, n_apps, grants.user[row], grants.app[row], t)
+    pick = _first((status == AFTER_REVOCATION) & (t < LOG_END), k_after)
+    ar = (grants.user[row][pick], grants.app[row][pick], t[pick])
+
+    # before_grant: shortly before the first grant of a key that starts inside the logs.
+    later = np.flatnonzero(grants.start[grants.key_start] > LOG_START + DAY)
+    m = 4 * k_before + 32
+    key = later[rng.integers(0, later.size, m)] if later.size else np.zeros(0, dtype=np.int64)
+    m = key.size
+    row = grants.key_start[key]
+    t = grants.start[row] - _duration(rng, m, 20, 1) + rng.integers(0, SECOND, m)
+    status = _classify(grants, n_apps, grants.user[row], grants.app[row], t)
+    pick = _first((status == BEFORE_GRANT) & (t >= LOG_START), k_before)
+    bg = (grants.user[row][pick], grants.app[row][pick], t[pick])
+
+    parts = (ng, ar, bg)
+    reason = np.concatenate(
+        [
+            np.full(p[0].size, r, dtype=np.int8)
+            for p, r in zip(parts, (NO_GRANT, AFTER_REVOCATION, BEFORE_GRANT), strict=True)
+        ]
+    )
+    return (
+        np.concatenate([p[0] for p in parts]),
+        np.concatenate([p[1] for p in parts]),
+        np.concatenate([p[2] for p in parts]),
+        reason,
+    )
+
+
+def _misroute_batch(
+    rng: np.random.Generator, pop: _Population, grants: _Grants, k: int
+) -> tuple[_Events, _Rows]:
+    """Events with injected misdeliveries, plus their authorized deliveries.
+
+    Each base misroute is one event; it is also delivered normally to the apps its parties
+    did authorize, sometimes misrouted for the other party of a DM or to a second wrong app
+    as well, and sometimes retried.
+    """
+    user, app, t, reason = _misroute_candidates(rng, pop, grants, k)
+    n = user.size
+    etype = _draw_types(rng, n, INJECTED_MIX)
+    events, sub_ev, sub_user, other = _account_events(rng, pop.n_users, user, t, etype)
+    ev, fan_user, row_grant = _fan_out(grants, sub_ev, sub_user, t)
+    normal = _new_rows(
+        ev, fan_user, grants.app[row_grant], t[ev] + _latency(rng, ev.size), row_grant, False
+    )
+
+    base = _new_rows(np.arange(n, dtype=np.int64), user, app, t, np.full(n, -1), True, reason)
+    dm_other = np.flatnonzero((etype == DM) & (rng.random(n) < 0.3))
+    other_party = _new_rows(
+        dm_other,
+        other[dm_other],
+        app[dm_other],
+        t[dm_other] + _latency(rng, dm_other.size),
+        np.full(dm_other.size, -1),
+        True,
+    )
+    fanned = np.flatnonzero(rng.random(n) < 0.15)
+    second_app = rng.choice(pop.n_apps, fanned.size, p=pop.pick_p).astype(np.int64)
+    second = _new_rows(
+        fanned,
+        user[fanned],
+        second_app,
+        t[fanned] + _latency(rng, fanned.size),
+        np.full(fanned.size, -1),
+        True,
+    )
+    rows = _concat_rows([normal, base, other_party, second])
+    # The same (event, user, app) must not be both authorized and misrouted.
+    code = (rows.ev * pop.n_users + rows.user) * pop.n_apps + rows.app
+    _, first_idx = np.unique(code, return_index=True)
+    rows = rows.take(np.sort(first_idx))
+    return events, _keep_consistent(grants, pop.n_apps, _with_retries(rng, rows))
+
+
+# --------------------------------------------------------------------------- assembly
+
+
+@dataclass(frozen=True)
+class _Dataset:
+    """Everything generate_sample writes, before string formatting."""
+
+    pop: _Population
+    grants: _Grants
+    events: _Events
+    rows: _Rows  # sorted by delivery time; delivery_id = position + 1
+    event_ids: I64  # per event index
+
+
+def _build(n_deliveries: int, seed: int) -> _Dataset:
+    if not MIN_DELIVERIES <= n_deliveries <= MAX_DELIVERIES:
+        raise ConfigError(
+            f"deliveries: expected {MIN_DELIVERIES:,} to {MAX_DELIVERIES:,}, got {n_deliveries:,}"
+        )
+    rng = np.random.default_rng(seed)
+    pop = _population(rng, n_deliveries)
+    grants = _grants(rng, pop)
+    k_misroutes = max(round(0.004 * n_deliveries), min(40, n_deliveries // 10))
+    events, rows = _misroute_batch(rng, pop, grants, k_misroutes)
+    event_parts, row_parts = [events], [rows]
+    n_events, n_rows, n_injected_rows = events.size, rows.size, rows.size
+
+    # Top up with authorized traffic until there are enough rows; the first batch aims low
+    # on purpose, the next ones use the measured rows-per-event ratio.
+    per_event = 2.0
+    while n_rows < n_deliveries:
+        want = math.ceil((n_deliveries - n_rows) / per_event * 1.02) + 16
+        events, rows = _normal_batch(rng, pop, grants, want)
+        per_event = max(rows.size / want, 0.05)
+        row_parts.append(replace(rows, ev=rows.ev + n_events))
+        event_parts.append(events)
+        n_events += events.size
+        n_rows += rows.size
+    all_events, all_rows = _concat_events(event_parts), _concat_rows(row_parts)
+
+    # Drop the surplus at random among authorized rows, so the count is exact.
+    surplus = all_rows.size - n_deliveries
+    if surplus > 0:
+        lo = n_injected_rows if all_rows.size - n_injected_rows >= surplus else 0
+        priority = rng.random(all_rows.size - lo)
+        drop = lo + np.argpartition(priority, priority.size - surplus)[priority.size - surplus :]
+        keep = np.ones(all_rows.size, dtype=np.bool_)
+        keep[drop] = False
+        all_rows = all_rows.take(keep)
+
+    # Snowflake-style event ids: event time in ms, then the (unique) event index.
+    bits = max(22, int(all_events.size).bit_length())
+    if bits > MAX_EVENT_BITS:
+        raise ConfigError(f"deliveries: {n_deliveries:,} needs too many events for unique ids")
+    event_ids = ((all_events.t // 1000 - SNOWFLAKE_EPOCH_MS) << bits) + np.arange(
+        all_events.size, dtype=np.int64
+    )
+
+    # Rows are ordered by delivery time; the stable sort keeps equal instants reproducible.
+    order = (
+        pl.DataFrame({"t": all_rows.t})
+        .with_row_index("i")
+        .sort("t", maintain_order=True)["i"]
+        .to_numpy()
+        .astype(np.int64)
+    )
+    return _Dataset(
+        pop=pop, grants=grants, events=all_events, rows=all_rows.take(order), event_ids=event_ids
+    )
+
+
+# --------------------------------------------------------------------------- truth
+
+
+def _truth(deliveries: pl.DataFrame, authorizations: pl.DataFrame) -> pl.DataFrame:
+    """Rule 3 of DESIGN.md over the frames as written, independent of how they were built.
+
+    Every in-window delivery is joined to all grant rows of its (user, app); it is a
+    misdelivery when none covers it; the reason follows the rule's precedence.
+    """
+    t = pl.col("delivered_at")
+    in_window = deliveries.filter((t >= DEFAULT_SINCE) & (t < DEFAULT_UNTIL))
+    joined = in_window.select("row", "for_user_id", "app_id", "delivered_at").join(
+        authorizations, on=["for_user_id", "app_id"], how="left"
+    )
+    g, r = pl.col("granted_at"), pl.col("revoked_at")
+    flags = joined.group_by("row").agg(
+        covered=((g <= t) & (r.is_null() | (t < r))).fill_null(False).any(),
+        ended=(r <= t).fill_null(False).any(),
+        had_grant=g.is_not_null().any(),
+    )
+    reason = (
+        pl.when(~pl.col("had_grant"))
+        .then(pl.lit("no_grant"))
+        .when(pl.col("ended"))
+        .then(pl.lit("after_revocation"))
+        .otherwise(pl.lit("before_grant"))
+    )
+    misdelivered = flags.filter(~pl.col("covered")).select("row", reason=reason)
+    return in_window.join(misdelivered, on="row", how="inner").sort("row")
+
+
+# --------------------------------------------------------------------------- writing
+
+_PARQUET_OPTIONS: dict[str, object] = {
+    "compression": "zstd",
+    "store_schema": False,  # the Parquet logical types already carry UTC; saves ~1 kB a file
+}
+# A small sample has ~600 day files of a few dozen rows, where footers and statistics
+# dominate the size; these settings keep it compact and cost nothing on big partitions.
+_DELIVERY_OPTIONS: dict[str, object] = {
+    **_PARQUET_OPTIONS,
+    "row_group_size": 1 << 20,
+    "use_dictionary": ["event_type", "webhook_url", "resolved_ip", "backend_host"],
+    "write_statistics": ["delivered_at"],
+    "column_encoding": {
+        "delivery_id": "DELTA_BYTE_ARRAY",
+        "delivered_at": "DELTA_BINARY_PACKED",
+        "app_id": "DELTA_BINARY_PACKED",
+    },
+}
+
+
+def _delivery_ids(rows: I64, width: int) -> pa.Array:
+    """'d' + zero-padded 1-based row number."""
+    digits = pc.utf8_lpad(pc.cast(pa.array(rows + 1), pa.string()), width, "0")
+    return pc.binary_join_element_wise("d", digits, "")
+
+
+def _nullable(values: I64) -> pa.Array:
+    return pa.array(values, mask=values == NULL_ID)
+
+
+def _write_deliveries(ds: _Dataset, directory: Path, apps: pl.DataFrame) -> None:
+    rows, events, pop = ds.rows, ds.events, ds.pop
+    width = max(9, len(str(rows.size)))
+    url = pa.array(apps["webhook_url"].to_list(), pa.string())
+    ip = pa.array(apps["resolved_ip"].to_list(), pa.string())
+    etype_names = pa.array(EVENT_TYPES, pa.string())
+    hosts = pa.array(
+        [f"aaa-web-{i + 1:03d}.dc{i % 2 + 1}.example.net" for i in range(N_BACKEND_HOSTS)],
+        pa.string(),
+    )
+    sender_idx, recipient_idx = events.sender[rows.ev], events.recipient[rows.ev]
+    sender = np.where(sender_idx == NULL_ID, NULL_ID, pop.user_ids[sender_idx])
+    recipient = np.where(recipient_idx == NULL_ID, NULL_ID, pop.user_ids[recipient_idx])
+    event_id = ds.event_ids[rows.ev]
+    for_user = pop.user_ids[rows.user]
+    app_id = pop.app_ids[rows.app]
+    etype = events.etype[rows.ev].astype(np.int64)
+    host = events.host[rows.ev]
+
+    day = rows.t // DAY
+    first_day, last_day = int(day[0]), int(day[-1])
+    bounds = np.searchsorted(day, np.arange(first_day, last_day + 2))
+
+    def write_day(d: int) -> None:
+        a, b = int(bounds[d - first_day]), int(bounds[d - first_day + 1])
+        if a == b:
+            return
+        s = slice(a, b)
+        apps_here = pa.array(rows.app[s])
+        table = pa.Table.from_arrays(
+            [
+                _delivery_ids(np.arange(a, b, dtype=np.int64), width),
+                pa.array(event_id[s]),
+                pa.array(rows.t[s]).cast(UTC_US),
+                pa.array(app_id[s]),
+                pa.array(for_user[s]),
+                etype_names.take(pa.array(etype[s])),
+                _nullable(sender[s]),
+                _nullable(recipient[s]),
+                url.take(apps_here),
+                ip.take(apps_here),
+                hosts.take(pa.array(host[s])),
+                pa.array(rows.http[s]),
+            ],
+            schema=DELIVERY_SCHEMA,
+        )
+        name = datetime.fromtimestamp(d * 86_400, tz=UTC).strftime("%Y-%m-%d")
+        part = directory / f"day={name}"
+        part.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, part / "part-0.parquet", **_DELIVERY_OPTIONS)
+
+    # pyarrow releases the GIL while encoding; each day is its own file, so order is moot.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(write_day, range(first_day, last_day + 1)))
+
+
+def _write_frame(frame: pl.DataFrame, schema: pa.Schema, path: Path) -> None:
+    pq.write_table(frame.to_arrow().cast(schema), path, **_PARQUET_OPTIONS)
+
+
+def generate_sample(out: Path, deliveries: int = 20_000, seed: int = 0) -> SampleSummary:
+    """Write a synthetic incident data set with `deliveries` delivery rows into `out`.
+
+    `out` is created if missing and must be empty otherwise, so stale partitions can never
+    mix into a new sample. The same arguments always produce byte-identical files.
+    """
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"{out}: output directory is not empty; expected a new or empty one")
+    ds = _build(deliveries, seed)
+    pop, grants, rows = ds.pop, ds.grants, ds.rows
+    out.mkdir(parents=True, exist_ok=True)
+
+    app_strings = _app_strings(pop)
+    _write_deliveries(ds, out / "deliveries", app_strings)
+
+    utc = pl.Datetime("us", "UTC")
+    authorizations = pl.DataFrame(
+        {
+            "for_user_id": pop.user_ids[grants.user],
+            "app_id": pop.app_ids[grants.app],
+            "granted_at": pl.Series(grants.start).cast(utc),
+            "end": grants.end,
+        }
+    ).select(
+        "for_user_id",
+        "app_id",
+        "granted_at",
+        revoked_at=pl.when(pl.col("end") != NO_END).then(pl.col("end")).cast(utc),
+    )
+    auth_schema = pa.schema(
+        [
+            ("for_user_id", pa.int64()),
+            ("app_id", pa.int64()),
+            ("granted_at", UTC_US),
+            ("revoked_at", UTC_US),
+        ]
+    )
+    _write_frame(authorizations, auth_schema, out / "authorizations.parquet")
+
+    registry = (
+        app_strings.with_columns(app_id=pl.Series(pop.app_ids))
+        .filter(pl.Series(pop.registered))
+        .select(
+            "app_id", "developer_id", "app_name", "developer_name", "webhook_url", "resolved_ip"
+        )
+    )
+    app_schema = pa.schema(
+        [("app_id", pa.int64())] + [(c, pa.string()) for c in registry.columns if c != "app_id"]
+    )
+    _write_frame(registry, app_schema, out / "apps.parquet")
+
+    written = pl.DataFrame(
+        {
+            "row": pl.int_range(rows.size, dtype=pl.Int64, eager=True),
+            "event_id": ds.event_ids[rows.ev],
+            "for_user_id": pop.user_ids[rows.user],
+            "app_id": pop.app_ids[rows.app],
+            "delivered_at": pl.Series(rows.t).cast(utc),
+            "event_type": pl.Series(EVENT_TYPES).gather(pl.Series(ds.events.etype[rows.ev])),
+        }
+    )
+    width = max(9, len(str(rows.size)))
+    truth = _truth(written, authorizations).select(
+        delivery_id=pl.lit("d") + (pl.col("row") + 1).cast(pl.String).str.zfill(width),
+        event_id="event_id",
+        for_user_id="for_user_id",
+        app_id="app_id",
+        delivered_at="delivered_at",
+        event_type="event_type",
+        reason="reason",
+    )
+    truth_schema = pa.schema(
+        [
+            ("delivery_id", pa.string()),
+            ("event_id", pa.int64()),
+            ("for_user_id", pa.int64()),
+            ("app_id", pa.int64()),
+            ("delivered_at", UTC_US),
+            ("event_type", pa.string()),
+            ("reason", pa.string()),
+        ]
+    )
+    _write_frame(truth, truth_schema, out / "truth.parquet")
+
+    seen = np.zeros(pop.n_users, dtype=np.bool_)
+    seen[rows.user] = True
+    seen[grants.user] = True
+    for party in (ds.events.sender[rows.ev], ds.events.recipient[rows.ev]):
+        seen[party[party != NULL_ID]] = True
+    return SampleSummary(
+        deliveries=rows.size,
+        authorizations=int(grants.user.size),
+        apps=registry.height,
+        developers=registry["developer_id"].n_unique(),
+        users=int(seen.sum()),
+        injected_misdeliveries=truth.height,
+        out=out,
+    )

@@ -1,0 +1,130 @@
+"""Canonical column names, types and choices shared by every stage of the pipeline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import polars as pl
+
+# IDs are compared as text so that 123 in one input matches "123" in another.
+ID = pl.String
+# Nanoseconds, so that no boundary comparison is changed by rounding.
+TIMESTAMP = pl.Datetime("ns", "UTC")
+COUNT = pl.Int64
+
+
+class Input(StrEnum):
+    """The three inputs of a scan."""
+
+    DELIVERIES = "deliveries"
+    AUTHORIZATIONS = "authorizations"
+    APPS = "apps"
+
+
+class Reason(StrEnum):
+    """Why a delivery was not covered by a grant (DESIGN rule 3)."""
+
+    NO_GRANT = "no_grant"
+    AFTER_REVOCATION = "after_revocation"
+    BEFORE_GRANT = "before_grant"
+
+
+class Role(StrEnum):
+    """How a user's data was in a misdelivered event (DESIGN rule 4)."""
+
+    SUBSCRIBER = "subscriber"
+    SENDER = "sender"
+    RECIPIENT = "recipient"
+    AUTHOR = "author"
+
+
+class EventType(StrEnum):
+    """Event types with a meaning for exposure; other types pass through as text."""
+
+    DIRECT_MESSAGE = "direct_message"
+    PROTECTED_TWEET = "protected_tweet"
+
+
+class Kind(StrEnum):
+    """How a column's values are normalised."""
+
+    ID = "id"
+    TIMESTAMP = "timestamp"
+    TEXT = "text"
+    INT = "int"
+
+
+@dataclass(frozen=True)
+class Column:
+    """A canonical input column: its kind, whether the file must have it, and whether a row
+    with a null value in it is still usable."""
+
+    kind: Kind
+    required: bool = False
+    nullable: bool = True
+
+
+def _key(kind: Kind) -> Column:
+    return Column(kind, required=True, nullable=False)
+
+
+DELIVERY_COLUMNS: dict[str, Column] = {
+    "event_id": _key(Kind.ID),
+    "delivered_at": _key(Kind.TIMESTAMP),
+    "app_id": _key(Kind.ID),
+    "for_user_id": _key(Kind.ID),
+    "event_type": _key(Kind.TEXT),
+    "delivery_id": Column(Kind.ID),
+    "sender_id": Column(Kind.ID),
+    "recipient_id": Column(Kind.ID),
+    "webhook_url": Column(Kind.TEXT),
+    "resolved_ip": Column(Kind.TEXT),
+    "backend_host": Column(Kind.TEXT),
+    "http_status": Column(Kind.INT),
+}
+AUTHORIZATION_COLUMNS: dict[str, Column] = {
+    "for_user_id": _key(Kind.ID),
+    "app_id": _key(Kind.ID),
+    "granted_at": _key(Kind.TIMESTAMP),
+    # Null means still active; the column itself is required, so that a log whose revocation
+    # column is named differently is not read as "never revoked".
+    "revoked_at": Column(Kind.TIMESTAMP, required=True),
+}
+APP_COLUMNS: dict[str, Column] = {
+    "app_id": _key(Kind.ID),
+    # Null means the app's developer is unknown.
+    "developer_id": Column(Kind.ID, required=True),
+    "app_name": Column(Kind.TEXT),
+    "developer_name": Column(Kind.TEXT),
+    "webhook_url": Column(Kind.TEXT),
+    "resolved_ip": Column(Kind.TEXT),
+}
+COLUMNS: dict[Input, dict[str, Column]] = {
+    Input.DELIVERIES: DELIVERY_COLUMNS,
+    Input.AUTHORIZATIONS: AUTHORIZATION_COLUMNS,
+    Input.APPS: APP_COLUMNS,
+}
+
+USERS_SCHEMA: dict[str, pl.DataType] = {
+    "user_id": ID(),
+    "roles": pl.List(pl.String),
+    "events": COUNT(),
+    "direct_messages": COUNT(),
+    "protected_tweets": COUNT(),
+    "developers": COUNT(),
+    "developer_ids": pl.List(ID),
+    "first_exposed_at": TIMESTAMP,
+    "last_exposed_at": TIMESTAMP,
+}
+DEVELOPERS_SCHEMA: dict[str, pl.DataType] = {
+    "developer_id": ID(),
+    "app_ids": pl.List(ID),
+    "events": COUNT(),
+    "deliveries": COUNT(),
+    "direct_messages": COUNT(),
+    "protected_tweets": COUNT(),
+    "users_exposed": COUNT(),
+    "first_received_at": TIMESTAMP,
+    "last_received_at": TIMESTAMP,
+}

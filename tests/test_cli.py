@@ -1,0 +1,187 @@
+"""The command line through click's CliRunner: exit codes, messages, outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from incident.cli import cli
+from incident.errors import ExitCode
+from tests.conftest import delivery, grant, utc, write
+
+
+@pytest.fixture
+def case(tmp_path: Path) -> Path:
+    """A DIR laid out by convention: one authorized delivery, one misdelivery, one bad row."""
+    write(
+        [
+            delivery(1, utc(2018, 3, 1), 10, 1),
+            delivery(2, utc(2018, 3, 1), 11, 1, "direct_message", sender_id=2, recipient_id=1),
+            delivery(None, utc(2018, 3, 1), 10, 1),
+        ],
+        tmp_path / "logs" / "deliveries" / "day=2018-03-01" / "part-0.parquet",
+    )
+    write([grant(1, 10)], tmp_path / "logs" / "authorizations.parquet")
+    write([{"app_id": 11, "developer_id": "dev-b"}], tmp_path / "logs" / "apps.parquet")
+    return tmp_path
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_scan_dir_writes_reports_and_summary(case: Path) -> None:
+    code, stdout, stderr = invoke("scan", str(case / "logs"), "--out", str(case / "out"))
+    assert code == ExitCode.OK
+    assert stdout == ""
+    assert "rows_misdelivered        1" in stderr
+    assert "warning: 1 delivery rows rejected" in stderr
+    assert sorted(p.name for p in (case / "out").iterdir()) == [
+        "developers.csv",
+        "developers.parquet",
+        "misdeliveries.parquet",
+        "rejected.parquet",
+        "rejected_authorizations.parquet",
+        "summary.json",
+        "users.csv",
+        "users.parquet",
+    ]
+    assert (case / "out" / "developers.csv").read_text().splitlines() == [
+        "developer_id,app_ids,events,deliveries,direct_messages,protected_tweets,"
+        "users_exposed,first_received_at,last_received_at",
+        "dev-b,11,1,1,1,0,2,2018-03-01T00:00:00Z,2018-03-01T00:00:00Z",
+    ]
+
+
+def test_scan_explicit_form_json_quiet_and_format(case: Path) -> None:
+    logs = case / "logs"
+    code, stdout, stderr = invoke(
+        "scan",
+        "--deliveries",
+        str(logs / "deliveries"),
+        "--authorizations",
+        str(logs / "authorizations.parquet"),
+        "--out",
+        str(case / "out"),
+        "--format",
+        "csv",
+        "--json",
+        "--quiet",
+    )
+    assert code == ExitCode.OK
+    assert stderr == ""
+    summary = json.loads(stdout)
+    assert summary["accounting"]["rows_read"] == 3
+    assert summary["inputs"]["apps"] is None
+    assert not (case / "out" / "users.parquet").exists()
+    assert (case / "out" / "users.csv").exists()
+
+
+def test_rerun_is_byte_identical(case: Path) -> None:
+    outputs = []
+    for name in ("a", "b"):
+        assert invoke("scan", str(case / "logs"), "--out", str(case / name), "-q")[0] == 0
+        outputs.append({p.name: p.read_bytes() for p in (case / name).iterdir()})
+    assert outputs[0] == outputs[1]
+
+
+def test_rerun_replaces_an_earlier_result(case: Path) -> None:
+    out = str(case / "out")
+    assert invoke("scan", str(case / "logs"), "--out", out, "-q")[0] == 0
+    assert invoke("scan", str(case / "logs"), "--out", out, "-q", "--format", "csv")[0] == 0
+    assert not (case / "out" / "users.parquet").exists()
+    assert not [p for p in case.iterdir() if p.name.startswith(".out.")]
+
+
+def test_fail_on_findings_exits_3(case: Path) -> None:
+    code, _, _ = invoke("scan", str(case / "logs"), "--out", str(case / "o"), "--fail-on-findings")
+    assert code == ExitCode.FINDINGS
+    write([grant(1, 10), grant(1, 11)], case / "logs" / "authorizations.parquet")
+    code, _, _ = invoke("scan", str(case / "logs"), "--out", str(case / "o"), "--fail-on-findings")
+    assert code == ExitCode.OK
+
+
+@pytest.mark.parametrize(
+    ("limit", "expected"),
+    [
+        ("0", ExitCode.TOO_MANY_REJECTED),
+        ("1", ExitCode.OK),
+        ("10%", ExitCode.TOO_MANY_REJECTED),
+        ("50%", ExitCode.OK),
+    ],
+)
+def test_max_rejected_exits_5(case: Path, limit: str, expected: ExitCode) -> None:
+    code, _, stderr = invoke(
+        "scan", str(case / "logs"), "--out", str(case / "o"), "-q", "--max-rejected", limit
+    )
+    assert code == expected
+    if expected == ExitCode.TOO_MANY_REJECTED:
+        assert "1 of 3 delivery rows rejected, over --max-rejected" in stderr
+        assert (case / "o" / "rejected.parquet").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["scan"], "give a DIR, or both --deliveries and --authorizations"),
+        (["scan", "--deliveries", "x"], "give a DIR, or both"),
+        (["scan", "LOGS", "--since", "yesterday"], "invalid time 'yesterday'"),
+        (["scan", "LOGS", "--max-rejected", "lots"], "invalid --max-rejected 'lots'"),
+        (["scan", "LOGS", "--map", "deliveries.nope=x"], "unknown column deliveries.nope"),
+        (["scan", "LOGS", "--map", "garbage"], "invalid mapping 'garbage'"),
+        (["scan", "LOGS", "--since", "2018-02-01", "--until", "2018-01-01"], "empty window"),
+        (["scan", "LOGS", "--format", "xlsx"], "'xlsx' is not one of"),
+    ],
+)
+def test_usage_errors_exit_2(case: Path, args: list[str], message: str) -> None:
+    args = [str(case / "logs") if a == "LOGS" else a for a in args]
+    code, stdout, stderr = invoke(*args, "--out", str(case / "o"))
+    assert code == ExitCode.USAGE_ERROR
+    assert message in stderr
+    assert stdout == ""
+
+
+def test_input_errors_exit_4_with_one_line(case: Path) -> None:
+    logs = case / "logs"
+    write(pl.DataFrame([grant()]).drop("revoked_at"), logs / "authorizations.parquet")
+    code, _, stderr = invoke("scan", str(logs), "--out", str(case / "o"))
+    assert code == ExitCode.INPUT_ERROR
+    assert stderr == (
+        f"error: {logs / 'authorizations.parquet'}: missing required column 'revoked_at'; "
+        "map another column with --map authorizations.revoked_at=NAME\n"
+    )
+    (logs / "authorizations.parquet").write_text("not parquet")
+    code, _, stderr = invoke("scan", str(logs), "--out", str(case / "o"))
+    assert code == ExitCode.INPUT_ERROR
+    assert "authorizations.parquet: not a readable Parquet file" in stderr
+    assert len(stderr.splitlines()) == 1
+
+
+def test_refuses_to_replace_a_directory_that_is_not_a_result(case: Path) -> None:
+    (case / "home").mkdir()
+    (case / "home" / "notes.txt").write_text("keep me")
+    code, _, stderr = invoke("scan", str(case / "logs"), "--out", str(case / "home"))
+    assert code == ExitCode.USAGE_ERROR
+    assert "holds no incident result" in stderr
+    assert (case / "home" / "notes.txt").read_text() == "keep me"
+
+
+def test_internal_error_says_it_is_a_bug(case: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setattr("incident.cli.scan", broken)
+    code, _, stderr = invoke("scan", str(case / "logs"))
+    assert code == ExitCode.INTERNAL_ERROR
+    assert "internal error (a bug in incident" in stderr
+    assert "ZeroDivisionError: boom" in stderr
+
+
+def test_every_exit_code_is_distinct() -> None:
+    assert len({int(code) for code in ExitCode}) == len(ExitCode)
+    assert [int(code) for code in ExitCode] == list(range(7))

@@ -1,0 +1,157 @@
+"""Reading inputs: every ID and timestamp form of the contract, layouts, mappings, bad input."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from incident import ColumnMap, ScanConfig, scan
+from incident.errors import InputError
+from incident.load import find_files, load_input
+from incident.schema import Input
+from tests.conftest import ScanFn, delivery, grant, utc, write
+
+# One instant, 2018-03-01T00:00:00Z, in every timestamp form the contract accepts.
+INSTANT = utc(2018, 3, 1)
+FORMS: dict[str, tuple[object, pl.DataType | None]] = {
+    "aware_ms_tokyo": (INSTANT, pl.Datetime("ms", "Asia/Tokyo")),
+    "aware_ns_utc": (INSTANT, pl.Datetime("ns", "UTC")),
+    "aware_s": (INSTANT, pl.Datetime("us", "America/New_York")),
+    "naive_us": (INSTANT.replace(tzinfo=None), pl.Datetime("us")),
+    "epoch_ms": (int(INSTANT.timestamp() * 1000), pl.Int64),
+    "iso_offset": ("2018-03-01T09:00:00+09:00", pl.String),
+    "iso_zulu_fraction": ("2018-03-01T00:00:00.000Z", pl.String),
+    "iso_space_naive": ("2018-03-01 00:00:00", pl.String),
+    "iso_compact_offset": ("2018-02-28T19:00:00-0500", pl.String),
+}
+
+
+@pytest.mark.parametrize("form", sorted(FORMS))
+def test_every_timestamp_form_is_the_same_instant(run_scan: ScanFn, form: str) -> None:
+    value, dtype = FORMS[form]
+    deliveries = pl.DataFrame(
+        [delivery(delivered_at=value)],
+        schema_overrides={"delivered_at": dtype} if dtype else None,
+    )
+    # A grant revoked exactly at the instant: the delivery is after revocation, not covered.
+    revoked = [grant(granted_at=utc(2018, 1, 1), revoked_at=INSTANT)]
+    result = run_scan(deliveries, revoked)
+    assert result.misdeliveries["delivered_at"].to_list() == [INSTANT]
+    assert result.misdeliveries["reason"].to_list() == ["after_revocation"]
+    just_after = [grant(granted_at=utc(2018, 1, 1), revoked_at=INSTANT + timedelta(microseconds=1))]
+    assert run_scan(deliveries, just_after).accounting.rows_authorized == 1
+
+
+def test_nanoseconds_are_not_rounded(run_scan: ScanFn) -> None:
+    nanos = int(INSTANT.timestamp()) * 10**9
+    deliveries = pl.DataFrame([delivery()]).with_columns(
+        pl.lit(nanos + 1).cast(pl.Datetime("ns", "UTC")).alias("delivered_at")
+    )
+    grants = pl.DataFrame([grant()]).with_columns(
+        pl.lit(nanos).cast(pl.Datetime("ns", "UTC")).alias("granted_at").alias("granted_at"),
+        pl.lit(nanos + 2).cast(pl.Datetime("ns", "UTC")).alias("revoked_at"),
+    )
+    assert run_scan(deliveries, grants).accounting.rows_authorized == 1
+    grants = grants.with_columns(
+        pl.lit(nanos + 1).cast(pl.Datetime("ns", "UTC")).alias("revoked_at")
+    )
+    assert run_scan(deliveries, grants).accounting.rows_misdelivered == 1
+
+
+def test_out_of_range_epoch_is_rejected(run_scan: ScanFn) -> None:
+    deliveries = pl.DataFrame([delivery(delivered_at=10**17)])
+    result = run_scan(deliveries, [grant()])
+    assert result.accounting.rows_rejected == 1
+
+
+def test_hive_directory_glob_and_changing_column_types(tmp_path: Path) -> None:
+    root = tmp_path / "deliveries"
+    # Two days whose files disagree on column types: the reader normalises each on its own.
+    write([delivery(1, utc(2018, 3, 1), 10, 1)], root / "day=2018-03-01" / "part-0.parquet")
+    write(
+        [delivery("2", "2018-03-02T00:00:00Z", "10", "1", extra="x")],
+        root / "day=2018-03-02" / "part-0.parquet",
+    )
+    (root / "_SUCCESS").write_text("")
+    grants = write([grant(1, 10)], tmp_path / "authorizations.parquet")
+    for path in (root, tmp_path / "deliveries" / "*" / "*.parquet"):
+        result = scan(
+            ScanConfig(deliveries=str(path), authorizations=str(grants), out=tmp_path / "out")
+        )
+        assert result.accounting.rows_read == 2
+        assert result.accounting.rows_authorized == 2
+    assert len(find_files(Input.DELIVERIES, str(root))) == 2
+
+
+def test_column_mapping_from_flags_and_toml(tmp_path: Path) -> None:
+    frame = pl.DataFrame([delivery()]).rename({"delivered_at": "ts", "for_user_id": "uid"})
+    deliveries = write(frame, tmp_path / "d.parquet")
+    grants = write([grant()], tmp_path / "g.parquet")
+    toml = tmp_path / "map.toml"
+    toml.write_text('[map.deliveries]\ndelivered_at = "ts"\n')
+    columns = ColumnMap.parse(["deliveries.for_user_id=uid"], base=ColumnMap.from_toml(toml))
+    result = scan(ScanConfig(str(deliveries), str(grants), out=tmp_path / "out", columns=columns))
+    assert result.accounting.rows_authorized == 1
+
+
+def test_missing_required_column_names_file_and_column(tmp_path: Path) -> None:
+    path = write(pl.DataFrame([delivery()]).drop("event_type"), tmp_path / "d.parquet")
+    with pytest.raises(InputError, match=r"d\.parquet: missing required column 'event_type'"):
+        load_input(Input.DELIVERIES, str(path), ColumnMap())
+    mapped = ColumnMap.parse(["deliveries.event_type=kind"])
+    with pytest.raises(InputError, match=r"'kind' \(mapped to deliveries.event_type\)"):
+        load_input(Input.DELIVERIES, str(path), mapped)
+
+
+def test_not_parquet_and_missing_path_name_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.parquet"
+    bad.write_text("event_id,delivered_at\n1,2018\n")
+    with pytest.raises(InputError, match=r"bad\.parquet: not a readable Parquet file"):
+        load_input(Input.DELIVERIES, str(bad), ColumnMap())
+    with pytest.raises(InputError, match=r"nope: deliveries input not found"):
+        load_input(Input.DELIVERIES, str(tmp_path / "nope"), ColumnMap())
+
+
+def test_unsupported_column_type_names_file_column_and_expectation(tmp_path: Path) -> None:
+    frame = pl.DataFrame([delivery()]).with_columns(pl.lit(True).alias("delivered_at"))
+    path = write(frame, tmp_path / "d.parquet")
+    with pytest.raises(InputError, match=r"d\.parquet: column 'delivered_at' is Boolean: expected"):
+        load_input(Input.DELIVERIES, str(path), ColumnMap())
+
+
+def test_bad_authorization_rows_are_quarantined(run_scan: ScanFn) -> None:
+    grants = [
+        grant(1, 10, utc(2018, 1, 1), None),
+        grant(2, 10, utc(2018, 2, 1), utc(2018, 1, 1)),  # revoked before granted
+        {"for_user_id": 3, "app_id": 10, "granted_at": None, "revoked_at": None},
+    ]
+    deliveries = [
+        delivery(1, for_user_id=1),
+        delivery(2, for_user_id=2),
+        delivery(3, for_user_id=3),
+    ]
+    result = run_scan(deliveries, grants)
+    assert result.accounting.rows_misdelivered == 2
+    quarantined = pl.read_parquet(result.out / "rejected_authorizations.parquet")
+    assert sorted(quarantined["reject_reason"].to_list()) == [
+        "granted_at: null",
+        "revoked_at: before granted_at",
+    ]
+    assert result.summary["inputs"]["authorizations"]["rows_rejected"] == 2
+
+
+def test_app_with_two_developers_is_an_input_error(run_scan: ScanFn) -> None:
+    apps = [{"app_id": 10, "developer_id": "a"}, {"app_id": 10, "developer_id": "b"}]
+    with pytest.raises(InputError, match=r"app '10' is registered to several developers"):
+        run_scan([delivery()], [], apps)
+
+
+def test_offsets_are_normalised_before_comparison(run_scan: ScanFn) -> None:
+    tokyo = timezone(timedelta(hours=9))
+    deliveries = [delivery(delivered_at="2018-03-01T08:59:59+09:00")]
+    grants = [grant(granted_at=datetime(2018, 3, 1, 9, tzinfo=tokyo).astimezone(UTC))]
+    result = run_scan(deliveries, grants)
+    assert result.misdeliveries["reason"].to_list() == ["before_grant"]
