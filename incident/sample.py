@@ -66,7 +66,7 @@ MIN_DELIVERIES = 1
 EVENT_TYPES = ("direct_message", "protected_tweet", "tweet", "favorite", "follow")
 DM, PROTECTED, TWEET, FAVORITE, FOLLOW = range(5)
 NORMAL_MIX = (0.16, 0.06, 0.34, 0.30, 0.14)
-# Misroutes skew sensitive so the sample exercises the DM and protected-post paths.
+# Misroutes lean to sensitive types so that the sample exercises the DM and author paths.
 INJECTED_MIX = (0.30, 0.15, 0.25, 0.20, 0.10)
 
 COVERED, NO_GRANT, AFTER_REVOCATION, BEFORE_GRANT = range(4)
@@ -126,7 +126,8 @@ class SampleSummary:
 
     `users` counts distinct accounts appearing anywhere in the data (subscribers, senders,
     recipients, grantees); `apps` and `developers` count the registry (apps.parquet), which
-    deliberately omits a few apps that do receive deliveries.
+    deliberately omits a few apps that do receive deliveries; `injected_misdeliveries` is
+    the number of rows in truth.parquet (misdeliveries inside the default window).
     """
 
     deliveries: int
@@ -295,7 +296,8 @@ def _grants(rng: np.random.Generator, pop: _Population) -> _Grants:
         np.arange(pop.n_users, dtype=np.int64), rng.poisson(KEYS_PER_USER, pop.n_users)
     )
     app = rng.choice(n_apps, size=user.size, p=pop.grant_p).astype(np.int64)
-    code = np.unique(user * n_apps + app)
+    code = np.sort(user * n_apps + app)
+    code = code[np.concatenate([[True], code[1:] != code[:-1]])]  # distinct (user, app) keys
     k_user, k_app, n = code // n_apps, code % n_apps, code.size
     shape = rng.choice(len(GRANT_SHAPE_MIX), size=n, p=GRANT_SHAPE_MIX)
 
@@ -328,15 +330,19 @@ def _grants(rng: np.random.Generator, pop: _Population) -> _Grants:
         & ~((shape == REGRANT) & (r1 == NO_END))
     )
 
-    user_all = np.concatenate([k_user, k_user[second]])
-    app_all = np.concatenate([k_app, k_app[second]])
-    start = np.concatenate([g1, g2[second]])
-    end = np.concatenate([r1, r2[second]])
-    order = np.lexsort((end, start, app_all, user_all))
-    user_all, app_all, start, end = user_all[order], app_all[order], start[order], end[order]
+    # Lay the rows out by key (codes are sorted: user, then app), each key's rows by
+    # (start, end), so a key's rows are adjacent and its first row starts earliest.
+    swap = second & ((g2 < g1) | ((g2 == g1) & (r2 < r1)))
+    key_count = 1 + second.astype(np.int64)
+    key_start = np.cumsum(key_count) - key_count
+    user_all, app_all = np.repeat(k_user, key_count), np.repeat(k_app, key_count)
+    start = np.empty(user_all.size, dtype=np.int64)
+    end = np.empty(user_all.size, dtype=np.int64)
+    start[key_start], end[key_start] = np.where(swap, g2, g1), np.where(swap, r2, r1)
+    later = key_start[second] + 1
+    start[later] = np.where(swap, g1, g2)[second]
+    end[later] = np.where(swap, r1, r2)[second]
 
-    codes = user_all * n_apps + app_all
-    key_code, key_start, key_count = np.unique(codes, return_index=True, return_counts=True)
     user_start = np.searchsorted(user_all, np.arange(pop.n_users), side="left")
     user_end = np.searchsorted(user_all, np.arange(pop.n_users), side="right")
     anchor_lo = np.maximum(start, LOG_START)
@@ -346,9 +352,9 @@ def _grants(rng: np.random.Generator, pop: _Population) -> _Grants:
         app=app_all,
         start=start,
         end=end,
-        key_code=key_code,
-        key_start=key_start.astype(np.int64),
-        key_count=key_count.astype(np.int64),
+        key_code=code,
+        key_start=key_start,
+        key_count=key_count,
         user_start=user_start.astype(np.int64),
         user_count=(user_end - user_start).astype(np.int64),
         anchor_lo=anchor_lo,
@@ -503,8 +509,11 @@ def _latency(rng: np.random.Generator, n: int) -> I64:
     return rng.integers(20_000, 1_500_000, n)  # 20 ms .. 1.5 s after the event
 
 
-def _with_retries(rng: np.random.Generator, rows: _Rows) -> _Rows:
-    """Fail some attempts with a 5xx and retry them a few seconds later (new row, same event)."""
+def _attempts(rng: np.random.Generator, rows: _Rows) -> tuple[_Rows, _Rows]:
+    """Fail some attempts with a 5xx and retry them a few seconds later (new row, same event).
+
+    Returns the first attempts, with their status, and the retries.
+    """
     n = rows.size
     fail = rng.random(n) < np.where(rows.injected, P_RETRY_INJECTED, P_RETRY_NORMAL)
     http = np.full(n, 200, dtype=np.int32)
@@ -521,29 +530,52 @@ def _with_retries(rng: np.random.Generator, rows: _Rows) -> _Rows:
         attempt=np.ones(m, dtype=np.int8),
         http=np.where(rng.random(m) < 0.9, 200, 503).astype(np.int32),
     )
-    return _concat_rows([first, retry])
+    return first, retry
 
 
-def _keep_consistent(grants: _Grants, n_apps: int, rows: _Rows) -> _Rows:
-    """Drop rows whose status differs from what they were built to be.
+def _consistent(grants: _Grants, n_apps: int, rows: _Rows) -> Bool:
+    """Which rows have the status they were built to have; the others are dropped.
 
     Latency or a retry delay can push an authorized delivery past its grant's end, or a
-    misroute into a grant; such rows are dropped so that every authorized row is strictly
-    covered and every injected row is a misdelivery (of its intended reason, for base rows).
+    misroute into a grant. Dropping those keeps every authorized row strictly covered and
+    every injected row a misdelivery (of its intended reason, for base misroutes).
     """
-    keep = rows.t < LOG_END
-    normal = ~rows.injected
-    keep[normal] &= rows.t[normal] < grants.end[rows.grant[normal]]
+    # An authorized row's grant covered its event; the row is at or after the event, so that
+    # grant still covers it while it is before the grant's end. (Rows covered only by another
+    # overlapping grant are dropped too, which is harmless.)
+    keep = (rows.t < LOG_END) & (rows.t < grants.end[np.maximum(rows.grant, 0)])
     inj = np.flatnonzero(rows.injected)
     status = _classify(grants, n_apps, rows.user[inj], rows.app[inj], rows.t[inj])
     intended = rows.intended[inj]
-    keep[inj] &= (status != COVERED) & ((intended < 0) | (status == intended))
-    return rows.take(keep)
+    keep[inj] = (
+        (rows.t[inj] < LOG_END) & (status != COVERED) & ((intended < 0) | (status == intended))
+    )
+    return keep
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """Generated events and their delivery rows, with which rows to keep."""
+
+    events: _Events
+    rows: list[_Rows]
+    keep: list[Bool]
+
+
+def _batch(
+    rng: np.random.Generator, grants: _Grants, n_apps: int, events: _Events, rows: _Rows
+) -> _Batch:
+    first, retry = _attempts(rng, rows)
+    return _Batch(
+        events=events,
+        rows=[first, retry],
+        keep=[_consistent(grants, n_apps, first), _consistent(grants, n_apps, retry)],
+    )
 
 
 def _normal_batch(
-    rng: np.random.Generator, pop: _Population, grants: _Grants, n_events: int
-) -> tuple[_Events, _Rows]:
+    rng: np.random.Generator, pop: _Population, grants: _Grants, n_events: int, ev_offset: int
+) -> _Batch:
     """Authorized traffic: events placed uniformly in time inside grant coverage."""
     weights = grants.anchor_span.astype(np.float64)
     counts = rng.multinomial(n_events, weights / weights.sum())
@@ -556,8 +588,9 @@ def _normal_batch(
     events, sub_ev, sub_user, _ = _account_events(rng, pop.n_users, grants.user[gi], t, etype)
     ev, user, row_grant = _fan_out(grants, sub_ev, sub_user, t)
     delay = np.where(exact[ev], 0, _latency(rng, ev.size))
-    rows = _new_rows(ev, user, grants.app[row_grant], t[ev] + delay, row_grant, injected=False)
-    return events, _keep_consistent(grants, pop.n_apps, _with_retries(rng, rows))
+    t_row = t[ev] + delay
+    rows = _new_rows(ev + ev_offset, user, grants.app[row_grant], t_row, row_grant, False)
+    return _batch(rng, grants, pop.n_apps, events, rows)
 
 
 # --------------------------------------------------------------------------- misroutes
@@ -649,9 +682,7 @@ def _misroute_candidates(
     )
 
 
-def _misroute_batch(
-    rng: np.random.Generator, pop: _Population, grants: _Grants, k: int
-) -> tuple[_Events, _Rows]:
+def _misroute_batch(rng: np.random.Generator, pop: _Population, grants: _Grants, k: int) -> _Batch:
     """Events with injected misdeliveries, plus their authorized deliveries.
 
     Each base misroute is one event; it is also delivered normally to the apps its parties
@@ -691,8 +722,7 @@ def _misroute_batch(
     # The same (event, user, app) must not be both authorized and misrouted.
     code = (rows.ev * pop.n_users + rows.user) * pop.n_apps + rows.app
     _, first_idx = np.unique(code, return_index=True)
-    rows = rows.take(np.sort(first_idx))
-    return events, _keep_consistent(grants, pop.n_apps, _with_retries(rng, rows))
+    return _batch(rng, grants, pop.n_apps, events, rows.take(np.sort(first_idx)))
 
 
 # --------------------------------------------------------------------------- assembly
@@ -700,13 +730,18 @@ def _misroute_batch(
 
 @dataclass(frozen=True)
 class _Dataset:
-    """Everything generate_sample writes, before string formatting."""
+    """Everything generate_sample writes, before string formatting.
+
+    `deliveries` holds one row per delivery in delivery order (delivery_id = row + 1): the
+    numeric output columns, `event_type` as an index into EVENT_TYPES, NULL_ID for absent
+    sender and recipient, `app` and `host` indices for the evidence strings, and, for
+    checks, `attempt`, `injected` and `intended` (the reason a base misroute was built for).
+    """
 
     pop: _Population
     grants: _Grants
-    events: _Events
-    rows: _Rows  # sorted by delivery time; delivery_id = position + 1
-    event_ids: I64  # per event index
+    deliveries: pl.DataFrame
+    users_seen: int  # distinct accounts in deliveries or grants
 
 
 def _build(n_deliveries: int, seed: int) -> _Dataset:
@@ -718,52 +753,78 @@ def _build(n_deliveries: int, seed: int) -> _Dataset:
     pop = _population(rng, n_deliveries)
     grants = _grants(rng, pop)
     k_misroutes = max(round(0.004 * n_deliveries), min(40, n_deliveries // 10))
-    events, rows = _misroute_batch(rng, pop, grants, k_misroutes)
-    event_parts, row_parts = [events], [rows]
-    n_events, n_rows, n_injected_rows = events.size, rows.size, rows.size
+    batches = [_misroute_batch(rng, pop, grants, k_misroutes)]
+    n_misroute_rows = sum(part.size for part in batches[0].rows)
+    n_events = batches[0].events.size
+    n_kept = sum(int(keep.sum()) for keep in batches[0].keep)
 
-    # Top up with authorized traffic until there are enough rows; the first batch aims low
-    # on purpose, the next ones use the measured rows-per-event ratio.
-    per_event = 2.0
-    while n_rows < n_deliveries:
-        want = math.ceil((n_deliveries - n_rows) / per_event * 1.02) + 16
-        events, rows = _normal_batch(rng, pop, grants, want)
-        per_event = max(rows.size / want, 0.05)
-        row_parts.append(replace(rows, ev=rows.ev + n_events))
-        event_parts.append(events)
-        n_events += events.size
-        n_rows += rows.size
-    all_events, all_rows = _concat_events(event_parts), _concat_rows(row_parts)
+    # Top up with authorized traffic until there are enough rows. An event makes about two
+    # rows; the first batch assumes more so it undershoots, the next use the measured ratio.
+    per_event = 2.5
+    while n_kept < n_deliveries:
+        want = math.ceil((n_deliveries - n_kept) / per_event * 1.02) + 16
+        batch = _normal_batch(rng, pop, grants, want, n_events)
+        kept = sum(int(keep.sum()) for keep in batch.keep)
+        per_event = max(kept / want, 0.05)
+        batches.append(batch)
+        n_events += batch.events.size
+        n_kept += kept
+    events = _concat_events([batch.events for batch in batches])
+    rows = _concat_rows([part for batch in batches for part in batch.rows])
+    keep = np.concatenate([mask for batch in batches for mask in batch.keep])
 
     # Drop the surplus at random among authorized rows, so the count is exact.
-    surplus = all_rows.size - n_deliveries
+    kept_idx = np.flatnonzero(keep)
+    surplus = kept_idx.size - n_deliveries
     if surplus > 0:
-        lo = n_injected_rows if all_rows.size - n_injected_rows >= surplus else 0
-        priority = rng.random(all_rows.size - lo)
-        drop = lo + np.argpartition(priority, priority.size - surplus)[priority.size - surplus :]
-        keep = np.ones(all_rows.size, dtype=np.bool_)
-        keep[drop] = False
-        all_rows = all_rows.take(keep)
+        pool = kept_idx[np.searchsorted(kept_idx, n_misroute_rows) :]
+        pool = pool if pool.size >= surplus else kept_idx
+        priority = rng.random(pool.size)
+        keep[pool[np.argpartition(priority, pool.size - surplus)[pool.size - surplus :]]] = False
+        kept_idx = np.flatnonzero(keep)
 
     # Snowflake-style event ids: event time in ms, then the (unique) event index.
-    bits = max(22, int(all_events.size).bit_length())
+    bits = max(22, int(events.size).bit_length())
     if bits > MAX_EVENT_BITS:
         raise ConfigError(f"deliveries: {n_deliveries:,} needs too many events for unique ids")
-    event_ids = ((all_events.t // 1000 - SNOWFLAKE_EPOCH_MS) << bits) + np.arange(
-        all_events.size, dtype=np.int64
+    event_ids = ((events.t // 1000 - SNOWFLAKE_EPOCH_MS) << bits) + np.arange(
+        events.size, dtype=np.int64
     )
 
-    # Rows are ordered by delivery time; the stable sort keeps equal instants reproducible.
-    order = (
-        pl.DataFrame({"t": all_rows.t})
-        .with_row_index("i")
-        .sort("t", maintain_order=True)["i"]
-        .to_numpy()
-        .astype(np.int64)
+    # Event-level columns are gathered in generation order, where rows of one event are
+    # adjacent (cache-friendly); the time sort then moves all columns at once, in parallel.
+    ev = rows.ev
+    sender, recipient = events.sender[ev], events.recipient[ev]
+    deliveries = (
+        pl.DataFrame(
+            {
+                "keep": keep,
+                "event_id": event_ids[ev],
+                "delivered_at": rows.t,
+                "app_id": pop.app_ids[rows.app],
+                "for_user_id": pop.user_ids[rows.user],
+                "event_type": events.etype[ev],
+                "sender_id": np.where(sender == NULL_ID, NULL_ID, pop.user_ids[sender]),
+                "recipient_id": np.where(recipient == NULL_ID, NULL_ID, pop.user_ids[recipient]),
+                "app": rows.app,
+                "host": events.host[ev],
+                "http_status": rows.http,
+                "attempt": rows.attempt,
+                "injected": rows.injected,
+                "intended": rows.intended,
+            }
+        )
+        .filter("keep")
+        .drop("keep")
+        # Stable, so equal instants keep generation order and reruns are byte-identical.
+        .sort("delivered_at", maintain_order=True)
     )
-    return _Dataset(
-        pop=pop, grants=grants, events=all_events, rows=all_rows.take(order), event_ids=event_ids
-    )
+
+    seen = np.zeros(pop.n_users, dtype=np.bool_)
+    seen[grants.user] = True
+    for party in (rows.user, sender, recipient):
+        seen[party[keep & (party != NULL_ID)]] = True
+    return _Dataset(pop=pop, grants=grants, deliveries=deliveries, users_seen=int(seen.sum()))
 
 
 # --------------------------------------------------------------------------- truth
@@ -776,9 +837,9 @@ def _truth(deliveries: pl.DataFrame, authorizations: pl.DataFrame) -> pl.DataFra
     misdelivery when none covers it; the reason follows the rule's precedence.
     """
     t = pl.col("delivered_at")
-    in_window = deliveries.filter((t >= DEFAULT_SINCE) & (t < DEFAULT_UNTIL))
+    in_window = deliveries.lazy().filter((t >= DEFAULT_SINCE) & (t < DEFAULT_UNTIL))
     joined = in_window.select("row", "for_user_id", "app_id", "delivered_at").join(
-        authorizations, on=["for_user_id", "app_id"], how="left"
+        authorizations.lazy(), on=["for_user_id", "app_id"], how="left"
     )
     g, r = pl.col("granted_at"), pl.col("revoked_at")
     flags = joined.group_by("row").agg(
@@ -794,7 +855,7 @@ def _truth(deliveries: pl.DataFrame, authorizations: pl.DataFrame) -> pl.DataFra
         .otherwise(pl.lit("before_grant"))
     )
     misdelivered = flags.filter(~pl.col("covered")).select("row", reason=reason)
-    return in_window.join(misdelivered, on="row", how="inner").sort("row")
+    return in_window.join(misdelivered, on="row", how="inner").sort("row").collect()
 
 
 # --------------------------------------------------------------------------- writing
@@ -828,26 +889,18 @@ def _nullable(values: I64) -> pa.Array:
     return pa.array(values, mask=values == NULL_ID)
 
 
-def _write_deliveries(ds: _Dataset, directory: Path, apps: pl.DataFrame) -> None:
-    rows, events, pop = ds.rows, ds.events, ds.pop
-    width = max(9, len(str(rows.size)))
+def _write_deliveries(deliveries: pl.DataFrame, apps: pl.DataFrame, directory: Path) -> None:
+    """One file per UTC day of delivered_at, rows in delivery order, no `day` column."""
+    c = {name: deliveries[name].to_numpy() for name in deliveries.columns}
+    width = max(9, len(str(deliveries.height)))
     url = pa.array(apps["webhook_url"].to_list(), pa.string())
     ip = pa.array(apps["resolved_ip"].to_list(), pa.string())
-    etype_names = pa.array(EVENT_TYPES, pa.string())
+    type_names = pa.array(EVENT_TYPES, pa.string())
     hosts = pa.array(
         [f"aaa-web-{i + 1:03d}.dc{i % 2 + 1}.example.net" for i in range(N_BACKEND_HOSTS)],
         pa.string(),
     )
-    sender_idx, recipient_idx = events.sender[rows.ev], events.recipient[rows.ev]
-    sender = np.where(sender_idx == NULL_ID, NULL_ID, pop.user_ids[sender_idx])
-    recipient = np.where(recipient_idx == NULL_ID, NULL_ID, pop.user_ids[recipient_idx])
-    event_id = ds.event_ids[rows.ev]
-    for_user = pop.user_ids[rows.user]
-    app_id = pop.app_ids[rows.app]
-    etype = events.etype[rows.ev].astype(np.int64)
-    host = events.host[rows.ev]
-
-    day = rows.t // DAY
+    day = c["delivered_at"] // DAY
     first_day, last_day = int(day[0]), int(day[-1])
     bounds = np.searchsorted(day, np.arange(first_day, last_day + 2))
 
@@ -856,21 +909,21 @@ def _write_deliveries(ds: _Dataset, directory: Path, apps: pl.DataFrame) -> None
         if a == b:
             return
         s = slice(a, b)
-        apps_here = pa.array(rows.app[s])
+        app = pa.array(c["app"][s])
         table = pa.Table.from_arrays(
             [
                 _delivery_ids(np.arange(a, b, dtype=np.int64), width),
-                pa.array(event_id[s]),
-                pa.array(rows.t[s]).cast(UTC_US),
-                pa.array(app_id[s]),
-                pa.array(for_user[s]),
-                etype_names.take(pa.array(etype[s])),
-                _nullable(sender[s]),
-                _nullable(recipient[s]),
-                url.take(apps_here),
-                ip.take(apps_here),
-                hosts.take(pa.array(host[s])),
-                pa.array(rows.http[s]),
+                pa.array(c["event_id"][s]),
+                pa.array(c["delivered_at"][s]).cast(UTC_US),
+                pa.array(c["app_id"][s]),
+                pa.array(c["for_user_id"][s]),
+                type_names.take(pa.array(c["event_type"][s])),
+                _nullable(c["sender_id"][s]),
+                _nullable(c["recipient_id"][s]),
+                url.take(app),
+                ip.take(app),
+                hosts.take(pa.array(c["host"][s])),
+                pa.array(c["http_status"][s]),
             ],
             schema=DELIVERY_SCHEMA,
         )
@@ -888,6 +941,35 @@ def _write_frame(frame: pl.DataFrame, schema: pa.Schema, path: Path) -> None:
     pq.write_table(frame.to_arrow().cast(schema), path, **_PARQUET_OPTIONS)
 
 
+UTC_POLARS = pl.Datetime("us", "UTC")
+AUTHORIZATION_SCHEMA = pa.schema(
+    [
+        ("for_user_id", pa.int64()),
+        ("app_id", pa.int64()),
+        ("granted_at", UTC_US),
+        ("revoked_at", UTC_US),
+    ]
+)
+APP_SCHEMA = pa.schema(
+    [("app_id", pa.int64())]
+    + [
+        (name, pa.string())
+        for name in ("developer_id", "app_name", "developer_name", "webhook_url", "resolved_ip")
+    ]
+)
+TRUTH_SCHEMA = pa.schema(
+    [
+        ("delivery_id", pa.string()),
+        ("event_id", pa.int64()),
+        ("for_user_id", pa.int64()),
+        ("app_id", pa.int64()),
+        ("delivered_at", UTC_US),
+        ("event_type", pa.string()),
+        ("reason", pa.string()),
+    ]
+)
+
+
 def generate_sample(out: Path, deliveries: int = 20_000, seed: int = 0) -> SampleSummary:
     """Write a synthetic incident data set with `deliveries` delivery rows into `out`.
 
@@ -895,95 +977,65 @@ def generate_sample(out: Path, deliveries: int = 20_000, seed: int = 0) -> Sampl
     mix into a new sample. The same arguments always produce byte-identical files.
     """
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: expected a directory for the sample, found a file")
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out}: output directory is not empty; expected a new or empty one")
     ds = _build(deliveries, seed)
-    pop, grants, rows = ds.pop, ds.grants, ds.rows
+    pop, grants = ds.pop, ds.grants
     out.mkdir(parents=True, exist_ok=True)
 
     app_strings = _app_strings(pop)
-    _write_deliveries(ds, out / "deliveries", app_strings)
+    _write_deliveries(ds.deliveries, app_strings, out / "deliveries")
 
-    utc = pl.Datetime("us", "UTC")
     authorizations = pl.DataFrame(
         {
             "for_user_id": pop.user_ids[grants.user],
             "app_id": pop.app_ids[grants.app],
-            "granted_at": pl.Series(grants.start).cast(utc),
+            "granted_at": pl.Series(grants.start).cast(UTC_POLARS),
             "end": grants.end,
         }
     ).select(
         "for_user_id",
         "app_id",
         "granted_at",
-        revoked_at=pl.when(pl.col("end") != NO_END).then(pl.col("end")).cast(utc),
+        revoked_at=pl.when(pl.col("end") != NO_END).then(pl.col("end")).cast(UTC_POLARS),
     )
-    auth_schema = pa.schema(
-        [
-            ("for_user_id", pa.int64()),
-            ("app_id", pa.int64()),
-            ("granted_at", UTC_US),
-            ("revoked_at", UTC_US),
-        ]
-    )
-    _write_frame(authorizations, auth_schema, out / "authorizations.parquet")
+    _write_frame(authorizations, AUTHORIZATION_SCHEMA, out / "authorizations.parquet")
 
     registry = (
         app_strings.with_columns(app_id=pl.Series(pop.app_ids))
         .filter(pl.Series(pop.registered))
-        .select(
-            "app_id", "developer_id", "app_name", "developer_name", "webhook_url", "resolved_ip"
-        )
+        .select(APP_SCHEMA.names)
     )
-    app_schema = pa.schema(
-        [("app_id", pa.int64())] + [(c, pa.string()) for c in registry.columns if c != "app_id"]
-    )
-    _write_frame(registry, app_schema, out / "apps.parquet")
+    _write_frame(registry, APP_SCHEMA, out / "apps.parquet")
 
-    written = pl.DataFrame(
-        {
-            "row": pl.int_range(rows.size, dtype=pl.Int64, eager=True),
-            "event_id": ds.event_ids[rows.ev],
-            "for_user_id": pop.user_ids[rows.user],
-            "app_id": pop.app_ids[rows.app],
-            "delivered_at": pl.Series(rows.t).cast(utc),
-            "event_type": pl.Series(EVENT_TYPES).gather(pl.Series(ds.events.etype[rows.ev])),
-        }
+    written = ds.deliveries.select(
+        pl.int_range(pl.len(), dtype=pl.Int64).alias("row"),
+        "event_id",
+        "for_user_id",
+        "app_id",
+        pl.col("delivered_at").cast(UTC_POLARS),
+        "event_type",
     )
-    width = max(9, len(str(rows.size)))
+    width = max(9, len(str(written.height)))
     truth = _truth(written, authorizations).select(
         delivery_id=pl.lit("d") + (pl.col("row") + 1).cast(pl.String).str.zfill(width),
         event_id="event_id",
         for_user_id="for_user_id",
         app_id="app_id",
         delivered_at="delivered_at",
-        event_type="event_type",
+        event_type=pl.lit(pl.Series(EVENT_TYPES)).gather(pl.col("event_type")),
         reason="reason",
     )
-    truth_schema = pa.schema(
-        [
-            ("delivery_id", pa.string()),
-            ("event_id", pa.int64()),
-            ("for_user_id", pa.int64()),
-            ("app_id", pa.int64()),
-            ("delivered_at", UTC_US),
-            ("event_type", pa.string()),
-            ("reason", pa.string()),
-        ]
-    )
-    _write_frame(truth, truth_schema, out / "truth.parquet")
+    _write_frame(truth, TRUTH_SCHEMA, out / "truth.parquet")
 
-    seen = np.zeros(pop.n_users, dtype=np.bool_)
-    seen[rows.user] = True
-    seen[grants.user] = True
-    for party in (ds.events.sender[rows.ev], ds.events.recipient[rows.ev]):
-        seen[party[party != NULL_ID]] = True
     return SampleSummary(
-        deliveries=rows.size,
+        deliveries=ds.deliveries.height,
         authorizations=int(grants.user.size),
         apps=registry.height,
         developers=registry["developer_id"].n_unique(),
-        users=int(seen.sum()),
+        users=ds.users_seen,
         injected_misdeliveries=truth.height,
         out=out,
     )

@@ -1,0 +1,78 @@
+"""Golden reports: scanning sample_logs/ must reproduce sample_logs/expected/ exactly.
+
+After an intended change to the reports, regenerate the golden files with
+`python -m tests.test_golden` and review the diff.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from incident.cli import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = "sample_logs"
+EXPECTED = ROOT / SAMPLE / "expected"
+GOLDEN = ("users.csv", "developers.csv", "summary.json")
+
+
+def scan_sample(out: Path) -> None:
+    """Scan sample_logs/ as the quick start does, with paths relative to the repository."""
+    result = CliRunner().invoke(cli, ["scan", SAMPLE, "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+
+
+def comparable(path: Path) -> str:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        summary = json.loads(text)
+        summary["tool"].pop("version")  # the golden files outlive a version bump
+        return json.dumps(summary, indent=2)
+    return text
+
+
+@pytest.mark.parametrize("name", GOLDEN)
+def test_sample_logs_reports_match_golden(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)
+    scan_sample(tmp_path / "out")
+    assert comparable(tmp_path / "out" / name) == comparable(EXPECTED / name)
+
+
+def test_sample_logs_findings_are_the_injected_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import polars as pl
+
+    monkeypatch.chdir(ROOT)
+    scan_sample(tmp_path / "out")
+    found = pl.read_parquet(tmp_path / "out" / "misdeliveries.parquet")
+    truth = pl.read_parquet(ROOT / SAMPLE / "truth.parquet")
+    assert sorted(found["delivery_id"]) == sorted(truth["delivery_id"])
+
+
+def regenerate() -> None:
+    """Rewrite sample_logs/expected/ from a fresh scan."""
+    out = ROOT / ".golden-scan"
+    try:
+        import os
+
+        os.chdir(ROOT)
+        scan_sample(out)
+        EXPECTED.mkdir(exist_ok=True)
+        for name in GOLDEN:
+            shutil.copyfile(out / name, EXPECTED / name)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    print(f"wrote {', '.join(GOLDEN)} to {EXPECTED}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    regenerate()
