@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -15,8 +16,8 @@ import polars as pl
 
 from incident import __version__
 from incident.config import ReportFormat, ScanConfig
-from incident.detect import REASON, STATUS, Status, classify
-from incident.errors import ConfigError, IncidentError, TooManyRejectedError
+from incident.detect import REASON, find_misdeliveries, in_window
+from incident.errors import ConfigError, IncidentError, InputError, TooManyRejectedError
 from incident.impact import (
     UNKNOWN_DEVELOPER,
     attribute_developers,
@@ -103,17 +104,52 @@ def _sorted_rows(frame: pl.LazyFrame) -> pl.LazyFrame:
     return frame.sort(keys, nulls_last=True, maintain_order=True)
 
 
-def _prepare_out(out: Path) -> Path:
+# Every file a result may hold: an --out directory with anything else is not replaced.
+RESULT_FILES = frozenset(
+    {f"{name}.{ext}" for name in ("users", "developers") for ext in (f.value for f in ReportFormat)}
+    | {
+        "misdeliveries.parquet",
+        "rejected.parquet",
+        "rejected_authorizations.parquet",
+        "summary.json",
+    }
+)
+
+
+def _is_result(directory: Path) -> bool:
+    try:
+        summary = json.loads((directory / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    names = {p.name for p in directory.iterdir()}
+    return (
+        isinstance(summary, dict)
+        and summary.get("tool", {}).get("name") == "incident"
+        and names <= RESULT_FILES
+    )
+
+
+def _prepare_out(config: ScanConfig) -> Path:
     """A fresh directory beside `out`, so that a failed scan never leaves a partial result."""
+    out = config.out.resolve()
+    if out == Path.cwd() or out == Path(out.anchor):
+        raise ConfigError(f"--out {config.out}: name a directory of its own for the reports")
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not (out / "summary.json").exists():
+        raise ConfigError(f"--out {config.out}: exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not _is_result(out):
         raise ConfigError(
-            f"--out {out}: directory is not empty and holds no incident result; "
+            f"--out {config.out}: directory is not empty and holds no incident result; "
             "choose a new directory"
         )
+    for source in (config.deliveries, config.authorizations, config.apps):
+        if source and os.path.isdir(source) and out.is_relative_to(Path(source).resolve()):
+            raise ConfigError(f"--out {config.out}: is inside the input directory {source}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; a result is an ordinary directory
+    return staging
 
 
 def _publish(staging: Path, out: Path) -> None:
@@ -139,7 +175,7 @@ def scan(config: ScanConfig, progress: Progress | None = None) -> ScanResult:
     authorizations = load_input(Input.AUTHORIZATIONS, config.authorizations, config.columns)
     apps = load_input(Input.APPS, config.apps, config.columns) if config.apps else None
     registry = app_registry(apps) if apps else None
-    staging = _prepare_out(config.out)
+    staging = _prepare_out(config)
     try:
         result = _scan_into(config, staging, deliveries, authorizations, apps, registry, report)
         _publish(staging, config.out)
@@ -173,25 +209,36 @@ def _scan_into(
     report: Progress,
 ) -> ScanResult:
     report("detecting misdeliveries")
-    classified = classify(deliveries.valid, authorizations.valid, config.window)
-    # One pass over the deliveries: the findings and the counts leave the engine together.
-    misdelivered, statuses, rejected, rejected_grants = pl.collect_all(
-        [
-            classified.filter(pl.col(STATUS) == Status.MISDELIVERED.value).drop(STATUS),
-            classified.group_by(STATUS).agg(pl.len().cast(COUNT).alias("rows")),
-            deliveries.rejected,
-            authorizations.rejected,
-        ],
-        engine="streaming",
-    )
-    by_status = dict(statuses.iter_rows())
+    valid = deliveries.valid
+    window = in_window(config.window)
+    # The findings and the counts leave the engine together; the deliveries stream through.
+    try:
+        misdelivered, counts, rejected, rejected_grants = pl.collect_all(
+            [
+                find_misdeliveries(valid.filter(window), authorizations.valid),
+                valid.select(
+                    pl.len().cast(COUNT).alias("valid"),
+                    window.sum().cast(COUNT).alias("in_window"),
+                ),
+                deliveries.rejected,
+                authorizations.rejected,
+            ],
+            engine="streaming",
+        )
+    except (pl.exceptions.ComputeError, OSError) as error:
+        # The footers were checked before; this is a damaged page inside a file.
+        first_line = str(error).strip().splitlines()[0]
+        raise InputError(
+            f"{config.deliveries} or {config.authorizations}: cannot read: {first_line}"
+        ) from None
     rejected = rejected.sort(pl.all(), nulls_last=True, maintain_order=True)
+    valid_rows, in_window_rows = counts.row(0)
     accounting = RowAccounting(
         rows_read=deliveries.source.rows,
         rows_rejected=rejected.height,
-        rows_outside_window=by_status.get(Status.OUTSIDE_WINDOW.value, 0),
-        rows_authorized=by_status.get(Status.AUTHORIZED.value, 0),
-        rows_misdelivered=by_status.get(Status.MISDELIVERED.value, 0),
+        rows_outside_window=valid_rows - in_window_rows,
+        rows_authorized=in_window_rows - misdelivered.height,
+        rows_misdelivered=misdelivered.height,
     )
 
     report("measuring impact")
@@ -270,6 +317,12 @@ def _summary(
         warnings.append(
             f"{rejected_grants.height} authorization rows rejected; without them more "
             "deliveries count as misdelivered; see rejected_authorizations.parquet"
+        )
+    in_window_rows = accounting.rows_authorized + accounting.rows_misdelivered
+    if accounting.rows_read > accounting.rows_rejected and not in_window_rows:
+        warnings.append(
+            "no delivery falls in the window; check --since/--until, and that integer "
+            "timestamps are epoch milliseconds"
         )
     if apps is not None and unknown.height:
         warnings.append(

@@ -29,6 +29,11 @@ from incident.terminal import render_summary
 console = Console(stderr=True, highlight=False)
 
 
+def _one_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
 class IncidentGroup(click.Group):
     """Maps library errors to exit codes in one place, for every command."""
 
@@ -36,14 +41,14 @@ class IncidentGroup(click.Group):
         try:
             return super().invoke(ctx)
         except IncidentError as error:
-            click.echo(f"error: {error}", err=True)
+            click.echo(f"error: {_one_line(error)}", err=True)
             ctx.exit(error.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except Exception as error:
             click.echo(
                 f"internal error (a bug in incident {__version__}, please report it): "
-                f"{type(error).__name__}: {error}",
+                f"{type(error).__name__}: {_one_line(error)}",
                 err=True,
             )
             ctx.exit(ExitCode.INTERNAL_ERROR)

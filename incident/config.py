@@ -24,7 +24,10 @@ def parse_instant(text: str) -> datetime:
         ) from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ConfigError(f"invalid time {text!r}: outside the years 1 to 9999 in UTC") from None
 
 
 @dataclass(frozen=True)

@@ -1,97 +1,115 @@
-"""Deliveries x grants -> the status of every delivery: outside the window, authorized, or why not.
+"""Grants -> the gaps between them; deliveries x gaps -> misdeliveries with a reason.
 
-A grant covers `[granted_at, revoked_at)`. Grants of one (user, app) may repeat, overlap or
-re-grant, so coverage is counted rather than looked up: at instant t the number of active grants
-is #(granted_at <= t) - #(revoked_at <= t), which is exact for any set of intervals whose
-starts are not after their ends. The grants are reduced to one row per (user, app) key, so that
-the deliveries join 1:1 and memory grows with the grants, not with the deliveries. Almost every
-key has one grant and is checked by two comparisons; only keys with several grants carry lists.
+A grant covers `[granted_at, revoked_at)`, and the grants of one (user, app) may repeat,
+overlap or re-grant. Instead of asking "is some grant active at t?" for every delivery, the
+grants of each key are merged into disjoint islands once, and the complement is kept: the
+*gaps*. A delivery is misdelivered exactly when its time falls in a gap of its key (or its key
+never had a grant), and a key's gaps are disjoint, so an equi-join on the key followed by a
+range filter yields each misdelivery once. The gaps carry the reason: before the first island
+nothing had ended yet (`before_grant`); after any island a grant had ended (`after_revocation`).
+
+Memory grows with the grants (the join's build side), not with the deliveries, and no delivery
+row is held back: the streaming engine pipes them through the join.
 """
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 import polars as pl
 
 from incident.config import Window
-from incident.schema import Reason
+from incident.schema import TIMESTAMP, Reason
 
 KEY = ("for_user_id", "app_id")
-STATUS = "status"
 REASON = "reason"
 
-
-class Status(StrEnum):
-    """Where each valid delivery falls in the row accounting (DESIGN rule 6)."""
-
-    OUTSIDE_WINDOW = "outside_window"
-    AUTHORIZED = "authorized"
-    MISDELIVERED = "misdelivered"
+# An open grant (null revoked_at) ends at the end of representable time.
+_END_OF_TIME = pl.lit(2**63 - 1).cast(TIMESTAMP)
 
 
-def grant_keys(grants: pl.LazyFrame) -> pl.LazyFrame:
-    """One row per (user, app): grant count, the single grant's bounds, or all bounds as lists."""
-    several = pl.col("_grants") > 1
-    return (
-        grants.group_by(KEY)
-        .agg(
-            pl.len().alias("_grants"),
-            pl.col("granted_at").first().alias("_granted_at"),
-            pl.col("revoked_at").first().alias("_revoked_at"),
-            pl.col("revoked_at").min().alias("_first_revoked_at"),
-            pl.col("granted_at").alias("_starts"),
-            pl.col("revoked_at").drop_nulls().alias("_ends"),
-        )
-        .with_columns(pl.when(several).then(pl.col("_starts", "_ends")))
-    )
-
-
-def _count_at_or_before(bounds: str, instant: str) -> pl.Expr:
-    # list.eval cannot see other columns: prepend the instant and compare with the first element.
-    return (
-        pl.concat_list(instant, bounds).list.eval(pl.element() <= pl.element().first()).list.sum()
-        - 1
-    )
-
-
-def classify(deliveries: pl.LazyFrame, grants: pl.LazyFrame, window: Window) -> pl.LazyFrame:
-    """Add `status` (a `Status`) and `reason` (a `Reason`, for misdeliveries) to each delivery."""
+def in_window(window: Window) -> pl.Expr:
+    """`since <= delivered_at < until` (DESIGN rule 2)."""
     t = pl.col("delivered_at")
-    in_window = (t >= window.since) & (t < window.until)
-    single_covers = (pl.col("_granted_at") <= t) & (
-        pl.col("_revoked_at").is_null() | (t < pl.col("_revoked_at"))
+    return (t >= window.since) & (t < window.until)
+
+
+def islands(grants: pl.LazyFrame) -> pl.LazyFrame:
+    """Each key's grants merged into disjoint `[start, end)` islands, in order (`island` 0..n).
+
+    Touching or overlapping grants merge. An empty grant (`granted_at == revoked_at`) covers no
+    instant but still forms an island, because from then on a grant of the key has ended.
+    """
+    intervals = grants.select(
+        *KEY,
+        pl.col("granted_at").alias("start"),
+        pl.col("revoked_at").fill_null(_END_OF_TIME).alias("end"),
     )
-    several_cover = (
-        _count_at_or_before("_starts", "delivered_at")
-        - _count_at_or_before("_ends", "delivered_at").fill_null(0)
-    ) > 0
-    covered = (
-        pl.when(pl.col("_grants").is_null())
-        .then(pl.lit(False))
-        .when(pl.col("_grants") == 1)
-        .then(single_covers)
-        .otherwise(several_cover)
-    )
-    reason = (
-        pl.when(pl.col("_grants").is_null())
-        .then(pl.lit(Reason.NO_GRANT.value))
-        .when(pl.col("_first_revoked_at") <= t)
-        .then(pl.lit(Reason.AFTER_REVOCATION.value))
-        .otherwise(pl.lit(Reason.BEFORE_GRANT.value))
-    )
-    status = (
-        pl.when(in_window.not_())
-        .then(pl.lit(Status.OUTSIDE_WINDOW.value))
-        .when(covered)
-        .then(pl.lit(Status.AUTHORIZED.value))
-        .otherwise(pl.lit(Status.MISDELIVERED.value))
-    )
-    return (
-        deliveries.join(grant_keys(grants), on=KEY, how="left", validate="m:1")
-        .with_columns(status.alias(STATUS))
+    several = pl.len().over(KEY) > 1
+    # Keys with one grant are one island as they are; only the few with several are merged.
+    single = intervals.filter(several.not_()).with_columns(pl.lit(0, pl.UInt32).alias("island"))
+    merged = (
+        intervals.filter(several)
+        .sort(*KEY, "start", "end")
         .with_columns(
-            pl.when(pl.col(STATUS) == Status.MISDELIVERED.value).then(reason).alias(REASON)
+            pl.col("end").cum_max().shift(1).over(KEY).alias("_reach"),
         )
-        .drop("_grants", "_granted_at", "_revoked_at", "_first_revoked_at", "_starts", "_ends")
+        .with_columns(
+            # A grant opens a new island when it starts after everything before it has ended.
+            (pl.col("_reach").is_null() | (pl.col("start") > pl.col("_reach")))
+            .cum_sum()
+            .over(KEY)
+            .cast(pl.UInt32)
+            .sub(1)
+            .alias("island")
+        )
+        .group_by(*KEY, "island")
+        .agg(pl.col("start").min(), pl.col("end").max())
     )
+    return pl.concat([single, merged.select(single.collect_schema().names())])
+
+
+def gaps(grants: pl.LazyFrame) -> pl.LazyFrame:
+    """The instants each key's grants do not cover, as disjoint `[gap_start, gap_end)` with the
+    reason a delivery in them gets; a null bound is unbounded."""
+    merged = islands(grants)
+    before_first = merged.filter(pl.col("island") == 0).select(
+        *KEY,
+        pl.lit(None, TIMESTAMP).alias("gap_start"),
+        pl.col("start").alias("gap_end"),
+        pl.lit(Reason.BEFORE_GRANT.value).alias(REASON),
+    )
+    after_each = (
+        merged.join(
+            merged.select(
+                *KEY, (pl.col("island") - 1).alias("island"), pl.col("start").alias("next")
+            ),
+            on=[*KEY, "island"],
+            how="left",
+        )
+        .filter(pl.col("end") < _END_OF_TIME)
+        .select(
+            *KEY,
+            pl.col("end").alias("gap_start"),
+            pl.col("next").alias("gap_end"),
+            pl.lit(Reason.AFTER_REVOCATION.value).alias(REASON),
+        )
+    )
+    return pl.concat([before_first, after_each])
+
+
+def find_misdeliveries(deliveries: pl.LazyFrame, grants: pl.LazyFrame) -> pl.LazyFrame:
+    """The deliveries no grant of their (user, app) covers, each once, with a `reason`
+    (DESIGN rule 3). The caller restricts `deliveries` to the window first."""
+    t = pl.col("delivered_at")
+    keys = grants.select(KEY).unique()
+    never_granted = deliveries.join(keys, on=KEY, how="anti").with_columns(
+        pl.lit(Reason.NO_GRANT.value).alias(REASON)
+    )
+    in_gap = (
+        deliveries.join(gaps(grants), on=KEY, how="inner")
+        .filter(
+            (pl.col("gap_start").is_null() | (pl.col("gap_start") <= t))
+            & (pl.col("gap_end").is_null() | (t < pl.col("gap_end")))
+        )
+        .drop("gap_start", "gap_end")
+    )
+    return pl.concat([never_granted, in_gap])

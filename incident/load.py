@@ -24,9 +24,13 @@ from incident.schema import COLUMNS, ID, TIMESTAMP, Input, Kind
 
 SOURCE_FILE = "source_file"
 REJECT_REASON = "reject_reason"
+# Columns the reports add; an input column of the same name would be ambiguous.
+RESERVED = frozenset({SOURCE_FILE, REJECT_REASON, "developer_id", "reason"})
 
 # Epoch milliseconds that fit in a nanosecond timestamp (years 1677 to 2262).
 _MAX_EPOCH_MS = (2**63 - 1) // 1_000_000
+# Whole years inside that range; ISO strings outside them are not read as timestamps.
+_FIRST_YEAR, _LAST_YEAR = 1678, 2261
 # ISO-8601 as found in logs, rewritten step by step into one strict form before parsing:
 # YYYY-MM-DD[(T|t| )HH:MM[:SS[(.|,)fraction]][Z|z|+HH[[:]MM]]]; a date alone is midnight.
 _ISO_REWRITES = (
@@ -99,17 +103,14 @@ def _id(raw: pl.Expr, dtype: pl.DataType, file: str, column: str) -> pl.Expr:
     if dtype.is_integer():
         return raw.cast(ID)
     if dtype.is_float():
+        # A fractional, infinite or NaN value is not an ID.
         integral = raw.is_finite() & (raw == raw.floor()) & (raw.abs() < 2.0**63)
-        return (
-            pl.when(integral)
-            .then(raw.cast(pl.Int64, strict=False).cast(ID))
-            .otherwise(raw.cast(ID))
-        )
+        return pl.when(integral).then(raw.cast(pl.Int64, strict=False).cast(ID))
     if dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum):
         text = raw.cast(ID).str.strip_chars()
         return pl.when(text.str.len_bytes() > 0).then(text)
-    if isinstance(dtype, pl.Decimal):
-        return _id(raw.cast(pl.Float64), pl.Float64(), file, column)
+    if isinstance(dtype, pl.Decimal) and dtype.scale == 0:
+        return raw.cast(ID)  # exact: a float would round IDs beyond 2**53
     raise InputError(f"{file}: column {column!r} is {dtype}: expected an integer or string ID")
 
 
@@ -125,7 +126,7 @@ def _timestamp(raw: pl.Expr, dtype: pl.DataType, file: str, column: str) -> pl.E
     if isinstance(dtype, pl.Date):
         return raw.cast(pl.Datetime("ns")).dt.replace_time_zone("UTC")
     if dtype.is_integer():
-        in_range = raw.cast(pl.Int64, strict=False).abs() <= _MAX_EPOCH_MS
+        in_range = raw.cast(pl.Int64, strict=False).is_between(-_MAX_EPOCH_MS, _MAX_EPOCH_MS)
         nanos = raw.cast(pl.Int64, strict=False) * 1_000_000
         return pl.when(in_range).then(nanos.cast(pl.Datetime("ns")).dt.replace_time_zone("UTC"))
     if dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum):
@@ -136,16 +137,37 @@ def _timestamp(raw: pl.Expr, dtype: pl.DataType, file: str, column: str) -> pl.E
     )
 
 
-def _iso_timestamp(text: pl.Expr) -> pl.Expr:
+def _iso_text(text: pl.Expr) -> pl.Expr:
+    """The strict form of an ISO-8601 string, or null when it is not one."""
     for pattern, replacement in _ISO_REWRITES:
         text = text.str.replace(pattern, replacement)
-    text = text.str.strip_chars()
-    strict = pl.when(text.str.contains(_ISO_STRICT)).then(text)
+    return pl.when(text.str.contains(_ISO_STRICT)).then(text)
+
+
+def _iso_year(text: pl.Expr) -> pl.Expr:
+    return _iso_text(text).str.slice(0, 4).cast(pl.Int32)
+
+
+def _iso_timestamp(text: pl.Expr) -> pl.Expr:
+    # The parser wraps around outside the nanosecond range instead of failing: check the year.
+    strict = pl.when(_iso_year(text).is_between(_FIRST_YEAR, _LAST_YEAR)).then(_iso_text(text))
     with_offset = strict.str.to_datetime(
         "%Y-%m-%dT%H:%M:%S%.f%:z", time_unit="ns", time_zone="UTC", strict=False
     )
     naive = strict.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", time_unit="ns", strict=False)
     return pl.coalesce(with_offset, naive.dt.replace_time_zone("UTC"))
+
+
+def after_representable_time(raw: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """True for a timestamp later than the nanosecond range, such as the `9999-12-31` that some
+    systems write for "never": later than any delivery can be."""
+    if isinstance(dtype, pl.Datetime | pl.Date):
+        return raw.dt.year() > _LAST_YEAR
+    if dtype.is_integer():
+        return raw.cast(pl.Int64, strict=False) > _MAX_EPOCH_MS
+    if dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum):
+        return _iso_year(raw.cast(pl.String).str.strip_chars()) > _LAST_YEAR
+    return pl.lit(False)
 
 
 def _text(raw: pl.Expr, dtype: pl.DataType, file: str, column: str) -> pl.Expr:
@@ -177,6 +199,19 @@ _PROBLEMS = {
     Kind.TEXT: "empty",
     Kind.INT: "not an integer",
 }
+
+
+def _as_text(name: str, dtype: pl.DataType) -> pl.Expr:
+    """A column as text: nested values (lists, structs) as JSON."""
+    if dtype.is_nested():
+        return (
+            pl.struct(pl.col(name).alias("v"))
+            .struct.json_encode()
+            .str.slice(5)
+            .str.head(-1)
+            .alias(name)
+        )
+    return pl.col(name).cast(pl.String)
 
 
 def _scan_group(
@@ -216,6 +251,11 @@ def _scan_group(
             if dtype == pl.Null
             else _NORMALISERS[column.kind](raw_value, dtype, files[0], name)
         )
+        if column.open_ended:
+            # A revocation beyond representable time never happens within it: still active.
+            never = after_representable_time(raw_value, dtype)
+            value = pl.when(never.not_() | never.is_null()).then(value)
+            raw_value = pl.when(never.not_() | never.is_null()).then(raw_value)
         canonical_exprs.append(value.alias(canonical))
         # Blank text is a null value, not an unreadable one.
         blank = (
@@ -235,10 +275,16 @@ def _scan_group(
                     f"{canonical}: {_PROBLEMS[column.kind]}",
                 )
             )
+    extra_names = [n for n in raw_schema if n not in sources and n not in spec and n != SOURCE_FILE]
+    for name in extra_names:
+        if name in RESERVED or name.startswith("gap_"):
+            raise InputError(
+                f"{files[0]}: column {name!r} has the name of a column the reports add; "
+                f"expected it renamed, or mapped to a canonical column with --map"
+            )
     extras = [
-        pl.col(name)
-        for name in raw_schema
-        if name not in sources and name not in spec and name != SOURCE_FILE
+        _as_text(name, raw_schema[name]) if raw_schema[name].is_nested() else pl.col(name)
+        for name in extra_names
     ]
     reason: pl.Expr = pl.lit(None, dtype=pl.String)
     for failed, text in reversed(problems):
@@ -248,7 +294,7 @@ def _scan_group(
         *canonical_exprs, *extras, pl.col(SOURCE_FILE)
     )
     rejected = marked.filter(pl.col(REJECT_REASON).is_not_null()).select(
-        pl.all().exclude(REJECT_REASON).cast(pl.String), pl.col(REJECT_REASON)
+        *(_as_text(name, dtype) for name, dtype in raw_schema.items()), pl.col(REJECT_REASON)
     )
     return valid, rejected
 
@@ -264,7 +310,21 @@ def load_input(input_: Input, path: str, columns: ColumnMap) -> LoadedInput:
         groups.setdefault(schema, []).append(file)
     source = InputSource(input_, path, files, rows)
     scanned = [_scan_group(source, group, schema, columns) for schema, group in groups.items()]
-    valid = pl.concat([v for v, _ in scanned], how="diagonal_relaxed")
+    # An extra column whose type differs between files is carried as text.
+    schemas = [v.collect_schema() for v, _ in scanned]
+    conflicting = {
+        name
+        for schema in schemas
+        for name, dtype in schema.items()
+        if any(name in other and other[name] != dtype for other in schemas)
+    } - set(COLUMNS[input_])
+    valid = pl.concat(
+        [
+            v.with_columns(pl.col(c).cast(pl.String) for c in conflicting if c in schema)
+            for (v, _), schema in zip(scanned, schemas, strict=True)
+        ],
+        how="diagonal_relaxed",
+    )
     rejected = pl.concat([r for _, r in scanned], how="diagonal_relaxed")
     # Optional columns absent from every file still exist downstream, as nulls.
     present = valid.collect_schema()
@@ -284,7 +344,7 @@ def _split_inverted_grants(
     """A grant revoked before it was granted is a data error, not an empty interval."""
     inverted = pl.col("revoked_at") < pl.col("granted_at")
     rejected_grants = grants.filter(inverted).select(
-        pl.all().cast(pl.String),
+        *(_as_text(name, dtype) for name, dtype in grants.collect_schema().items()),
         pl.lit("revoked_at: before granted_at").alias(REJECT_REASON),
     )
     return (

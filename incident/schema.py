@@ -63,6 +63,8 @@ class Column:
     kind: Kind
     required: bool = False
     nullable: bool = True
+    # A time past the representable range (e.g. 9999-12-31) means "never", read as null.
+    open_ended: bool = False
 
 
 def _key(kind: Kind) -> Column:
@@ -89,7 +91,7 @@ AUTHORIZATION_COLUMNS: dict[str, Column] = {
     "granted_at": _key(Kind.TIMESTAMP),
     # Null means still active; the column itself is required, so that a log whose revocation
     # column is named differently is not read as "never revoked".
-    "revoked_at": Column(Kind.TIMESTAMP, required=True),
+    "revoked_at": Column(Kind.TIMESTAMP, required=True, open_ended=True),
 }
 APP_COLUMNS: dict[str, Column] = {
     "app_id": _key(Kind.ID),

@@ -6,6 +6,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from incident.api import ScanResult
 
@@ -58,7 +59,7 @@ def render_summary(console: Console, result: ScanResult) -> None:
             for index, header in enumerate(headers):
                 table.add_column(header, justify="left" if index == 0 else "right")
             for row in rows:
-                table.add_row(*row)
+                table.add_row(*(Text(cell) for cell in row))  # IDs are data, not markup
             console.print(table)
         else:
             console.print(f"{title}:", soft_wrap=True)

@@ -185,3 +185,48 @@ def test_internal_error_says_it_is_a_bug(case: Path, monkeypatch: pytest.MonkeyP
 def test_every_exit_code_is_distinct() -> None:
     assert len({int(code) for code in ExitCode}) == len(ExitCode)
     assert [int(code) for code in ExitCode] == list(range(7))
+
+
+def test_out_is_never_a_directory_with_other_files(case: Path) -> None:
+    home = case / "home"
+    home.mkdir()
+    (home / "summary.json").write_text('{"tool": {"name": "incident"}}')
+    (home / "thesis.docx").write_text("keep me")
+    code, _, stderr = invoke("scan", str(case / "logs"), "--out", str(home))
+    assert code == ExitCode.USAGE_ERROR
+    assert (home / "thesis.docx").exists()
+    code, _, stderr = invoke(
+        "scan", str(case / "logs"), "--out", str(case / "logs" / "deliveries" / "report")
+    )
+    assert code == ExitCode.USAGE_ERROR
+    assert "is inside the input directory" in stderr
+
+
+def test_reserved_and_nested_columns(case: Path) -> None:
+    logs = case / "logs"
+    day = logs / "deliveries" / "day=2018-03-01" / "part-0.parquet"
+    frame = pl.read_parquet(day)
+    write(frame.with_columns(pl.lit("spoof").alias("developer_id")), day)
+    code, _, stderr = invoke("scan", str(logs), "--out", str(case / "o"))
+    assert code == ExitCode.INPUT_ERROR
+    assert "column 'developer_id' has the name of a column the reports add" in stderr
+    write(frame.with_columns(pl.lit(["a", "b"]).alias("tags")), day)
+    code, _, _ = invoke("scan", str(logs), "--out", str(case / "o"), "-q")
+    assert code == ExitCode.OK
+    rejected = pl.read_parquet(case / "o" / "rejected.parquet")
+    assert rejected["tags"].to_list() == ['["a","b"]']
+
+
+def test_warns_when_no_delivery_is_in_the_window(case: Path) -> None:
+    code, _, stderr = invoke(
+        "scan",
+        str(case / "logs"),
+        "--out",
+        str(case / "o"),
+        "--since",
+        "2019-01-01",
+        "--until",
+        "2020-01-01",
+    )
+    assert code == ExitCode.OK
+    assert "warning: no delivery falls in the window" in stderr

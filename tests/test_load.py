@@ -155,3 +155,38 @@ def test_offsets_are_normalised_before_comparison(run_scan: ScanFn) -> None:
     grants = [grant(granted_at=datetime(2018, 3, 1, 9, tzinfo=tokyo).astimezone(UTC))]
     result = run_scan(deliveries, grants)
     assert result.misdeliveries["reason"].to_list() == ["before_grant"]
+
+
+def test_times_beyond_the_nanosecond_range(run_scan: ScanFn) -> None:
+    deliveries = [
+        delivery(1, "2602-03-01T00:00:00Z"),  # would wrap around to 2017 if parsed blindly
+        delivery(2, "2018-03-01T00:00:00Z"),
+    ]
+    # "Never revoked" written as the end of the calendar, in text and as a timestamp.
+    grants = [grant(revoked_at="9999-12-31T23:59:59Z", granted_at="2016-01-01T00:00:00Z")]
+    result = run_scan(deliveries, grants)
+    assert result.accounting.rows_rejected == 1
+    assert result.accounting.rows_authorized == 1
+    far = pl.DataFrame([grant()]).with_columns(
+        pl.lit(datetime(9999, 12, 31)).cast(pl.Datetime("us", "UTC")).alias("revoked_at")
+    )
+    assert run_scan([delivery()], far).accounting.rows_authorized == 1
+    epoch = pl.DataFrame([delivery(delivered_at=-(2**63)), delivery(delivered_at=2**63 - 1)])
+    assert run_scan(epoch, [grant()]).accounting.rows_rejected == 2
+
+
+def test_decimal_and_float_ids(run_scan: ScanFn) -> None:
+    from decimal import Decimal
+
+    big = 9007199254740993  # 2**53 + 1: a float would round it
+    deliveries = pl.DataFrame(
+        [delivery(Decimal(big), for_user_id=Decimal(big)), delivery(Decimal(big + 1))],
+        schema_overrides={"event_id": pl.Decimal(38, 0), "for_user_id": pl.Decimal(38, 0)},
+    )
+    result = run_scan(deliveries, [grant(for_user_id=str(big))])
+    assert result.accounting.rows_authorized == 1
+    assert result.misdeliveries["event_id"].to_list() == [str(big + 1)]
+    floats = pl.DataFrame([delivery(1.0), delivery(1.5), delivery(float("nan"))])
+    result = run_scan(floats, [])
+    assert result.accounting.rows_rejected == 2
+    assert result.misdeliveries["event_id"].to_list() == ["1"]

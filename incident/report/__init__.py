@@ -64,6 +64,6 @@ def write_table(
 
 
 def write_json(document: dict[str, Any], path: Path) -> Path:
-    """Write a JSON document with sorted keys and a final newline, byte-stable across runs."""
+    """Write a JSON document, indented, with a final newline: byte-stable across runs."""
     path.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     return path
