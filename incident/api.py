@@ -318,6 +318,10 @@ def _summary(
             f"{rejected_grants.height} authorization rows rejected; without them more "
             "deliveries count as misdelivered; see rejected_authorizations.parquet"
         )
+    # Registry rows without an app_id name nothing; they are counted, not reported.
+    apps_rejected = apps.rejected.select(pl.len()).collect().item() if apps else 0
+    if apps_rejected:
+        warnings.append(f"{apps_rejected} apps registry rows rejected (no app_id)")
     in_window_rows = accounting.rows_authorized + accounting.rows_misdelivered
     if accounting.rows_read > accounting.rows_rejected and not in_window_rows:
         warnings.append(
@@ -336,7 +340,7 @@ def _summary(
         "inputs": {
             "deliveries": _input_summary(deliveries),
             "authorizations": _input_summary(authorizations, rejected_grants.height),
-            "apps": _input_summary(apps) if apps else None,
+            "apps": _input_summary(apps, apps_rejected) if apps else None,
         },
         "accounting": {
             "rows_read": accounting.rows_read,

@@ -189,3 +189,10 @@ def test_rule_6_row_accounting_adds_up(run_scan: ScanFn) -> None:
     }
     with pytest.raises(Exception, match="row accounting"):
         RowAccounting(4, 1, 1, 1, 0)
+
+
+def test_rule_1_registry_rows_without_app_are_counted(run_scan: ScanFn) -> None:
+    apps = [{"app_id": 10, "developer_id": "d1"}, {"app_id": None, "developer_id": "d2"}]
+    result = run_scan([delivery()], [], apps)
+    assert result.summary["inputs"]["apps"]["rows_rejected"] == 1
+    assert "1 apps registry rows rejected (no app_id)" in result.summary["warnings"]
