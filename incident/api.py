@@ -14,10 +14,10 @@ from typing import Any
 
 import polars as pl
 
-from incident import __version__
+from incident import __version__, passes
 from incident.config import ReportFormat, ScanConfig
-from incident.detect import REASON, find_misdeliveries, in_window
-from incident.errors import ConfigError, IncidentError, InputError, TooManyRejectedError
+from incident.detect import MISDELIVERED, Status
+from incident.errors import ConfigError, IncidentError, TooManyRejectedError
 from incident.impact import (
     UNKNOWN_DEVELOPER,
     attribute_developers,
@@ -29,6 +29,8 @@ from incident.impact import (
 from incident.load import REJECT_REASON, SOURCE_FILE, LoadedInput, app_registry, load_input
 from incident.report import write_json, write_table
 from incident.schema import COLUMNS, COUNT, Input
+
+REASON = "reason"
 
 Progress = Callable[[str], None]
 
@@ -209,57 +211,37 @@ def _scan_into(
     report: Progress,
 ) -> ScanResult:
     report("detecting misdeliveries")
-    valid = deliveries.valid
-    window = in_window(config.window)
-    # The findings and the counts leave the engine together; the deliveries stream through.
-    try:
-        misdelivered, counts, rejected, rejected_grants = pl.collect_all(
-            [
-                find_misdeliveries(valid.filter(window), authorizations.valid),
-                valid.select(
-                    pl.len().cast(COUNT).alias("valid"),
-                    window.sum().cast(COUNT).alias("in_window"),
-                ),
-                deliveries.rejected,
-                authorizations.rejected,
-            ],
-            engine="streaming",
-        )
-    except (pl.exceptions.ComputeError, OSError) as error:
-        # The footers were checked before; this is a damaged page inside a file.
-        first_line = str(error).strip().splitlines()[0]
-        raise InputError(
-            f"{config.deliveries} or {config.authorizations}: cannot read: {first_line}"
-        ) from None
-    rejected = rejected.sort(pl.all(), nulls_last=True, maintain_order=True)
-    valid_rows, in_window_rows = counts.row(0)
+    findings = passes.run(deliveries, authorizations.valid, config.window)
+    (rejected_grants,) = pl.collect_all([authorizations.rejected])
+    rejected = findings.rejected.sort(pl.all(), nulls_last=True, maintain_order=True)
+    statuses = findings.statuses
     accounting = RowAccounting(
         rows_read=deliveries.source.rows,
-        rows_rejected=rejected.height,
-        rows_outside_window=valid_rows - in_window_rows,
-        rows_authorized=in_window_rows - misdelivered.height,
-        rows_misdelivered=misdelivered.height,
+        rows_rejected=statuses[Status.REJECTED.value],
+        rows_outside_window=statuses[Status.OUTSIDE_WINDOW.value],
+        rows_authorized=statuses[Status.AUTHORIZED.value],
+        rows_misdelivered=sum(statuses[s] for s in MISDELIVERED),
     )
 
     report("measuring impact")
     canonical = list(COLUMNS[Input.DELIVERIES])
-    findings = attribute_developers(misdelivered.lazy(), registry)
+    attributed = attribute_developers(findings.misdeliveries.lazy(), registry)
     extras = [
         c
-        for c in findings.collect_schema()
+        for c in attributed.collect_schema()
         if c not in {*canonical, SOURCE_FILE, "developer_id", REASON}
     ]
-    findings = _sorted_rows(
-        findings.select(*canonical, *extras, SOURCE_FILE, "developer_id", REASON)
+    attributed = _sorted_rows(
+        attributed.select(*canonical, *extras, SOURCE_FILE, "developer_id", REASON)
     )
-    exposed = exposure(findings)
+    exposed = exposure(attributed)
     users, developers, by_type, by_reason, misdeliveries = pl.collect_all(
         [
             users_report(exposed),
-            developers_report(findings, exposed),
-            breakdown(findings, "event_type"),
-            breakdown(findings, REASON),
-            findings,
+            developers_report(attributed, exposed),
+            breakdown(attributed, "event_type"),
+            breakdown(attributed, REASON),
+            attributed,
         ]
     )
 

@@ -57,11 +57,13 @@ class InputSource:
 
 @dataclass(frozen=True)
 class LoadedInput:
-    """An input normalised to canonical columns, with the rows that could not be used."""
+    """An input normalised to canonical columns, with the rows that could not be used, and the
+    groups of files it is read from."""
 
     source: InputSource
     valid: pl.LazyFrame
     rejected: pl.LazyFrame
+    groups: tuple[SourceGroup, ...]
 
 
 def find_files(input_: Input, path: str) -> tuple[str, ...]:
@@ -214,10 +216,87 @@ def _as_text(name: str, dtype: pl.DataType) -> pl.Expr:
     return pl.col(name).cast(pl.String)
 
 
+ROW = "_row"
+# A polars row index is 32-bit: a group of files is split before it reaches this many rows.
+_MAX_GROUP_ROWS = 2**32 - 1
+
+
+@dataclass(frozen=True, eq=False)
+class SourceGroup:
+    """Files of one input that share a Parquet schema, and how to read them canonically.
+
+    `scan()` numbers the rows (`_row`) in file order, the same way on every call, so that a
+    first pass can find rows by a few columns and a second pass fetch just those rows whole.
+    """
+
+    files: tuple[str, ...]
+    hive: bool
+    raw_schema: pl.Schema
+    canonical: tuple[pl.Expr, ...]
+    extras: tuple[pl.Expr, ...]
+    problems: tuple[tuple[pl.Expr, str], ...]
+    sources: dict[str, str]
+
+    def scan(self) -> pl.LazyFrame:
+        """The raw rows, numbered, with the file each came from."""
+        return pl.scan_parquet(
+            list(self.files),
+            hive_partitioning=self.hive,
+            include_file_paths=SOURCE_FILE,
+            row_index_name=ROW,
+        )
+
+    def is_valid(self) -> pl.Expr:
+        """True for a row whose required columns are all present and parseable (rule 1)."""
+        if not self.problems:
+            return pl.lit(True)
+        return pl.any_horizontal(failed.fill_null(False) for failed, _ in self.problems).not_()
+
+    def reject_reason(self) -> pl.Expr:
+        """The first problem of a row, as `column: problem`; null for a valid row."""
+        reason: pl.Expr = pl.lit(None, dtype=pl.String)
+        for failed, text in reversed(self.problems):
+            reason = pl.when(failed.fill_null(False)).then(pl.lit(text)).otherwise(reason)
+        return reason.alias(REJECT_REASON)
+
+    def column(self, canonical: str) -> pl.Expr:
+        """One canonical column, normalised."""
+        return next(e for e in self.canonical if e.meta.output_name() == canonical)
+
+    def integer(self, canonical: str) -> bool:
+        """True when the source column of `canonical` holds integers."""
+        source = self.sources.get(canonical)
+        return source is not None and self.raw_schema[source].is_integer()
+
+    def normalised(self, frame: pl.LazyFrame) -> pl.LazyFrame:
+        """Valid raw rows -> canonical columns, extra columns, `source_file` and `_row`."""
+        return frame.select(*self.canonical, *self.extras, pl.col(SOURCE_FILE), pl.col(ROW))
+
+    def as_read(self, frame: pl.LazyFrame) -> pl.LazyFrame:
+        """Rejected raw rows -> every column as text, `source_file` and `reject_reason`."""
+        return frame.select(
+            *(
+                _as_text(name, dtype)
+                for name, dtype in self.raw_schema.items()
+                if name not in (ROW, SOURCE_FILE)
+            ),
+            pl.col(SOURCE_FILE),
+            self.reject_reason(),
+        )
+
+    def valid(self) -> pl.LazyFrame:
+        """The valid rows, canonical."""
+        return self.normalised(self.scan().filter(self.is_valid())).drop(ROW)
+
+    def rejected(self) -> pl.LazyFrame:
+        """The rejected rows, as read."""
+        return self.as_read(self.scan().filter(self.is_valid().not_()))
+
+
 def _scan_group(
     source: InputSource, files: list[str], schema: pa.Schema, columns: ColumnMap
-) -> tuple[pl.LazyFrame, pl.LazyFrame]:
-    """Normalise one group of files that share a Parquet schema."""
+) -> SourceGroup:
+    """Check one group of files that share a Parquet schema, and plan its normalisation."""
     spec = COLUMNS[source.input]
     present = set(schema.names)
     hive = False
@@ -233,17 +312,18 @@ def _scan_group(
                 f"{files[0]}: missing required column {name!r}{mapped}; "
                 f"map another column with --map {source.input.value}.{canonical}=NAME"
             )
-    raw = pl.scan_parquet(files, hive_partitioning=hive, include_file_paths=SOURCE_FILE)
-    raw_schema = raw.collect_schema()
+    raw_schema = pl.scan_parquet(
+        files, hive_partitioning=hive, include_file_paths=SOURCE_FILE, row_index_name=ROW
+    ).collect_schema()
 
     canonical_exprs: list[pl.Expr] = []
     problems: list[tuple[pl.Expr, str]] = []
-    sources: set[str] = set()
+    sources: dict[str, str] = {}
     for canonical, column in spec.items():
         name = columns.source(source.input, canonical)
         if name not in raw_schema:
             continue
-        sources.add(name)
+        sources[canonical] = name
         raw_value = pl.col(name)
         dtype = raw_schema[name]
         value = (
@@ -265,8 +345,9 @@ def _scan_group(
         )
         if not column.nullable:
             problems.append((raw_value.is_null(), f"{canonical}: null"))
-            problems.append((blank, f"{canonical}: empty"))
-        if column.required:
+            if dtype in (pl.String, pl.Categorical):
+                problems.append((blank, f"{canonical}: empty"))
+        if column.required and not (dtype == pl.Null or _always_parses(column.kind, dtype)):
             # Rule 1 judges a row by its required columns; an optional value that does not
             # parse is read as null.
             problems.append(
@@ -275,9 +356,13 @@ def _scan_group(
                     f"{canonical}: {_PROBLEMS[column.kind]}",
                 )
             )
-    extra_names = [n for n in raw_schema if n not in sources and n not in spec and n != SOURCE_FILE]
+    extra_names = [
+        n
+        for n in raw_schema
+        if n not in sources.values() and n not in spec and n not in (SOURCE_FILE, ROW)
+    ]
     for name in extra_names:
-        if name in RESERVED or name.startswith("gap_"):
+        if name in RESERVED or name.startswith(("gap_", "_")):
             raise InputError(
                 f"{files[0]}: column {name!r} has the name of a column the reports add; "
                 f"expected it renamed, or mapped to a canonical column with --map"
@@ -286,56 +371,83 @@ def _scan_group(
         _as_text(name, raw_schema[name]) if raw_schema[name].is_nested() else pl.col(name)
         for name in extra_names
     ]
-    reason: pl.Expr = pl.lit(None, dtype=pl.String)
-    for failed, text in reversed(problems):
-        reason = pl.when(failed).then(pl.lit(text)).otherwise(reason)
-    marked = raw.with_columns(reason.alias(REJECT_REASON))
-    valid = marked.filter(pl.col(REJECT_REASON).is_null()).select(
-        *canonical_exprs, *extras, pl.col(SOURCE_FILE)
+    return SourceGroup(
+        tuple(files),
+        hive,
+        raw_schema,
+        tuple(canonical_exprs),
+        tuple(extras),
+        tuple(problems),
+        sources,
     )
-    rejected = marked.filter(pl.col(REJECT_REASON).is_not_null()).select(
-        *(_as_text(name, dtype) for name, dtype in raw_schema.items()), pl.col(REJECT_REASON)
-    )
-    return valid, rejected
 
 
-def load_input(input_: Input, path: str, columns: ColumnMap) -> LoadedInput:
-    """Find, check and normalise one input; raise `InputError` naming the file and column."""
-    files = find_files(input_, path)
-    groups: dict[pa.Schema, list[str]] = {}
-    rows = 0
+def _always_parses(kind: Kind, dtype: pl.DataType) -> bool:
+    """Types whose every non-null value normalises: no parse check is needed per row."""
+    if kind is Kind.ID:
+        # Text IDs only fail by being blank, which is checked apart.
+        return dtype.is_integer() or dtype in (pl.String, pl.Categorical)
+    return kind is Kind.TEXT
+
+
+def _chunks(files: list[str], rows: dict[str, int]) -> list[list[str]]:
+    """Split files into runs of at most `_MAX_GROUP_ROWS` rows, so row numbers fit."""
+    chunks: list[list[str]] = [[]]
+    total = 0
     for file in files:
-        schema, count = _read_schema(file)
-        rows += count
-        groups.setdefault(schema, []).append(file)
-    source = InputSource(input_, path, files, rows)
-    scanned = [_scan_group(source, group, schema, columns) for schema, group in groups.items()]
-    # An extra column whose type differs between files is carried as text.
-    schemas = [v.collect_schema() for v, _ in scanned]
+        if chunks[-1] and total + rows[file] > _MAX_GROUP_ROWS:
+            chunks.append([])
+            total = 0
+        chunks[-1].append(file)
+        total += rows[file]
+    return chunks
+
+
+def stack(frames: list[pl.LazyFrame], input_: Input) -> pl.LazyFrame:
+    """Stack canonical frames of several groups; an extra column whose type differs between
+    them becomes text, and optional columns absent from all of them are added as nulls."""
+    schemas = [frame.collect_schema() for frame in frames]
     conflicting = {
         name
         for schema in schemas
         for name, dtype in schema.items()
         if any(name in other and other[name] != dtype for other in schemas)
     } - set(COLUMNS[input_])
-    valid = pl.concat(
+    stacked = pl.concat(
         [
-            v.with_columns(pl.col(c).cast(pl.String) for c in conflicting if c in schema)
-            for (v, _), schema in zip(scanned, schemas, strict=True)
+            frame.with_columns(pl.col(c).cast(pl.String) for c in conflicting if c in schema)
+            for frame, schema in zip(frames, schemas, strict=True)
         ],
         how="diagonal_relaxed",
     )
-    rejected = pl.concat([r for _, r in scanned], how="diagonal_relaxed")
-    # Optional columns absent from every file still exist downstream, as nulls.
-    present = valid.collect_schema()
-    valid = valid.with_columns(
+    present = stacked.collect_schema()
+    return stacked.with_columns(
         pl.lit(None, dtype=_DTYPES[column.kind]).alias(name)
         for name, column in COLUMNS[input_].items()
         if name not in present
     )
+
+
+def load_input(input_: Input, path: str, columns: ColumnMap) -> LoadedInput:
+    """Find, check and plan the reading of one input; raise `InputError` naming the file and
+    column. Nothing but Parquet footers is read here."""
+    files = find_files(input_, path)
+    by_schema: dict[pa.Schema, list[str]] = {}
+    rows: dict[str, int] = {}
+    for file in files:
+        schema, rows[file] = _read_schema(file)
+        by_schema.setdefault(schema, []).append(file)
+    source = InputSource(input_, path, files, sum(rows.values()))
+    groups = tuple(
+        _scan_group(source, chunk, schema, columns)
+        for schema, group in by_schema.items()
+        for chunk in _chunks(group, rows)
+    )
+    valid = stack([g.valid() for g in groups], input_)
+    rejected = pl.concat([g.rejected() for g in groups], how="diagonal_relaxed")
     if input_ is Input.AUTHORIZATIONS:
         valid, rejected = _split_inverted_grants(valid, rejected)
-    return LoadedInput(source, valid, rejected)
+    return LoadedInput(source, valid, rejected, groups)
 
 
 def _split_inverted_grants(

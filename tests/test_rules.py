@@ -196,3 +196,22 @@ def test_rule_1_registry_rows_without_app_are_counted(run_scan: ScanFn) -> None:
     result = run_scan([delivery()], [], apps)
     assert result.summary["inputs"]["apps"]["rows_rejected"] == 1
     assert "1 apps registry rows rejected (no app_id)" in result.summary["warnings"]
+
+
+def test_rule_3_a_key_with_many_separate_grants(run_scan: ScanFn) -> None:
+    # More islands than the key table holds in columns: the rest are checked against gaps.
+    grants = [grant(1, 10, utc(2018, m, 1), utc(2018, m, 10)) for m in (1, 2, 3, 4)]
+    grants.append(grant(1, 10, utc(2018, 5, 1), None))
+    deliveries = [delivery(f"in{m}", utc(2018, m, 5), for_user_id=1) for m in (1, 2, 3, 4, 5)] + [
+        delivery(f"gap{m}", utc(2018, m, 20), for_user_id=1) for m in (1, 2, 3, 4)
+    ]
+    deliveries.append(delivery("before", utc(2017, 12, 20), for_user_id=1))
+    result = run_scan(deliveries, grants)
+    assert result.accounting.rows_authorized == 5
+    assert reasons(result.misdeliveries) == [
+        ("before", "before_grant"),
+        ("gap1", "after_revocation"),
+        ("gap2", "after_revocation"),
+        ("gap3", "after_revocation"),
+        ("gap4", "after_revocation"),
+    ]

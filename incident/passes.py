@@ -1,0 +1,128 @@
+"""How a scan reads the deliveries: two passes over each group of files.
+
+The first pass reads only what rule 1 and detection need (the five required columns, keys as
+integers where the logs have them) and classifies every row; its output is the row accounting
+and the numbers of the few rows to report. The second pass fetches just those rows whole,
+normalised (misdeliveries) or as read (rejected rows). Each pass is one streaming query over
+all groups, so a delivery row is never held in memory unless it is reported.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import polars as pl
+
+from incident.config import Window
+from incident.detect import (
+    KEY,
+    MISDELIVERED,
+    STATUS,
+    Status,
+    classify,
+    gaps,
+    key_table,
+    keyed_grants,
+    pack,
+    resolve_checks,
+)
+from incident.errors import InputError
+from incident.load import ROW, LoadedInput, SourceGroup, stack
+from incident.schema import Input
+
+
+@dataclass(frozen=True)
+class Findings:
+    """What the passes found: rows per status, the misdeliveries whole (with `reason`) and the
+    rejected rows as read (with `reject_reason`)."""
+
+    statuses: Counter[str]
+    misdeliveries: pl.DataFrame
+    rejected: pl.DataFrame
+
+
+def _packed(group: SourceGroup) -> bool:
+    # Both keys integers that fit 64 signed bits: join on one exact 128-bit key.
+    return all(group.integer(c) and group.raw_schema[group.sources[c]] != pl.UInt64 for c in KEY)
+
+
+def _classified(
+    group: SourceGroup, tables: dict[bool, tuple[pl.LazyFrame, list[str]]], window: Window
+) -> tuple[pl.LazyFrame, list[str]]:
+    packed = _packed(group)
+    table, on = tables[packed]
+    key_columns = (
+        [pack(*(pl.col(group.sources[c]) for c in KEY))]
+        if packed
+        else [group.column(c) for c in KEY]
+    )
+    narrow = group.scan().select(
+        pl.col(ROW),
+        *key_columns,
+        group.column("delivered_at"),
+        group.is_valid().alias("_valid"),
+    )
+    return classify(narrow, table, on, window), on
+
+
+def _collect(queries: list[pl.LazyFrame], what: str) -> list[pl.DataFrame]:
+    try:
+        return pl.collect_all(queries, engine="streaming")
+    except (pl.exceptions.ComputeError, OSError) as error:
+        # The footers were read before; this is damage inside a file.
+        first_line = str(error).strip().splitlines()[0]
+        raise InputError(f"{what}: cannot read: {first_line}") from None
+
+
+def run(deliveries: LoadedInput, grants: pl.LazyFrame, window: Window) -> Findings:
+    """Classify every delivery row and fetch the rows to report (both passes)."""
+    groups = deliveries.groups
+    # One key table per way the groups key their rows (integers packed, or text), built once.
+    tables = {}
+    for packed in {_packed(group) for group in groups}:
+        keyed, on = keyed_grants(grants, packed)
+        tables[packed] = (key_table(keyed, on).collect().lazy(), on)
+    reported = [s.value for s in Status if s not in (Status.AUTHORIZED, Status.OUTSIDE_WINDOW)]
+    first = []
+    for group in groups:
+        classified, on = _classified(group, tables, window)
+        first.append(classified.group_by(STATUS).agg(pl.len().alias("rows")))
+        first.append(
+            classified.filter(pl.col(STATUS).is_in(reported)).select(
+                ROW, *on, "delivered_at", STATUS
+            )
+        )
+    results = _collect(first, deliveries.source.path)
+
+    statuses: Counter[str] = Counter()
+    second = []
+    for index, group in enumerate(groups):
+        counts, flagged = results[2 * index], results[2 * index + 1]
+        statuses.update(dict(counts.iter_rows()))
+        checks = flagged.filter(pl.col(STATUS) == Status.CHECK.value)
+        if checks.height:
+            # Keys with more islands than the key table holds: decide against their gaps.
+            keyed, on = keyed_grants(grants, _packed(group))
+            resolved = resolve_checks(checks, gaps(keyed, on), on)
+            statuses.subtract({Status.CHECK.value: checks.height})
+            statuses.update(resolved[STATUS].to_list())
+            flagged = pl.concat([flagged.filter(pl.col(STATUS) != Status.CHECK.value), resolved])
+        flagged = flagged.filter(pl.col(STATUS) != Status.AUTHORIZED.value).select(ROW, STATUS)
+        rows = group.scan().filter(pl.col(ROW).is_in(flagged[ROW].implode()))
+        misdelivered = flagged.filter(pl.col(STATUS).is_in(MISDELIVERED)).lazy()
+        rejected = flagged.filter(pl.col(STATUS) == Status.REJECTED.value).lazy()
+        second.append(
+            group.normalised(rows.join(misdelivered, on=ROW, how="semi")).join(
+                misdelivered.rename({STATUS: "reason"}), on=ROW
+            )
+        )
+        second.append(group.as_read(rows.join(rejected, on=ROW, how="semi")))
+    fetched = _collect(second, deliveries.source.path)
+    return Findings(
+        statuses=+statuses,
+        misdeliveries=stack([f.lazy() for f in fetched[0::2]], Input.DELIVERIES)
+        .drop(ROW)
+        .collect(),
+        rejected=pl.concat(fetched[1::2], how="diagonal_relaxed"),
+    )
