@@ -211,7 +211,7 @@ def _scan_into(
     report: Progress,
 ) -> ScanResult:
     report("detecting misdeliveries")
-    findings = passes.run(deliveries, authorizations.valid, config.window)
+    findings = passes.run(deliveries, authorizations, config.window)
     (rejected_grants,) = pl.collect_all([authorizations.rejected])
     rejected = findings.rejected.sort(pl.all(), nulls_last=True, maintain_order=True)
     statuses = findings.statuses

@@ -179,3 +179,7 @@ class ScanConfig:
     columns: ColumnMap = field(default_factory=ColumnMap)
     max_rejected: RejectLimit = field(default_factory=RejectLimit)
     formats: tuple[ReportFormat, ...] = (ReportFormat.PARQUET, ReportFormat.CSV)
+
+    def __post_init__(self) -> None:
+        # Accept a str for the output directory, as a notebook user would write it.
+        object.__setattr__(self, "out", Path(self.out))

@@ -450,11 +450,15 @@ def load_input(input_: Input, path: str, columns: ColumnMap) -> LoadedInput:
     return LoadedInput(source, valid, rejected, groups)
 
 
+# A grant revoked before it was granted is a data error, not an empty interval.
+INVERTED_GRANT = pl.col("revoked_at") < pl.col("granted_at")
+
+
 def _split_inverted_grants(
     grants: pl.LazyFrame, rejected: pl.LazyFrame
 ) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """A grant revoked before it was granted is a data error, not an empty interval."""
-    inverted = pl.col("revoked_at") < pl.col("granted_at")
+    inverted = INVERTED_GRANT
     rejected_grants = grants.filter(inverted).select(
         *(_as_text(name, dtype) for name, dtype in grants.collect_schema().items()),
         pl.lit("revoked_at: before granted_at").alias(REJECT_REASON),

@@ -18,6 +18,7 @@ from incident.config import Window
 from incident.detect import (
     KEY,
     MISDELIVERED,
+    PACKED_KEY,
     STATUS,
     Status,
     classify,
@@ -28,8 +29,10 @@ from incident.detect import (
     resolve_checks,
 )
 from incident.errors import InputError
-from incident.load import ROW, LoadedInput, SourceGroup, stack
+from incident.load import INVERTED_GRANT, ROW, LoadedInput, SourceGroup, stack
 from incident.schema import Input
+
+EVENT = "_event"
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ def _classified(
     )
     narrow = group.scan().select(
         pl.col(ROW),
+        pl.col(group.sources["event_id"]).alias(EVENT),
         *key_columns,
         group.column("delivered_at"),
         group.is_valid().alias("_valid"),
@@ -75,14 +79,30 @@ def _collect(queries: list[pl.LazyFrame], what: str) -> list[pl.DataFrame]:
         raise InputError(f"{what}: cannot read: {first_line}") from None
 
 
-def run(deliveries: LoadedInput, grants: pl.LazyFrame, window: Window) -> Findings:
+def _grants(authorizations: LoadedInput, packed: bool) -> tuple[pl.LazyFrame, list[str]]:
+    """The valid grants keyed like deliveries that are `packed` or not; integer IDs are packed
+    straight from the files, without a detour through text."""
+    frames = []
+    for group in authorizations.groups:
+        rows = group.scan().filter(group.is_valid())
+        times = [group.column("granted_at"), group.column("revoked_at")]
+        if packed and _packed(group):
+            frames.append(rows.select(pack(*(pl.col(group.sources[c]) for c in KEY)), *times))
+        else:
+            frames.append(keyed_grants(rows.select(*map(group.column, KEY), *times), packed)[0])
+    grants = pl.concat(frames).filter(INVERTED_GRANT.not_() | pl.col("revoked_at").is_null())
+    return grants, [PACKED_KEY] if packed else list(KEY)
+
+
+def run(deliveries: LoadedInput, authorizations: LoadedInput, window: Window) -> Findings:
     """Classify every delivery row and fetch the rows to report (both passes)."""
     groups = deliveries.groups
     # One key table per way the groups key their rows (integers packed, or text), built once.
-    tables = {}
-    for packed in {_packed(group) for group in groups}:
-        keyed, on = keyed_grants(grants, packed)
-        tables[packed] = (key_table(keyed, on).collect().lazy(), on)
+    grants = {packed: _grants(authorizations, packed) for packed in map(_packed, groups)}
+    tables = {
+        packed: (key_table(keyed, on).collect().lazy(), on)
+        for packed, (keyed, on) in grants.items()
+    }
     reported = [s.value for s in Status if s not in (Status.AUTHORIZED, Status.OUTSIDE_WINDOW)]
     first = []
     for group in groups:
@@ -90,12 +110,13 @@ def run(deliveries: LoadedInput, grants: pl.LazyFrame, window: Window) -> Findin
         first.append(classified.group_by(STATUS).agg(pl.len().alias("rows")))
         first.append(
             classified.filter(pl.col(STATUS).is_in(reported)).select(
-                ROW, *on, "delivered_at", STATUS
+                ROW, EVENT, *on, "delivered_at", STATUS
             )
         )
     results = _collect(first, deliveries.source.path)
 
     statuses: Counter[str] = Counter()
+    wanted: list[pl.DataFrame] = []
     second = []
     for index, group in enumerate(groups):
         counts, flagged = results[2 * index], results[2 * index + 1]
@@ -103,26 +124,36 @@ def run(deliveries: LoadedInput, grants: pl.LazyFrame, window: Window) -> Findin
         checks = flagged.filter(pl.col(STATUS) == Status.CHECK.value)
         if checks.height:
             # Keys with more islands than the key table holds: decide against their gaps.
-            keyed, on = keyed_grants(grants, _packed(group))
+            keyed, on = grants[_packed(group)]
             resolved = resolve_checks(checks, gaps(keyed, on), on)
             statuses.subtract({Status.CHECK.value: checks.height})
             statuses.update(resolved[STATUS].to_list())
             flagged = pl.concat([flagged.filter(pl.col(STATUS) != Status.CHECK.value), resolved])
-        flagged = flagged.filter(pl.col(STATUS) != Status.AUTHORIZED.value).select(ROW, STATUS)
-        rows = group.scan().filter(pl.col(ROW).is_in(flagged[ROW].implode()))
-        misdelivered = flagged.filter(pl.col(STATUS).is_in(MISDELIVERED)).lazy()
-        rejected = flagged.filter(pl.col(STATUS) == Status.REJECTED.value).lazy()
+        flagged = flagged.filter(pl.col(STATUS) != Status.AUTHORIZED.value)
+        wanted.append(flagged.select(ROW, STATUS))
+        # The event ID, decoded first, rules out almost every row before the others are
+        # decoded; the row number then picks the exact rows.
+        event = pl.col(group.sources["event_id"])
+        events = event.is_in(flagged[EVENT].drop_nulls().unique().implode()) | event.is_null()
         second.append(
-            group.normalised(rows.join(misdelivered, on=ROW, how="semi")).join(
-                misdelivered.rename({STATUS: "reason"}), on=ROW
+            group.scan().filter(events & pl.col(ROW).is_in(flagged[ROW].implode()))
+            if flagged.height
+            else group.scan().head(0)
+        )
+    fetched = _collect(second, deliveries.source.path)
+
+    misdeliveries, rejected = [], []
+    for group, rows, status in zip(groups, fetched, wanted, strict=True):
+        found = rows.lazy().join(status.lazy(), on=ROW)
+        misdelivered = found.filter(pl.col(STATUS).is_in(MISDELIVERED))
+        misdeliveries.append(
+            group.normalised(misdelivered).join(
+                misdelivered.select(ROW, pl.col(STATUS).alias("reason")), on=ROW
             )
         )
-        second.append(group.as_read(rows.join(rejected, on=ROW, how="semi")))
-    fetched = _collect(second, deliveries.source.path)
+        rejected.append(group.as_read(found.filter(pl.col(STATUS) == Status.REJECTED.value)))
     return Findings(
         statuses=+statuses,
-        misdeliveries=stack([f.lazy() for f in fetched[0::2]], Input.DELIVERIES)
-        .drop(ROW)
-        .collect(),
-        rejected=pl.concat(fetched[1::2], how="diagonal_relaxed"),
+        misdeliveries=stack(misdeliveries, Input.DELIVERIES).drop(ROW).collect(),
+        rejected=pl.concat(rejected, how="diagonal_relaxed").collect(),
     )
