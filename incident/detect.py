@@ -23,7 +23,7 @@ from incident.schema import TIMESTAMP, Reason
 
 KEY = ("for_user_id", "app_id")
 PACKED_KEY = "_key"
-STATUS = "status"
+STATUS = "_status"
 ISLANDS = 2
 
 # An open grant (null revoked_at) ends at the end of representable time.

@@ -25,7 +25,7 @@ from incident.schema import COLUMNS, ID, TIMESTAMP, Input, Kind
 SOURCE_FILE = "source_file"
 REJECT_REASON = "reject_reason"
 # Columns the reports add; an input column of the same name would be ambiguous.
-RESERVED = frozenset({SOURCE_FILE, REJECT_REASON, "developer_id", "reason"})
+RESERVED = frozenset({SOURCE_FILE, REJECT_REASON, "developer_id", "reason", "_row", "_status"})
 
 # Epoch milliseconds that fit in a nanosecond timestamp (years 1677 to 2262).
 _MAX_EPOCH_MS = (2**63 - 1) // 1_000_000
@@ -362,7 +362,7 @@ def _scan_group(
         if n not in sources.values() and n not in spec and n not in (SOURCE_FILE, ROW)
     ]
     for name in extra_names:
-        if name in RESERVED or name.startswith(("gap_", "_")):
+        if name in RESERVED:
             raise InputError(
                 f"{files[0]}: column {name!r} has the name of a column the reports add; "
                 f"expected it renamed, or mapped to a canonical column with --map"

@@ -94,6 +94,46 @@ def _grants(authorizations: LoadedInput, packed: bool) -> tuple[pl.LazyFrame, li
     return grants, [PACKED_KEY] if packed else list(KEY)
 
 
+def _first_pass(
+    group: SourceGroup, tables: dict[bool, tuple[pl.LazyFrame, list[str]]], window: Window
+) -> list[pl.LazyFrame]:
+    """Rows per status, and the rows to report with what the second pass needs to find them."""
+    classified, on = _classified(group, tables, window)
+    reported = [s.value for s in Status if s not in (Status.AUTHORIZED, Status.OUTSIDE_WINDOW)]
+    return [
+        classified.group_by(STATUS).agg(pl.len().alias("rows")),
+        classified.filter(pl.col(STATUS).is_in(reported)).select(
+            ROW, EVENT, *on, "delivered_at", STATUS
+        ),
+    ]
+
+
+def _settle_checks(
+    flagged: pl.DataFrame, grants: tuple[pl.LazyFrame, list[str]], statuses: Counter[str]
+) -> pl.DataFrame:
+    """Decide the rows whose keys have more islands than the key table holds, against the gaps
+    of those keys, and correct the counts."""
+    checks = flagged.filter(pl.col(STATUS) == Status.CHECK.value)
+    if not checks.height:
+        return flagged
+    keyed, on = grants
+    resolved = resolve_checks(checks, gaps(keyed, on), on)
+    statuses.subtract({Status.CHECK.value: checks.height})
+    statuses.update(resolved[STATUS].to_list())
+    return pl.concat([flagged.filter(pl.col(STATUS) != Status.CHECK.value), resolved])
+
+
+def _second_pass(group: SourceGroup, flagged: pl.DataFrame) -> pl.LazyFrame:
+    """The raw rows numbered in `flagged`."""
+    if not flagged.height:
+        return group.scan().head(0)
+    # The event ID, decoded first, rules out almost every row before the other columns are
+    # decoded; the row number then picks the exact rows.
+    event = pl.col(group.sources["event_id"])
+    events = event.is_in(flagged[EVENT].drop_nulls().unique().implode()) | event.is_null()
+    return group.scan().filter(events & pl.col(ROW).is_in(flagged[ROW].implode()))
+
+
 def run(deliveries: LoadedInput, authorizations: LoadedInput, window: Window) -> Findings:
     """Classify every delivery row and fetch the rows to report (both passes)."""
     groups = deliveries.groups
@@ -103,48 +143,25 @@ def run(deliveries: LoadedInput, authorizations: LoadedInput, window: Window) ->
         packed: (key_table(keyed, on).collect().lazy(), on)
         for packed, (keyed, on) in grants.items()
     }
-    reported = [s.value for s in Status if s not in (Status.AUTHORIZED, Status.OUTSIDE_WINDOW)]
-    first = []
-    for group in groups:
-        classified, on = _classified(group, tables, window)
-        first.append(classified.group_by(STATUS).agg(pl.len().alias("rows")))
-        first.append(
-            classified.filter(pl.col(STATUS).is_in(reported)).select(
-                ROW, EVENT, *on, "delivered_at", STATUS
-            )
-        )
-    results = _collect(first, deliveries.source.path)
+    first = _collect(
+        [query for group in groups for query in _first_pass(group, tables, window)],
+        deliveries.source.path,
+    )
 
     statuses: Counter[str] = Counter()
-    wanted: list[pl.DataFrame] = []
-    second = []
-    for index, group in enumerate(groups):
-        counts, flagged = results[2 * index], results[2 * index + 1]
+    reported = []
+    for group, counts, flagged in zip(groups, first[0::2], first[1::2], strict=True):
         statuses.update(dict(counts.iter_rows()))
-        checks = flagged.filter(pl.col(STATUS) == Status.CHECK.value)
-        if checks.height:
-            # Keys with more islands than the key table holds: decide against their gaps.
-            keyed, on = grants[_packed(group)]
-            resolved = resolve_checks(checks, gaps(keyed, on), on)
-            statuses.subtract({Status.CHECK.value: checks.height})
-            statuses.update(resolved[STATUS].to_list())
-            flagged = pl.concat([flagged.filter(pl.col(STATUS) != Status.CHECK.value), resolved])
-        flagged = flagged.filter(pl.col(STATUS) != Status.AUTHORIZED.value)
-        wanted.append(flagged.select(ROW, STATUS))
-        # The event ID, decoded first, rules out almost every row before the others are
-        # decoded; the row number then picks the exact rows.
-        event = pl.col(group.sources["event_id"])
-        events = event.is_in(flagged[EVENT].drop_nulls().unique().implode()) | event.is_null()
-        second.append(
-            group.scan().filter(events & pl.col(ROW).is_in(flagged[ROW].implode()))
-            if flagged.height
-            else group.scan().head(0)
-        )
-    fetched = _collect(second, deliveries.source.path)
+        settled = _settle_checks(flagged, grants[_packed(group)], statuses)
+        reported.append(settled.filter(pl.col(STATUS) != Status.AUTHORIZED.value))
+    fetched = _collect(
+        [_second_pass(group, flagged) for group, flagged in zip(groups, reported, strict=True)],
+        deliveries.source.path,
+    )
 
     misdeliveries, rejected = [], []
-    for group, rows, status in zip(groups, fetched, wanted, strict=True):
-        found = rows.lazy().join(status.lazy(), on=ROW)
+    for group, rows, flagged in zip(groups, fetched, reported, strict=True):
+        found = rows.lazy().join(flagged.lazy().select(ROW, STATUS), on=ROW)
         misdelivered = found.filter(pl.col(STATUS).is_in(MISDELIVERED))
         misdeliveries.append(
             group.normalised(misdelivered).join(

@@ -190,3 +190,27 @@ def test_decimal_and_float_ids(run_scan: ScanFn) -> None:
     result = run_scan(floats, [])
     assert result.accounting.rows_rejected == 2
     assert result.misdeliveries["event_id"].to_list() == ["1"]
+
+
+def test_extra_columns_pass_through_to_misdeliveries(run_scan: ScanFn) -> None:
+    extra = {"status": "delivered", "__index_level_0__": 7, "gap_start": "x"}
+    result = run_scan([delivery(**extra)], [])
+    row = result.misdeliveries.row(0, named=True)
+    assert {k: row[k] for k in extra} == extra
+    assert row["reason"] == "no_grant"
+
+
+def test_files_beyond_the_row_number_range_split_into_groups(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Row numbers are 32-bit: a group of files is split before it would overflow them.
+    monkeypatch.setattr("incident.load._MAX_GROUP_ROWS", 3)
+    for day in range(1, 4):
+        rows = [delivery(f"{day}-{i}", utc(2018, 3, day), for_user_id=i) for i in (1, 2)]
+        write(rows, tmp_path / "deliveries" / f"day={day}" / "part-0.parquet")
+    grants = write([grant(1, 10)], tmp_path / "authorizations.parquet")
+    loaded = load_input(Input.DELIVERIES, str(tmp_path / "deliveries"), ColumnMap())
+    assert [len(group.files) for group in loaded.groups] == [1, 1, 1]
+    result = scan(ScanConfig(str(tmp_path / "deliveries"), str(grants), out=tmp_path / "out"))
+    assert result.accounting.rows_authorized == 3
+    assert sorted(result.misdeliveries["event_id"]) == ["1-2", "2-2", "3-2"]

@@ -1,0 +1,600 @@
+"""Reproducible benchmark of `incident scan` (issue 3).
+
+    python bench/run.py --deliveries 20000000 [--rounds 3] [--data DIR] [--keep]
+    python bench/run.py --memory-curve 20000000,50000000,100000000 [--data ROOT] [--keep]
+
+The first form makes sure ``DIR`` holds the data set ``incident sample --deliveries N --seed 1``
+(generated unless ``DIR/.bench-N`` says it is already there), then times three jobs on it,
+interleaved (a b c a b c ...), each in its own child process so that the operating system
+reports the peak RSS of that run alone (``os.wait4``):
+
+(a) the floor, a bare polars streaming scan of the five required delivery columns
+    (bench/floor.py);
+(b) the same job as `incident scan`, written by hand in DuckDB SQL (bench/duckdb_job.sql, run
+    by bench/duckdb_job.py with DuckDB's default settings);
+(c) ``python -m incident scan DIR --out OUT -q``.
+
+It prints the median and every round's wall time, the median peak RSS, the ratios the issue
+sets targets for (c/a <= 1.5, b/c >= 1.5, c_rss/b_rss <= 1.0), then checks that (b) and (c)
+give the same reports (users, developers, misdeliveries and the row accounting) and exits 1
+when they do not.
+
+The second form runs only (c), once per size, and prints its peak RSS per size. The generator
+writes at most 40 M deliveries, so a larger data set is made of parts generated with seeds 1,
+2, ... (``--part-size`` deliveries at most each), whose user, app and developer ids are shifted
+per part so that the parts are disjoint populations: the same statistical shape as one big
+sample, with grants that match their deliveries.
+
+MB are 10^6 bytes. Progress goes to stderr; the figures go to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+BENCH = Path(__file__).resolve().parent
+PROJECT = BENCH.parent
+SEED = 1
+GENERATOR_CAP = 40_000_000  # incident.sample.MAX_DELIVERIES
+DEFAULT_PART_SIZE = 25_000_000  # below the cap: generating 40 M at once needs ~14 GB
+DEFAULT_ROOT = Path(tempfile.gettempdir()) / "incident-bench"
+
+# Targets of issue 3, as (label, ratio, comparison, bound).
+TARGETS = (
+    ("c/a", "wall time of incident / bare scan", "<=", 1.5),
+    ("b/c", "wall time of DuckDB / incident", ">=", 1.5),
+    ("c_rss/b_rss", "peak RSS of incident / DuckDB", "<=", 1.0),
+)
+
+# Shifts applied to the ids of part k of a multi-part data set (k = 0 keeps its ids). The
+# generator's user ids stay below 1e9 + 1000 * (N / 20) < 1e10 and its app ids below
+# 1e5 + 100 * (N / 20000) < 1e6 for N <= 40 M, so the parts cannot collide.
+USER_ID_SHIFT = 10_000_000_000
+APP_ID_SHIFT = 1_000_000
+USER_COLUMNS = ("for_user_id", "sender_id", "recipient_id")
+# Mirrors incident/sample.py's _DELIVERY_OPTIONS, so rewritten parts are laid out as generated.
+DELIVERY_WRITE_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "store_schema": False,
+    "row_group_size": 1 << 20,
+    "use_dictionary": ["event_type", "webhook_url", "resolved_ip", "backend_host"],
+    "write_statistics": ["delivered_at"],
+    "column_encoding": {
+        "delivery_id": "DELTA_BYTE_ARRAY",
+        "delivered_at": "DELTA_BINARY_PACKED",
+        "app_id": "DELTA_BINARY_PACKED",
+    },
+}
+TABLE_WRITE_OPTIONS: dict[str, Any] = {"compression": "zstd", "store_schema": False}
+
+
+class BenchError(Exception):
+    """A failure of the benchmark itself (bad data directory, a job that crashed, ...)."""
+
+
+def log(message: str) -> None:
+    """Progress, on stderr."""
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def mb(kib: int) -> float:
+    """`ru_maxrss` (KiB on Linux) in MB."""
+    return kib * 1024 / 1e6
+
+
+# --------------------------------------------------------------------------- child processes
+
+
+def child_env() -> dict[str, str]:
+    """The environment of every child: this checkout of `incident` comes first on the path."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT), env.get("PYTHONPATH")]))
+    return env
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Wall time and peak resident set size of one child process."""
+
+    seconds: float
+    peak_rss_mb: float
+
+
+def run_child(argv: Sequence[str | Path], logs: Path, name: str) -> Measurement:
+    """Run `argv` to completion; its stdout and stderr go to `logs`.stdout / `logs`.stderr.
+
+    The child is reaped with `os.wait4`, whose resource usage is that child's (and its own
+    waited-for children's) alone, so `ru_maxrss` is the peak RSS of this run.
+    """
+    stdout, stderr = logs.with_suffix(".stdout"), logs.with_suffix(".stderr")
+    with stdout.open("wb") as out, stderr.open("wb") as err:
+        start = time.perf_counter()
+        process = subprocess.Popen([str(a) for a in argv], stdout=out, stderr=err, env=child_env())
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - start
+    process.returncode = code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        tail = "\n".join(stderr.read_text(errors="replace").splitlines()[-15:])
+        raise BenchError(f"{name} exited with {code}: {' '.join(map(str, argv))}\n{tail}")
+    return Measurement(seconds, mb(usage.ru_maxrss))
+
+
+# --------------------------------------------------------------------------- data sets
+
+
+def marker(data: Path, deliveries: int) -> Path:
+    """The file that says `data` holds the benchmark's data set of `deliveries` rows."""
+    return data / f".bench-{deliveries}"
+
+
+def ensure_data(data: Path, deliveries: int, part_size: int, logs: Path) -> bool:
+    """Make `data` hold the data set of `deliveries` rows; True when this call generated it.
+
+    A directory with the marker is reused as it is. A directory holding another size of this
+    benchmark's data set is replaced; any other non-empty directory is left alone (an error).
+    """
+    if marker(data, deliveries).exists():
+        log(f"reusing the data set in {data} ({deliveries:,} deliveries)")
+        return False
+    if data.exists() and any(data.iterdir()):
+        if not any(data.glob(".bench-*")):
+            raise BenchError(
+                f"{data}: not empty and not a data set of this benchmark; "
+                f"give an empty or new --data, or create {marker(data, deliveries).name} "
+                f"in it if it holds `incident sample --deliveries {deliveries} --seed {SEED}`"
+            )
+        log(f"{data} holds a data set of another size: replacing it")
+        shutil.rmtree(data)
+    parts = math.ceil(deliveries / part_size)
+    started = time.perf_counter()
+    try:
+        if parts == 1:
+            generate(data, deliveries, SEED, logs)
+        else:
+            generate_in_parts(data, deliveries, parts, logs)
+    except BaseException:
+        shutil.rmtree(data, ignore_errors=True)  # empty or missing before: only our files
+        raise
+    log(f"generated {deliveries:,} deliveries in {time.perf_counter() - started:.1f} s")
+    description = {"deliveries": deliveries, "seed": SEED, "parts": parts}
+    marker(data, deliveries).write_text(json.dumps(description) + "\n")
+    return True
+
+
+def generate(out: Path, deliveries: int, seed: int, logs: Path) -> None:
+    """`incident sample --out OUT --deliveries N --seed SEED`, in a child process."""
+    log(f"generating {deliveries:,} deliveries (seed {seed}) into {out}")
+    argv = [sys.executable, "-m", "incident", "sample", "--out", out]
+    argv += ["--deliveries", str(deliveries), "--seed", str(seed)]
+    run_child(argv, logs / f"sample-{deliveries}-{seed}", "incident sample")
+
+
+def generate_in_parts(data: Path, deliveries: int, parts: int, logs: Path) -> None:
+    """A data set of `deliveries` rows made of `parts` samples with seeds 1, 2, ...
+
+    Part k's deliveries go to `deliveries/day=D/part-k.parquet`; its user and app ids are
+    shifted by k * USER_ID_SHIFT and k * APP_ID_SHIFT, its developer and delivery ids get a
+    `p<k>-` prefix, in every input, so grants still match their deliveries and no two parts
+    share a user, app or developer. No truth.parquet is written.
+    """
+    sizes = [deliveries // parts + (k < deliveries % parts) for k in range(parts)]
+    staging = data / ".parts"
+    authorizations: list[pa.Table] = []
+    apps: list[pa.Table] = []
+    for k, size in enumerate(sizes):
+        part = staging / f"part-{k}"
+        generate(part, size, SEED + k, logs)
+        log(f"merging part {k + 1}/{parts} into {data}")
+        for source in sorted((part / "deliveries").glob("day=*/*.parquet")):
+            target = data / "deliveries" / source.parent.name / f"part-{k}.parquet"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if k == 0:
+                source.replace(target)
+            else:
+                table = shift_ids(pq.read_table(source), k)
+                pq.write_table(table, target, **DELIVERY_WRITE_OPTIONS)
+        authorizations.append(shift_ids(pq.read_table(part / "authorizations.parquet"), k))
+        apps.append(shift_ids(pq.read_table(part / "apps.parquet"), k))
+        shutil.rmtree(part)
+    pq.write_table(
+        pa.concat_tables(authorizations), data / "authorizations.parquet", **TABLE_WRITE_OPTIONS
+    )
+    pq.write_table(pa.concat_tables(apps), data / "apps.parquet", **TABLE_WRITE_OPTIONS)
+    shutil.rmtree(staging)
+
+
+def shift_ids(table: pa.Table, part: int) -> pa.Table:
+    """`table` (deliveries, authorizations or apps) with the ids of part `part` made unique."""
+    if part == 0:
+        return table
+    prefix = f"p{part}-"
+    for index, name in enumerate(table.column_names):
+        column = table.column(name)
+        if name in USER_COLUMNS:
+            column = pc.add(column, pa.scalar(part * USER_ID_SHIFT, pa.int64()))
+        elif name == "app_id":
+            column = pc.add(column, pa.scalar(part * APP_ID_SHIFT, pa.int64()))
+        elif name in ("developer_id", "delivery_id"):
+            column = pc.binary_join_element_wise(prefix, column, "")
+        else:
+            continue
+        table = table.set_column(index, name, column)
+    return table
+
+
+def warm_page_cache(data: Path) -> None:
+    """Read every file of `data` once, so that the first timed job does not pay for the disk."""
+    for path in sorted(data.rglob("*.parquet")):
+        with path.open("rb") as file:
+            while file.read(1 << 24):
+                pass
+
+
+# --------------------------------------------------------------------------- the jobs
+
+
+@dataclass(frozen=True)
+class Job:
+    """One benchmarked job: a label, a name, and how to run it against a data set."""
+
+    label: str
+    name: str
+    argv: Callable[[Path, Path], list[str | Path]]  # (data, out) -> argv
+    creates_out: bool = True  # False: the job needs its output directory to exist
+    times: list[Measurement] = field(default_factory=list)
+
+    def out(self, work: Path) -> Path:
+        return work / f"out-{self.label}"
+
+    def run(self, data: Path, work: Path, round_: int) -> Measurement:
+        """Run once into a fresh output directory and record the measurement."""
+        out = self.out(work)
+        shutil.rmtree(out, ignore_errors=True)
+        if not self.creates_out:
+            out.mkdir()
+        measurement = run_child(self.argv(data, out), work / f"{self.label}-{round_}", self.name)
+        self.times.append(measurement)
+        return measurement
+
+    @property
+    def median_seconds(self) -> float:
+        return statistics.median(m.seconds for m in self.times)
+
+    @property
+    def median_rss_mb(self) -> float:
+        return statistics.median(m.peak_rss_mb for m in self.times)
+
+
+def make_jobs() -> list[Job]:
+    """(a) the bare scan, (b) the DuckDB job, (c) incident scan, in the order they run."""
+    python = sys.executable
+    return [
+        Job("a", "bare polars scan", lambda data, _out: [python, BENCH / "floor.py", data]),
+        Job(
+            "b",
+            "DuckDB SQL",
+            lambda data, out: [python, BENCH / "duckdb_job.py", data, out],
+            creates_out=False,  # COPY ... TO writes files into an existing directory
+        ),
+        Job(
+            "c",
+            "incident scan",
+            lambda data, out: [python, "-m", "incident", "scan", data, "--out", out, "-q"],
+        ),
+    ]
+
+
+def run_rounds(jobs: list[Job], data: Path, work: Path, rounds: int) -> None:
+    """Run the jobs interleaved, a b c a b c ..., `rounds` times."""
+    for round_ in range(1, rounds + 1):
+        for job in jobs:
+            m = job.run(data, work, round_)
+            log(
+                f"round {round_}/{rounds} ({job.label}) {job.name}: "
+                f"{m.seconds:.2f} s, {m.peak_rss_mb:,.0f} MB"
+            )
+
+
+def print_figures(jobs: list[Job], deliveries: int) -> None:
+    """The table of medians, rounds and peak RSS, then the ratios against their targets."""
+    by_label = {job.label: job for job in jobs}
+    print(f"\n{deliveries:,} deliveries, {len(jobs[0].times)} rounds, {os.cpu_count()} CPUs")
+    print(f"{'job':<24}{'median s':>10}  {'rounds (s)':<26}{'median peak RSS':>16}")
+    for job in jobs:
+        rounds = " ".join(f"{m.seconds:.2f}" for m in job.times)
+        print(
+            f"({job.label}) {job.name:<20}{job.median_seconds:>10.2f}  {rounds:<26}"
+            f"{job.median_rss_mb:>13,.0f} MB"
+        )
+    a, b, c = by_label["a"], by_label["b"], by_label["c"]
+    values = {
+        "c/a": c.median_seconds / a.median_seconds,
+        "b/c": b.median_seconds / c.median_seconds,
+        "c_rss/b_rss": c.median_rss_mb / b.median_rss_mb,
+    }
+    print()
+    for label, meaning, comparison, bound in TARGETS:
+        value = values[label]
+        met = value <= bound if comparison == "<=" else value >= bound
+        verdict = "met" if met else "NOT met"
+        print(f"{label:<12}{value:>6.2f}  target {comparison} {bound}: {verdict:<8} ({meaning})")
+
+
+# --------------------------------------------------------------------------- equal reports
+
+
+@dataclass(frozen=True)
+class ReportSpec:
+    """How to bring one report of (b) and (c) to a comparable form."""
+
+    name: str
+    key: str
+    ids: tuple[str, ...] = ()  # compared as text
+    lists: tuple[str, ...] = ()  # lists of text, compared sorted
+    times: tuple[str, ...] = ()  # compared as UTC nanoseconds
+    counts: tuple[str, ...] = ()  # compared as Int64
+    text: tuple[str, ...] = ()  # compared as they are
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.ids + self.lists + self.times + self.counts + self.text
+
+
+REPORTS = (
+    ReportSpec(
+        "users",
+        key="user_id",
+        ids=("user_id",),
+        lists=("roles", "developer_ids"),
+        times=("first_exposed_at", "last_exposed_at"),
+        counts=("events", "direct_messages", "protected_tweets", "developers"),
+    ),
+    ReportSpec(
+        "developers",
+        key="developer_id",
+        ids=("developer_id",),
+        lists=("app_ids",),
+        times=("first_received_at", "last_received_at"),
+        counts=("events", "deliveries", "direct_messages", "protected_tweets", "users_exposed"),
+    ),
+    ReportSpec(
+        "misdeliveries",
+        key="delivery_id",
+        ids=("delivery_id", "event_id", "app_id", "for_user_id", "sender_id", "recipient_id"),
+        times=("delivered_at",),
+        counts=("http_status",),
+        text=("event_type", "webhook_url", "resolved_ip", "backend_host", "developer_id", "reason"),
+    ),
+)
+MAX_SHOWN = 10  # differing rows shown per report
+
+
+def comparable(frame: pl.DataFrame, spec: ReportSpec) -> pl.DataFrame:
+    """`frame` with only the spec's columns, in one type each, sorted by the key."""
+    missing = [c for c in spec.columns if c not in frame.columns]
+    if missing:
+        raise BenchError(f"{spec.name}: missing columns {missing}")
+    return frame.select(
+        *(pl.col(c).cast(pl.String) for c in spec.ids),
+        *(pl.col(c).list.eval(pl.element().cast(pl.String)).list.sort() for c in spec.lists),
+        *(pl.col(c).dt.convert_time_zone("UTC").dt.cast_time_unit("ns") for c in spec.times),
+        *(pl.col(c).cast(pl.Int64) for c in spec.counts),
+        *(pl.col(c).cast(pl.String) for c in spec.text),
+    ).sort(spec.key)
+
+
+def show(value: object) -> str:
+    """A cell of a differing row, compactly: timestamps in ISO-8601, text quoted."""
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    return repr(value)
+
+
+def report_differences(duck: pl.DataFrame, inc: pl.DataFrame, spec: ReportSpec) -> list[str]:
+    """How the DuckDB report differs from incident's, row by row ([] when they are equal)."""
+    if duck.equals(inc):
+        return []
+    lines = [f"{spec.name}: DuckDB has {duck.height:,} rows, incident {inc.height:,}"]
+    for side, frame in (("DuckDB", duck), ("incident", inc)):
+        if frame[spec.key].is_duplicated().any():
+            lines.append(f"  {side}'s {spec.key} is not unique")
+    for side, this, other in (("DuckDB", duck, inc), ("incident", inc, duck)):
+        only = this.join(other, on=spec.key, how="anti", nulls_equal=True)
+        if only.height:
+            lines.append(f"  {only.height:,} {spec.key}s only in {side}'s report, e.g.:")
+            lines += [
+                "    " + ", ".join(f"{c}={show(v)}" for c, v in row.items())
+                for row in only.head(MAX_SHOWN).iter_rows(named=True)
+            ]
+    both = duck.join(inc, on=spec.key, suffix=":incident", nulls_equal=True)
+    others = [c for c in spec.columns if c != spec.key]
+    differs = pl.any_horizontal(pl.col(c).ne_missing(pl.col(f"{c}:incident")) for c in others)
+    changed = both.filter(differs)
+    if changed.height:
+        lines.append(f"  {changed.height:,} rows differ, e.g. (DuckDB -> incident):")
+        for row in changed.head(MAX_SHOWN).iter_rows(named=True):
+            cells = [
+                f"{c}: {show(row[c])} -> {show(row[c + ':incident'])}"
+                for c in others
+                if row[c] != row[c + ":incident"]
+            ]
+            lines.append(f"    {spec.key}={row[spec.key]}: " + "; ".join(cells))
+    return lines
+
+
+ACCOUNTING = (
+    "rows_read", "rows_rejected", "rows_outside_window", "rows_authorized", "rows_misdelivered",
+)  # fmt: skip
+
+
+def accounting_differences(duck_out: Path, inc_out: Path, floor_rows: int | None) -> list[str]:
+    """The row accounting of DuckDB vs incident's summary.json, and the bare scan's row count."""
+    duck = json.loads((duck_out / "accounting.json").read_text())
+    inc = json.loads((inc_out / "summary.json").read_text())["accounting"]
+    lines = [
+        f"accounting: {key}: DuckDB {duck.get(key)}, incident {inc.get(key)}"
+        for key in ACCOUNTING
+        if duck.get(key) != inc.get(key)
+    ]
+    if floor_rows is not None and floor_rows != inc.get("rows_read"):
+        lines.append(
+            f"accounting: the bare scan read {floor_rows} rows, incident {inc['rows_read']}"
+        )
+    return lines
+
+
+def compare_outputs(work: Path, jobs: list[Job]) -> list[str]:
+    """Every difference between the last reports of (b) and (c); [] when identical."""
+    by_label = {job.label: job for job in jobs}
+    duck_out, inc_out = by_label["b"].out(work), by_label["c"].out(work)
+    floor_stdout = work / f"a-{len(by_label['a'].times)}.stdout"
+    floor_rows = json.loads(floor_stdout.read_text())["rows"] if floor_stdout.exists() else None
+    lines = accounting_differences(duck_out, inc_out, floor_rows)
+    for spec in REPORTS:
+        duck = comparable(pl.read_parquet(duck_out / f"{spec.name}.parquet"), spec)
+        inc = comparable(pl.read_parquet(inc_out / f"{spec.name}.parquet"), spec)
+        lines += report_differences(duck, inc, spec)
+    return lines
+
+
+# --------------------------------------------------------------------------- modes
+
+
+def benchmark(args: argparse.Namespace, work: Path) -> int:
+    """Interleaved rounds of (a), (b), (c); figures; the equal-reports check."""
+    data = (args.data or DEFAULT_ROOT / str(args.deliveries)).resolve()
+    generated = ensure_data(data, args.deliveries, args.part_size, work)
+    try:
+        log("warming the page cache")
+        warm_page_cache(data)
+        jobs = make_jobs()
+        run_rounds(jobs, data, work, args.rounds)
+        print_figures(jobs, args.deliveries)
+        differences = compare_outputs(work, jobs)
+    finally:
+        if generated and not args.keep:
+            log(f"removing the generated data set {data} (keep it with --keep)")
+            shutil.rmtree(data)
+    print()
+    if not differences:
+        print("reports identical: yes (users, developers, misdeliveries, row accounting)")
+        return 0
+    print("reports identical: NO")
+    print("\n".join(differences))
+    return 1
+
+
+def memory_curve(args: argparse.Namespace, work: Path) -> int:
+    """(c) once per size; its wall time and peak RSS, relative to the first size."""
+    root = (args.data or DEFAULT_ROOT).resolve()
+    job = make_jobs()[2]
+    rows: list[tuple[int, Measurement]] = []
+    for deliveries in args.memory_curve:
+        data = root / str(deliveries)
+        generated = ensure_data(data, deliveries, args.part_size, work)
+        try:
+            warm_page_cache(data)
+            m = job.run(data, work, len(rows) + 1)
+        finally:
+            if generated and not args.keep:
+                shutil.rmtree(data)
+        log(f"{deliveries:,} deliveries: {m.seconds:.2f} s, {m.peak_rss_mb:,.0f} MB")
+        rows.append((deliveries, m))
+    base = rows[0][1].peak_rss_mb
+    print(f"\n{'deliveries':>14}{'wall s':>10}{'peak RSS':>14}{'x first':>9}")
+    for deliveries, m in rows:
+        print(
+            f"{deliveries:>14,}{m.seconds:>10.2f}{m.peak_rss_mb:>11,.0f} MB"
+            f"{m.peak_rss_mb / base:>9.2f}"
+        )
+    return 0
+
+
+def sizes(text: str) -> list[int]:
+    """'20000000,50000000' -> [20000000, 50000000]."""
+    try:
+        values = [int(part.replace("_", "")) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers: {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("sizes must be positive")
+    return values
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python bench/run.py",
+        description="Benchmark incident scan against a bare polars scan and hand-written DuckDB.",
+    )
+    parser.add_argument("--deliveries", type=int, default=20_000_000, help="data set size")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        help="the data set's directory, reused when it holds DIR/.bench-N "
+        f"(default {DEFAULT_ROOT}/N); with --memory-curve, the root holding one per size",
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the data sets this run generated and the reports (default: delete them)",
+    )
+    parser.add_argument(
+        "--memory-curve",
+        type=sizes,
+        metavar="N,N,...",
+        help="only run incident scan once per size and print its peak RSS",
+    )
+    parser.add_argument(
+        "--part-size",
+        type=int,
+        default=DEFAULT_PART_SIZE,
+        help="larger data sets are generated in parts of at most this many deliveries "
+        f"(default {DEFAULT_PART_SIZE:,}; the generator's cap is {GENERATOR_CAP:,})",
+    )
+    args = parser.parse_args(argv)
+    if args.rounds < 1 or args.deliveries < 1:
+        parser.error("--rounds and --deliveries must be positive")
+    if not 1 <= args.part_size <= GENERATOR_CAP:
+        parser.error(f"--part-size must be between 1 and {GENERATOR_CAP:,}")
+    return args
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="incident-bench-work-"))
+    try:
+        if args.memory_curve:
+            return memory_curve(args, work)
+        return benchmark(args, work)
+    except BenchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    finally:
+        if args.keep:
+            log(f"reports and logs kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
