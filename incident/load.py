@@ -312,6 +312,12 @@ def _scan_group(
                 f"{files[0]}: missing required column {name!r}{mapped}; "
                 f"map another column with --map {source.input.value}.{canonical}=NAME"
             )
+    canonical_sources = {columns.source(source.input, c) for c in spec}
+    for name in sorted(present & RESERVED - canonical_sources):
+        raise InputError(
+            f"{files[0]}: column {name!r} has the name of a column the reports add; "
+            f"expected it renamed, or mapped to a canonical column with --map"
+        )
     raw_schema = pl.scan_parquet(
         files, hive_partitioning=hive, include_file_paths=SOURCE_FILE, row_index_name=ROW
     ).collect_schema()
@@ -361,12 +367,6 @@ def _scan_group(
         for n in raw_schema
         if n not in sources.values() and n not in spec and n not in (SOURCE_FILE, ROW)
     ]
-    for name in extra_names:
-        if name in RESERVED:
-            raise InputError(
-                f"{files[0]}: column {name!r} has the name of a column the reports add; "
-                f"expected it renamed, or mapped to a canonical column with --map"
-            )
     extras = [
         _as_text(name, raw_schema[name]) if raw_schema[name].is_nested() else pl.col(name)
         for name in extra_names

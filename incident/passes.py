@@ -82,16 +82,18 @@ def _collect(queries: list[pl.LazyFrame], what: str) -> list[pl.DataFrame]:
 def _grants(authorizations: LoadedInput, packed: bool) -> tuple[pl.LazyFrame, list[str]]:
     """The valid grants keyed like deliveries that are `packed` or not; integer IDs are packed
     straight from the files, without a detour through text."""
+    on = [PACKED_KEY] if packed else list(KEY)
     frames = []
     for group in authorizations.groups:
         rows = group.scan().filter(group.is_valid())
         times = [group.column("granted_at"), group.column("revoked_at")]
         if packed and _packed(group):
-            frames.append(rows.select(pack(*(pl.col(group.sources[c]) for c in KEY)), *times))
+            keyed = rows.select(pack(*(pl.col(group.sources[c]) for c in KEY)), *times)
         else:
-            frames.append(keyed_grants(rows.select(*map(group.column, KEY), *times), packed)[0])
+            keyed = keyed_grants(rows.select(*map(group.column, KEY), *times), packed)[0]
+        frames.append(keyed.select(*on, "granted_at", "revoked_at"))
     grants = pl.concat(frames).filter(INVERTED_GRANT.not_() | pl.col("revoked_at").is_null())
-    return grants, [PACKED_KEY] if packed else list(KEY)
+    return grants, on
 
 
 def _first_pass(

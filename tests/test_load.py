@@ -214,3 +214,22 @@ def test_files_beyond_the_row_number_range_split_into_groups(
     result = scan(ScanConfig(str(tmp_path / "deliveries"), str(grants), out=tmp_path / "out"))
     assert result.accounting.rows_authorized == 3
     assert sorted(result.misdeliveries["event_id"]) == ["1-2", "2-2", "3-2"]
+
+
+def test_authorization_files_with_different_id_types(tmp_path: Path) -> None:
+    deliveries = write(
+        [delivery(1, for_user_id=1), delivery(2, for_user_id=2)], tmp_path / "d.parquet"
+    )
+    write([grant(1, 10)], tmp_path / "grants" / "a.parquet")
+    write([grant("2", "10")], tmp_path / "grants" / "b.parquet")
+    result = scan(ScanConfig(str(deliveries), str(tmp_path / "grants"), out=tmp_path / "out"))
+    assert result.accounting.rows_authorized == 2
+
+
+@pytest.mark.parametrize("name", ["_row", "source_file", "reason"])
+def test_reserved_column_names_are_input_errors(tmp_path: Path, name: str) -> None:
+    path = write(
+        pl.DataFrame([delivery()]).with_columns(pl.lit("x").alias(name)), tmp_path / "d.parquet"
+    )
+    with pytest.raises(InputError, match=f"column '{name}' has the name of a column"):
+        load_input(Input.DELIVERIES, str(path), ColumnMap())
