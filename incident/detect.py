@@ -174,21 +174,16 @@ def keyed_grants(grants: pl.LazyFrame, packed: bool) -> tuple[pl.LazyFrame, list
     return keyed.drop(KEY), [PACKED_KEY]
 
 
-def classify(
-    deliveries: pl.LazyFrame, keys: pl.LazyFrame, on: list[str], window: Window
-) -> pl.LazyFrame:
-    """Add `status` to every delivery row. `deliveries` has the key columns `on`, a normalised
-    `delivered_at` and `_valid`; `keys` is `key_table` keyed the same way."""
+def classify(deliveries: pl.LazyFrame, keys: pl.LazyFrame, on: list[str]) -> pl.LazyFrame:
+    """Add `_status` to valid, in-window delivery rows: authorized, a reason, or `check`.
+    `deliveries` has the key columns `on` and a normalised `delivered_at`; `keys` is
+    `key_table` keyed the same way."""
     t = pl.col("delivered_at")
     covered = pl.any_horizontal(
         ((pl.col(f"_s{i}") <= t) & (t < pl.col(f"_e{i}"))).fill_null(False) for i in range(ISLANDS)
     )
     status = (
-        pl.when(pl.col("_valid").not_())
-        .then(pl.lit(Status.REJECTED.value))
-        .when(in_window(window).not_())
-        .then(pl.lit(Status.OUTSIDE_WINDOW.value))
-        .when(pl.col("_islands").is_null())
+        pl.when(pl.col("_islands").is_null())
         .then(pl.lit(Status.NO_GRANT.value))
         .when(covered)
         .then(pl.lit(Status.AUTHORIZED.value))

@@ -23,6 +23,7 @@ from incident.detect import (
     Status,
     classify,
     gaps,
+    in_window,
     key_table,
     keyed_grants,
     pack,
@@ -50,11 +51,9 @@ def _packed(group: SourceGroup) -> bool:
     return all(group.integer(c) and group.raw_schema[group.sources[c]] != pl.UInt64 for c in KEY)
 
 
-def _classified(
-    group: SourceGroup, tables: dict[bool, tuple[pl.LazyFrame, list[str]]], window: Window
-) -> tuple[pl.LazyFrame, list[str]]:
+def _narrow(group: SourceGroup) -> tuple[pl.LazyFrame, list[str]]:
+    """The columns rule 1 and detection need, keyed like the key table for this group."""
     packed = _packed(group)
-    table, on = tables[packed]
     key_columns = (
         [pack(*(pl.col(group.sources[c]) for c in KEY))]
         if packed
@@ -67,7 +66,7 @@ def _classified(
         group.column("delivered_at"),
         group.is_valid().alias("_valid"),
     )
-    return classify(narrow, table, on, window), on
+    return narrow, [PACKED_KEY] if packed else list(KEY)
 
 
 def _collect(queries: list[pl.LazyFrame], what: str) -> list[pl.DataFrame]:
@@ -97,31 +96,37 @@ def _grants(authorizations: LoadedInput, packed: bool) -> tuple[pl.LazyFrame, li
 
 
 def _first_pass(
-    group: SourceGroup, tables: dict[bool, tuple[pl.LazyFrame, list[str]]], window: Window
+    group: SourceGroup, tables: dict[bool, pl.LazyFrame], window: Window
 ) -> list[pl.LazyFrame]:
-    """Rows per status, and the rows to report with what the second pass needs to find them."""
-    classified, on = _classified(group, tables, window)
-    reported = [s.value for s in Status if s not in (Status.AUTHORIZED, Status.OUTSIDE_WINDOW)]
-    return [
-        classified.group_by(STATUS).agg(pl.len().alias("rows")),
-        classified.filter(pl.col(STATUS).is_in(reported)).select(
-            ROW, EVENT, *on, "delivered_at", STATUS
-        ),
-    ]
+    """Three results from one read: the row counts, the rejected rows, and the valid in-window
+    rows that are not authorized, with what the second pass needs to find them again."""
+    narrow, on = _narrow(group)
+    valid, inside = pl.col("_valid"), in_window(window)
+    counts = narrow.select(
+        pl.len().alias("rows"),
+        valid.not_().sum().alias(Status.REJECTED.value),
+        (valid & inside.not_()).sum().alias(Status.OUTSIDE_WINDOW.value),
+    )
+    rejected = narrow.filter(valid.not_()).select(
+        ROW, EVENT, pl.lit(Status.REJECTED.value).alias(STATUS)
+    )
+    # Only the rows that can be misdelivered go through the join.
+    unauthorized = (
+        classify(narrow.filter(valid & inside), tables[_packed(group)], on)
+        .filter(pl.col(STATUS) != Status.AUTHORIZED.value)
+        .select(ROW, EVENT, *on, "delivered_at", STATUS)
+    )
+    return [counts, rejected, unauthorized]
 
 
-def _settle_checks(
-    flagged: pl.DataFrame, grants: tuple[pl.LazyFrame, list[str]], statuses: Counter[str]
-) -> pl.DataFrame:
+def _settle_checks(flagged: pl.DataFrame, grants: tuple[pl.LazyFrame, list[str]]) -> pl.DataFrame:
     """Decide the rows whose keys have more islands than the key table holds, against the gaps
-    of those keys, and correct the counts."""
+    of those keys."""
     checks = flagged.filter(pl.col(STATUS) == Status.CHECK.value)
     if not checks.height:
         return flagged
     keyed, on = grants
     resolved = resolve_checks(checks, gaps(keyed, on), on)
-    statuses.subtract({Status.CHECK.value: checks.height})
-    statuses.update(resolved[STATUS].to_list())
     return pl.concat([flagged.filter(pl.col(STATUS) != Status.CHECK.value), resolved])
 
 
@@ -141,10 +146,7 @@ def run(deliveries: LoadedInput, authorizations: LoadedInput, window: Window) ->
     groups = deliveries.groups
     # One key table per way the groups key their rows (integers packed, or text), built once.
     grants = {packed: _grants(authorizations, packed) for packed in map(_packed, groups)}
-    tables = {
-        packed: (key_table(keyed, on).collect().lazy(), on)
-        for packed, (keyed, on) in grants.items()
-    }
+    tables = {packed: key_table(*keyed).collect().lazy() for packed, keyed in grants.items()}
     first = _collect(
         [query for group in groups for query in _first_pass(group, tables, window)],
         deliveries.source.path,
@@ -152,27 +154,36 @@ def run(deliveries: LoadedInput, authorizations: LoadedInput, window: Window) ->
 
     statuses: Counter[str] = Counter()
     reported = []
-    for group, counts, flagged in zip(groups, first[0::2], first[1::2], strict=True):
-        statuses.update(dict(counts.iter_rows()))
-        settled = _settle_checks(flagged, grants[_packed(group)], statuses)
-        reported.append(settled.filter(pl.col(STATUS) != Status.AUTHORIZED.value))
+    for index, group in enumerate(groups):
+        counts, rejected, unauthorized = first[3 * index : 3 * index + 3]
+        unauthorized = _settle_checks(unauthorized, grants[_packed(group)])
+        found = unauthorized.filter(pl.col(STATUS) != Status.AUTHORIZED.value)
+        rows, rejected_rows, outside = counts.row(0)
+        statuses.update(found[STATUS].to_list())
+        statuses[Status.REJECTED.value] += rejected_rows
+        statuses[Status.OUTSIDE_WINDOW.value] += outside
+        # Every row read and not otherwise accounted for was authorized.
+        statuses[Status.AUTHORIZED.value] += rows - rejected_rows - outside - found.height
+        reported.append(pl.concat([rejected, found.select(ROW, EVENT, STATUS)]))
     fetched = _collect(
         [_second_pass(group, flagged) for group, flagged in zip(groups, reported, strict=True)],
         deliveries.source.path,
     )
 
-    misdeliveries, rejected = [], []
-    for group, rows, flagged in zip(groups, fetched, reported, strict=True):
-        found = rows.lazy().join(flagged.lazy().select(ROW, STATUS), on=ROW)
-        misdelivered = found.filter(pl.col(STATUS).is_in(MISDELIVERED))
+    misdeliveries, rejected_frames = [], []
+    for group, rows_found, flagged in zip(groups, fetched, reported, strict=True):
+        found_rows = rows_found.lazy().join(flagged.lazy().select(ROW, STATUS), on=ROW)
+        misdelivered = found_rows.filter(pl.col(STATUS).is_in(MISDELIVERED))
         misdeliveries.append(
             group.normalised(misdelivered).join(
                 misdelivered.select(ROW, pl.col(STATUS).alias("reason")), on=ROW
             )
         )
-        rejected.append(group.as_read(found.filter(pl.col(STATUS) == Status.REJECTED.value)))
+        rejected_frames.append(
+            group.as_read(found_rows.filter(pl.col(STATUS) == Status.REJECTED.value))
+        )
     return Findings(
         statuses=+statuses,
         misdeliveries=stack(misdeliveries, Input.DELIVERIES).drop(ROW).collect(),
-        rejected=pl.concat(rejected, how="diagonal_relaxed").collect(),
+        rejected=pl.concat(rejected_frames, how="diagonal_relaxed").collect(),
     )
