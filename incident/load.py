@@ -362,6 +362,11 @@ def _scan_group(
                     f"{canonical}: {_PROBLEMS[column.kind]}",
                 )
             )
+    values = {e.meta.output_name(): e for e in canonical_exprs}
+    if source.input is Input.AUTHORIZATIONS and {"granted_at", "revoked_at"} <= values.keys():
+        # A grant revoked before it was granted is a data error, not an empty interval.
+        inverted = values["revoked_at"] < values["granted_at"]
+        problems.append((inverted, "revoked_at: before granted_at"))
     extra_names = [
         n
         for n in raw_schema
@@ -445,28 +450,7 @@ def load_input(input_: Input, path: str, columns: ColumnMap) -> LoadedInput:
     )
     valid = stack([g.valid() for g in groups], input_)
     rejected = pl.concat([g.rejected() for g in groups], how="diagonal_relaxed")
-    if input_ is Input.AUTHORIZATIONS:
-        valid, rejected = _split_inverted_grants(valid, rejected)
     return LoadedInput(source, valid, rejected, groups)
-
-
-# A grant revoked before it was granted is a data error, not an empty interval.
-INVERTED_GRANT = pl.col("revoked_at") < pl.col("granted_at")
-
-
-def _split_inverted_grants(
-    grants: pl.LazyFrame, rejected: pl.LazyFrame
-) -> tuple[pl.LazyFrame, pl.LazyFrame]:
-    """A grant revoked before it was granted is a data error, not an empty interval."""
-    inverted = INVERTED_GRANT
-    rejected_grants = grants.filter(inverted).select(
-        *(_as_text(name, dtype) for name, dtype in grants.collect_schema().items()),
-        pl.lit("revoked_at: before granted_at").alias(REJECT_REASON),
-    )
-    return (
-        grants.filter(inverted.not_() | pl.col("revoked_at").is_null()),
-        pl.concat([rejected, rejected_grants], how="diagonal_relaxed"),
-    )
 
 
 def app_registry(apps: LoadedInput) -> pl.DataFrame:

@@ -30,7 +30,7 @@ from incident.detect import (
     resolve_checks,
 )
 from incident.errors import InputError
-from incident.load import INVERTED_GRANT, ROW, LoadedInput, SourceGroup, stack
+from incident.load import ROW, LoadedInput, SourceGroup, stack
 from incident.schema import Input
 
 EVENT = "_event"
@@ -91,8 +91,7 @@ def _grants(authorizations: LoadedInput, packed: bool) -> tuple[pl.LazyFrame, li
         else:
             keyed = keyed_grants(rows.select(*map(group.column, KEY), *times), packed)[0]
         frames.append(keyed.select(*on, "granted_at", "revoked_at"))
-    grants = pl.concat(frames).filter(INVERTED_GRANT.not_() | pl.col("revoked_at").is_null())
-    return grants, on
+    return pl.concat(frames), on
 
 
 def _first_pass(
