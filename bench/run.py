@@ -44,12 +44,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+# The working tree's incident, as the child processes use (PYTHONPATH below).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# Rewritten parts are laid out as the generator writes them.
+from incident.sample import DELIVERY_WRITE_OPTIONS, TABLE_WRITE_OPTIONS
 
 BENCH = Path(__file__).resolve().parent
 PROJECT = BENCH.parent
@@ -71,20 +75,6 @@ TARGETS = (
 USER_ID_SHIFT = 10_000_000_000
 APP_ID_SHIFT = 1_000_000
 USER_COLUMNS = ("for_user_id", "sender_id", "recipient_id")
-# Mirrors incident/sample.py's _DELIVERY_OPTIONS, so rewritten parts are laid out as generated.
-DELIVERY_WRITE_OPTIONS: dict[str, Any] = {
-    "compression": "zstd",
-    "store_schema": False,
-    "row_group_size": 1 << 20,
-    "use_dictionary": ["event_type", "webhook_url", "resolved_ip", "backend_host"],
-    "write_statistics": ["delivered_at"],
-    "column_encoding": {
-        "delivery_id": "DELTA_BYTE_ARRAY",
-        "delivered_at": "DELTA_BINARY_PACKED",
-        "app_id": "DELTA_BINARY_PACKED",
-    },
-}
-TABLE_WRITE_OPTIONS: dict[str, Any] = {"compression": "zstd", "store_schema": False}
 
 
 class BenchError(Exception):

@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 
 from incident.errors import ConfigError
 
-__all__ = ["SampleSummary", "generate_sample"]
+__all__ = ["DELIVERY_WRITE_OPTIONS", "TABLE_WRITE_OPTIONS", "SampleSummary", "generate_sample"]
 
 I64 = npt.NDArray[np.int64]
 I8 = npt.NDArray[np.int8]
@@ -860,14 +860,14 @@ def _truth(deliveries: pl.DataFrame, authorizations: pl.DataFrame) -> pl.DataFra
 
 # --------------------------------------------------------------------------- writing
 
-_PARQUET_OPTIONS: dict[str, object] = {
+TABLE_WRITE_OPTIONS: dict[str, object] = {
     "compression": "zstd",
     "store_schema": False,  # the Parquet logical types already carry UTC; saves ~1 kB a file
 }
 # A small sample has ~600 day files of a few dozen rows, where footers and statistics
 # dominate the size; these settings keep it compact and cost nothing on big partitions.
-_DELIVERY_OPTIONS: dict[str, object] = {
-    **_PARQUET_OPTIONS,
+DELIVERY_WRITE_OPTIONS: dict[str, object] = {
+    **TABLE_WRITE_OPTIONS,
     "row_group_size": 1 << 20,
     "use_dictionary": ["event_type", "webhook_url", "resolved_ip", "backend_host"],
     "write_statistics": ["delivered_at"],
@@ -930,7 +930,7 @@ def _write_deliveries(deliveries: pl.DataFrame, apps: pl.DataFrame, directory: P
         name = datetime.fromtimestamp(d * 86_400, tz=UTC).strftime("%Y-%m-%d")
         part = directory / f"day={name}"
         part.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, part / "part-0.parquet", **_DELIVERY_OPTIONS)
+        pq.write_table(table, part / "part-0.parquet", **DELIVERY_WRITE_OPTIONS)
 
     # pyarrow releases the GIL while encoding; each day is its own file, so order is moot.
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -938,7 +938,7 @@ def _write_deliveries(deliveries: pl.DataFrame, apps: pl.DataFrame, directory: P
 
 
 def _write_frame(frame: pl.DataFrame, schema: pa.Schema, path: Path) -> None:
-    pq.write_table(frame.to_arrow().cast(schema), path, **_PARQUET_OPTIONS)
+    pq.write_table(frame.to_arrow().cast(schema), path, **TABLE_WRITE_OPTIONS)
 
 
 UTC_POLARS = pl.Datetime("us", "UTC")
