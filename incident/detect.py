@@ -44,6 +44,13 @@ class Status(StrEnum):
 
 
 MISDELIVERED = [Status.NO_GRANT.value, Status.AFTER_REVOCATION.value, Status.BEFORE_GRANT.value]
+# Statuses as an enum: a byte per row instead of a string, over every candidate delivery.
+STATUS_TYPE = pl.Enum([s.value for s in Status])
+
+
+def status_literal(value: Status) -> pl.Expr:
+    """A status literal of the enum type."""
+    return pl.lit(value.value, dtype=STATUS_TYPE)
 
 
 def in_window(window: Window) -> pl.Expr:
@@ -184,14 +191,14 @@ def classify(deliveries: pl.LazyFrame, keys: pl.LazyFrame, on: list[str]) -> pl.
     )
     status = (
         pl.when(pl.col("_islands").is_null())
-        .then(pl.lit(Status.NO_GRANT.value))
+        .then(status_literal(Status.NO_GRANT))
         .when(covered)
-        .then(pl.lit(Status.AUTHORIZED.value))
+        .then(status_literal(Status.AUTHORIZED))
         .when(t < pl.col("_first"))
-        .then(pl.lit(Status.BEFORE_GRANT.value))
+        .then(status_literal(Status.BEFORE_GRANT))
         .when(pl.col("_islands") > ISLANDS)
-        .then(pl.lit(Status.CHECK.value))
-        .otherwise(pl.lit(Status.AFTER_REVOCATION.value))
+        .then(status_literal(Status.CHECK))
+        .otherwise(status_literal(Status.AFTER_REVOCATION))
     )
     return deliveries.join(keys, on=on, how="left").with_columns(status.alias(STATUS))
 
@@ -206,13 +213,16 @@ def resolve_checks(checks: pl.DataFrame, gaps_: pl.LazyFrame, on: list[str]) -> 
             (pl.col("gap_start").is_null() | (pl.col("gap_start") <= t))
             & (pl.col("gap_end").is_null() | (t < pl.col("gap_end")))
         )
-        .select(*(c for c in checks.columns if c != STATUS), pl.col("reason").alias(STATUS))
+        .select(
+            *(c for c in checks.columns if c != STATUS),
+            pl.col("reason").cast(STATUS_TYPE).alias(STATUS),
+        )
     )
     # Gaps of one key are disjoint: a row is in at most one; in none means covered.
     return (
         checks.lazy()
         .join(in_gap.select(*on, "_row", STATUS), on=[*on, "_row"], how="left", suffix="_gap")
-        .with_columns(pl.coalesce(f"{STATUS}_gap", pl.lit(Status.AUTHORIZED.value)).alias(STATUS))
+        .with_columns(pl.coalesce(f"{STATUS}_gap", status_literal(Status.AUTHORIZED)).alias(STATUS))
         .drop(f"{STATUS}_gap")
         .collect()
     )

@@ -28,6 +28,7 @@ from incident.detect import (
     keyed_grants,
     pack,
     resolve_checks,
+    status_literal,
 )
 from incident.errors import InputError
 from incident.load import ROW, LoadedInput, SourceGroup, stack
@@ -107,7 +108,7 @@ def _first_pass(
         (valid & inside.not_()).sum().alias(Status.OUTSIDE_WINDOW.value),
     )
     rejected = narrow.filter(valid.not_()).select(
-        ROW, EVENT, pl.lit(Status.REJECTED.value).alias(STATUS)
+        ROW, EVENT, status_literal(Status.REJECTED).alias(STATUS)
     )
     # Only the rows that can be misdelivered go through the join.
     unauthorized = (
@@ -175,7 +176,7 @@ def run(deliveries: LoadedInput, authorizations: LoadedInput, window: Window) ->
         misdelivered = found_rows.filter(pl.col(STATUS).is_in(MISDELIVERED))
         misdeliveries.append(
             group.normalised(misdelivered).join(
-                misdelivered.select(ROW, pl.col(STATUS).alias("reason")), on=ROW
+                misdelivered.select(ROW, pl.col(STATUS).cast(pl.String).alias("reason")), on=ROW
             )
         )
         rejected_frames.append(
