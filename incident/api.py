@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -27,7 +28,9 @@ from incident.impact import (
     users_report,
 )
 from incident.load import REJECT_REASON, SOURCE_FILE, LoadedInput, app_registry, load_input
+from incident.manifest import MANIFEST, hash_inputs, write_manifest
 from incident.report import write_json, write_table
+from incident.report.markdown import summary_markdown
 from incident.schema import COLUMNS, COUNT, Input
 
 REASON = "reason"
@@ -114,6 +117,8 @@ RESULT_FILES = frozenset(
         "rejected.parquet",
         "rejected_authorizations.parquet",
         "summary.json",
+        "summary.md",
+        MANIFEST,
     }
 )
 
@@ -171,15 +176,22 @@ def scan(config: ScanConfig, progress: Progress | None = None) -> ScanResult:
     reports) when more delivery rows were rejected than `config.max_rejected` allows.
     """
     report = progress or (lambda _stage: None)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return _scan(config, report, pool)
 
+
+def _scan(config: ScanConfig, report: Progress, pool: ThreadPoolExecutor) -> ScanResult:
     report("reading inputs")
     deliveries = load_input(Input.DELIVERIES, config.deliveries, config.columns)
     authorizations = load_input(Input.AUTHORIZATIONS, config.authorizations, config.columns)
     apps = load_input(Input.APPS, config.apps, config.columns) if config.apps else None
     registry = app_registry(apps) if apps else None
     staging = _prepare_out(config)
+    # The input files are hashed for the manifest while the scan reads them.
+    evidence = hash_inputs(config, pool)
     try:
         result = _scan_into(config, staging, deliveries, authorizations, apps, registry, report)
+        write_manifest(config, staging, evidence)
         _publish(staging, config.out)
     finally:
         if staging.exists():
@@ -271,6 +283,7 @@ def _scan_into(
         (ReportFormat.PARQUET,),
     )
     write_json(summary, out / "summary.json")
+    (out / "summary.md").write_text(summary_markdown(summary, developers), encoding="utf-8")
     return ScanResult(out, accounting, users, developers, misdeliveries, summary)
 
 
@@ -313,7 +326,7 @@ def _summary(
     if apps is not None and unknown.height:
         warnings.append(
             f"{unknown.height} receiving apps are missing from the apps registry; "
-            "reported as developer unknown:<app_id>"
+            "reported under the developer unknown:APP_ID"
         )
     reject_reasons = rejected.group_by(REJECT_REASON).agg(pl.len().cast(COUNT)).sort(REJECT_REASON)
     return {

@@ -22,7 +22,8 @@ from incident.config import (
     Window,
     parse_instant,
 )
-from incident.errors import ConfigError, ExitCode, IncidentError
+from incident.errors import ConfigError, ExitCode, IncidentError, VerificationError
+from incident.manifest import verify
 from incident.terminal import render_summary
 
 # Messages, progress and tables go to stderr; stdout carries only what the user asked for.
@@ -233,6 +234,24 @@ def sample_command(out: Path, deliveries: int, seed: int) -> None:
         f"{summary.apps:,} apps and {summary.injected_misdeliveries:,} injected misdeliveries "
         f"to {out}"
     )
+
+
+@cli.command("verify")
+@click.argument(
+    "result", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="RESULT_DIR"
+)
+def verify_command(result: Path) -> None:
+    """Check that a result's inputs and outputs still match its manifest.json.
+
+    Exits 6 naming every mismatch; input paths are read as recorded (relative to where the
+    scan ran).
+    """
+    problems = verify(result)
+    for problem in problems:
+        click.echo(f"mismatch: {problem}", err=True)
+    if problems:
+        raise VerificationError(f"{result}: {len(problems)} mismatches with its manifest.json")
+    console.print(f"verified: {result} matches its manifest.json", markup=False)
 
 
 def main() -> None:

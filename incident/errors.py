@@ -39,3 +39,9 @@ class TooManyRejectedError(IncidentError):
     """More rejected delivery rows than `--max-rejected` allows."""
 
     exit_code = ExitCode.TOO_MANY_REJECTED
+
+
+class VerificationError(IncidentError):
+    """A result no longer matches its manifest: an input or an output changed."""
+
+    exit_code = ExitCode.VERIFICATION_FAILED

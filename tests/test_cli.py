@@ -44,10 +44,12 @@ def test_scan_dir_writes_reports_and_summary(case: Path) -> None:
     assert sorted(p.name for p in (case / "out").iterdir()) == [
         "developers.csv",
         "developers.parquet",
+        "manifest.json",
         "misdeliveries.parquet",
         "rejected.parquet",
         "rejected_authorizations.parquet",
         "summary.json",
+        "summary.md",
         "users.csv",
         "users.parquet",
     ]
@@ -230,3 +232,40 @@ def test_warns_when_no_delivery_is_in_the_window(case: Path) -> None:
     )
     assert code == ExitCode.OK
     assert "warning: no delivery falls in the window" in stderr
+
+
+def test_summary_markdown_for_a_ticket(case: Path) -> None:
+    assert invoke("scan", str(case / "logs"), "--out", str(case / "o"), "-q")[0] == 0
+    markdown = (case / "o" / "summary.md").read_text()
+    assert "- **1** events misdelivered (1 deliveries)" in markdown
+    assert "| rows_rejected | 1 |" in markdown
+    assert "| dev-b | 1 | 2 |" in markdown
+
+
+def test_verify_passes_then_names_every_mismatch(case: Path) -> None:
+    out = case / "o"
+    assert invoke("scan", str(case / "logs"), "--out", str(out), "-q")[0] == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["parameters"]["since"] == "2017-05-01T00:00:00Z"
+    assert [f["rows"] for f in manifest["inputs"]["deliveries"]] == [3]
+    assert set(manifest["outputs"]) == {p.name for p in out.iterdir()} - {"manifest.json"}
+    code, stdout, stderr = invoke("verify", str(out))
+    assert (code, stdout) == (ExitCode.OK, "")
+    assert "matches its manifest.json" in stderr
+
+    (out / "users.csv").write_text("user_id\n")
+    write([grant(1, 10), grant(1, 11)], case / "logs" / "authorizations.parquet")
+    write([delivery(9)], case / "logs" / "deliveries" / "day=2018-03-02" / "part-0.parquet")
+    code, _, stderr = invoke("verify", str(out))
+    assert code == ExitCode.VERIFICATION_FAILED
+    lines = stderr.splitlines()
+    assert any("users.csv: sha256" in line for line in lines)
+    assert any("authorizations.parquet: sha256" in line for line in lines)
+    assert any("day=2018-03-02" in line and "a new deliveries file" in line for line in lines)
+    assert lines[-1].endswith("mismatches with its manifest.json")
+
+
+def test_verify_without_manifest_fails(tmp_path: Path) -> None:
+    code, _, stderr = invoke("verify", str(tmp_path))
+    assert code == ExitCode.VERIFICATION_FAILED
+    assert "manifest.json: missing" in stderr

@@ -19,7 +19,7 @@ from incident.cli import cli
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = "sample_logs"
 EXPECTED = ROOT / SAMPLE / "expected"
-GOLDEN = ("users.csv", "developers.csv", "summary.json")
+GOLDEN = ("users.csv", "developers.csv", "summary.json", "summary.md")
 
 
 def scan_sample(out: Path) -> None:

@@ -1,0 +1,161 @@
+"""Evidence that a result came from these inputs with these parameters: `manifest.json`.
+
+The manifest names every input file with its size, SHA-256 and row count, the versions of the
+tool and its engines, the full parameters, and the SHA-256 of every output. `verify` recomputes
+all of it and lists each difference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from incident import __version__
+from incident.config import ScanConfig
+from incident.errors import IncidentError
+from incident.load import find_files
+from incident.schema import Input
+
+MANIFEST = "manifest.json"
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class FileEvidence:
+    """One file as it was: where, how large, its SHA-256, and its Parquet rows for an input."""
+
+    path: str
+    size: int
+    sha256: str
+    rows: int | None = None
+
+
+def sha256(path: Path) -> str:
+    """The SHA-256 of a file, read in chunks (hashlib releases the GIL: it overlaps the scan)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _input_evidence(path: str) -> FileEvidence:
+    return FileEvidence(
+        path, Path(path).stat().st_size, sha256(Path(path)), pq.read_metadata(path).num_rows
+    )
+
+
+def _input_paths(config: ScanConfig) -> dict[Input, str]:
+    paths = {Input.DELIVERIES: config.deliveries, Input.AUTHORIZATIONS: config.authorizations}
+    if config.apps:
+        paths[Input.APPS] = config.apps
+    return paths
+
+
+def hash_inputs(
+    config: ScanConfig, pool: ThreadPoolExecutor
+) -> dict[Input, list[Future[FileEvidence]]]:
+    """Start hashing every input file in `pool`, to run while the scan reads them."""
+    return {
+        input_: [pool.submit(_input_evidence, file) for file in find_files(input_, path)]
+        for input_, path in _input_paths(config).items()
+    }
+
+
+def _parameters(config: ScanConfig) -> dict[str, Any]:
+    return {
+        "deliveries": config.deliveries,
+        "authorizations": config.authorizations,
+        "apps": config.apps,
+        "since": config.window.since.isoformat().replace("+00:00", "Z"),
+        "until": config.window.until.isoformat().replace("+00:00", "Z"),
+        "columns": {i.value: dict(m) for i, m in sorted(config.columns.renames.items())},
+        "max_rejected": str(config.max_rejected),
+        "formats": [f.value for f in config.formats],
+    }
+
+
+def write_manifest(
+    config: ScanConfig, out: Path, inputs: dict[Input, list[Future[FileEvidence]]]
+) -> Path:
+    """Write `out/manifest.json` for the outputs already in `out`."""
+    outputs = sorted(p for p in out.iterdir() if p.name != MANIFEST)
+    document = {
+        "tool": {"name": "incident", "version": __version__},
+        "versions": {
+            "python": platform.python_version(),
+            "polars": pl.__version__,
+            "pyarrow": pa.__version__,
+        },
+        "parameters": _parameters(config),
+        "inputs": {
+            input_.value: [asdict(f.result()) for f in futures]
+            for input_, futures in inputs.items()
+        },
+        "outputs": {p.name: {"size": p.stat().st_size, "sha256": sha256(p)} for p in outputs},
+    }
+    path = out / MANIFEST
+    path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def _compare(expected: FileEvidence, path: Path) -> Iterable[str]:
+    if not path.is_file():
+        yield f"{path}: missing"
+        return
+    size = path.stat().st_size
+    if size != expected.size:
+        yield f"{path}: size {size}, expected {expected.size}"
+    digest = sha256(path)
+    if digest != expected.sha256:
+        yield f"{path}: sha256 {digest}, expected {expected.sha256}"
+    if expected.rows is not None and digest == expected.sha256:
+        return  # same bytes, same rows
+    if expected.rows is not None:
+        try:
+            rows = pq.read_metadata(path).num_rows
+        except (OSError, pa.ArrowException):
+            yield f"{path}: no longer a readable Parquet file"
+            return
+        if rows != expected.rows:
+            yield f"{path}: {rows} rows, expected {expected.rows}"
+
+
+def verify(result: Path) -> list[str]:
+    """Every difference between `result/manifest.json` and the inputs and outputs as they are
+    now; empty when everything matches."""
+    try:
+        manifest = json.loads((result / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return [f"{result / MANIFEST}: missing, nothing to verify against"]
+    except (OSError, ValueError) as error:
+        return [f"{result / MANIFEST}: unreadable ({error})"]
+    problems: list[str] = []
+    for name, evidence in manifest["outputs"].items():
+        expected = FileEvidence(name, evidence["size"], evidence["sha256"])
+        problems.extend(_compare(expected, result / name))
+    present = {p.name for p in result.iterdir()} - {MANIFEST}
+    problems.extend(
+        f"{result / n}: not in the manifest" for n in sorted(present - set(manifest["outputs"]))
+    )
+    for input_name, files in manifest["inputs"].items():
+        for file in files:
+            problems.extend(_compare(FileEvidence(**file), Path(file["path"])))
+        path = manifest["parameters"][input_name]
+        try:
+            now = set(find_files(Input(input_name), path))
+        except IncidentError:
+            continue  # its files were reported missing above
+        added = sorted(now - {f["path"] for f in files})
+        problems.extend(f"{file}: a new {input_name} file, not in the manifest" for file in added)
+    return problems

@@ -1,0 +1,61 @@
+"""`summary.md`: a short summary to paste into an incident ticket."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import polars as pl
+
+TOP_DEVELOPERS = 10
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    def line(cells: Sequence[object]) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+    aligns = tuple("---" if i == 0 else "---:" for i in range(len(headers)))
+    return [line(headers), line(aligns), *(line(r) for r in rows)]
+
+
+def summary_markdown(summary: dict[str, Any], developers: pl.DataFrame) -> str:
+    """The window, the row accounting, the totals, breakdowns and the top developers."""
+    window, accounting, totals = summary["window"], summary["accounting"], summary["totals"]
+    lines = [
+        "# Misdelivery scan",
+        "",
+        f"Window: {window['since']} to {window['until']} (end exclusive).",
+        "",
+        f"- **{totals['events_misdelivered']:,}** events misdelivered "
+        f"({totals['deliveries_misdelivered']:,} deliveries)",
+        f"- **{totals['users_exposed']:,}** users exposed",
+        f"- **{totals['developers_exposed']:,}** developers received data",
+        "",
+        "## Row accounting",
+        "",
+        *_table(("rows", "count"), [(str(k), f"{v:,}") for k, v in accounting.items()]),
+    ]
+    for title, key, label in (
+        ("By event type", "by_event_type", "event type"),
+        ("By reason", "by_reason", "reason"),
+    ):
+        rows = [
+            (name, f"{c['events']:,}", f"{c['deliveries']:,}") for name, c in summary[key].items()
+        ]
+        if rows:
+            lines += ["", f"## {title}", "", *_table((label, "events", "deliveries"), rows)]
+    top = developers.sort(["events", "developer_id"], descending=[True, False]).head(TOP_DEVELOPERS)
+    if top.height:
+        rows = [
+            (r["developer_id"], f"{r['events']:,}", f"{r['users_exposed']:,}")
+            for r in top.iter_rows(named=True)
+        ]
+        lines += [
+            "",
+            f"## Top {TOP_DEVELOPERS} developers",
+            "",
+            *_table(("developer", "events", "users exposed"), rows),
+        ]
+    if summary["warnings"]:
+        lines += ["", "## Warnings", "", *(f"- {w}" for w in summary["warnings"])]
+    return "\n".join(lines) + "\n"
