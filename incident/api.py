@@ -30,10 +30,12 @@ from incident.impact import (
 from incident.load import REJECT_REASON, SOURCE_FILE, LoadedInput, app_registry, load_input
 from incident.manifest import MANIFEST, hash_inputs, write_manifest
 from incident.report import write_json, write_table
+from incident.report.html import html_report
 from incident.report.markdown import summary_markdown
 from incident.schema import COLUMNS, COUNT, Input
 
 REASON = "reason"
+HTML_REPORT = "report.html"
 
 Progress = Callable[[str], None]
 
@@ -111,8 +113,9 @@ def _sorted_rows(frame: pl.LazyFrame) -> pl.LazyFrame:
 
 # Every file a result may hold: an --out directory with anything else is not replaced.
 RESULT_FILES = frozenset(
-    {f"{name}.{ext}" for name in ("users", "developers") for ext in (f.value for f in ReportFormat)}
+    {f"{name}.{ext}" for name in ("users", "developers") for ext in ("parquet", "csv")}
     | {
+        HTML_REPORT,
         "misdeliveries.parquet",
         "rejected.parquet",
         "rejected_authorizations.parquet",
@@ -284,6 +287,9 @@ def _scan_into(
     )
     write_json(summary, out / "summary.json")
     (out / "summary.md").write_text(summary_markdown(summary, developers), encoding="utf-8")
+    if ReportFormat.HTML in config.formats:
+        page = html_report(summary, users, developers, misdeliveries)
+        (out / HTML_REPORT).write_text(page, encoding="utf-8")
     return ScanResult(out, accounting, users, developers, misdeliveries, summary)
 
 

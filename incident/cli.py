@@ -14,7 +14,12 @@ from rich.console import Console
 
 from incident import __version__
 from incident.api import ScanResult, scan
+from incident.commands.diff import diff_command
+from incident.commands.export import export_command
+from incident.commands.notify import notify_command
+from incident.commands.report import report_command
 from incident.config import (
+    DEFAULT_FORMATS,
     ColumnMap,
     RejectLimit,
     ReportFormat,
@@ -163,7 +168,8 @@ def _progress(quiet: bool) -> Iterator[Callable[[str], None]]:
     "formats",
     multiple=True,
     type=click.Choice([f.value for f in ReportFormat]),
-    help="Format of the users and developers reports. Repeatable [default: parquet and csv].",
+    help="parquet, csv: the users and developers reports; html: also report.html, the whole "
+    "result on one page. Repeatable [default: parquet and csv].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No summary or progress on stderr.")
@@ -199,13 +205,21 @@ def scan_command(
         window=Window(since or default.since, until or default.until),
         columns=ColumnMap.parse(mappings, base=columns),
         max_rejected=max_rejected,
-        formats=tuple(ReportFormat(f) for f in formats) or tuple(ReportFormat),
+        formats=_formats(formats),
     )
     with _progress(quiet) as progress:
         result = scan(config, progress=progress)
     _finish(result, quiet=quiet, as_json=as_json)
     if fail_on_findings and result.has_findings:
         sys.exit(ExitCode.FINDINGS)
+
+
+def _formats(names: tuple[str, ...]) -> tuple[ReportFormat, ...]:
+    # The tables are what every other command reads: html alone comes with the default ones.
+    chosen = tuple(dict.fromkeys(ReportFormat(n) for n in names))
+    if not any(f in (ReportFormat.PARQUET, ReportFormat.CSV) for f in chosen):
+        chosen = DEFAULT_FORMATS + chosen
+    return chosen
 
 
 def _finish(result: ScanResult, quiet: bool, as_json: bool) -> None:
@@ -252,6 +266,10 @@ def verify_command(result: Path) -> None:
     if problems:
         raise VerificationError(f"{result}: {len(problems)} mismatches with its manifest.json")
     console.print(f"verified: {result} matches its manifest.json", markup=False)
+
+
+for command in (export_command, notify_command, report_command, diff_command):
+    cli.add_command(command)
 
 
 def main() -> None:

@@ -91,10 +91,15 @@ class RejectLimit:
 
 
 class ReportFormat(StrEnum):
-    """Formats a scan can write its reports in."""
+    """Formats a scan can write its reports in: tables (users, developers) in Parquet or CSV,
+    and the whole result as one HTML page."""
 
     PARQUET = "parquet"
     CSV = "csv"
+    HTML = "html"
+
+
+DEFAULT_FORMATS = (ReportFormat.PARQUET, ReportFormat.CSV)
 
 
 _MAPPING = re.compile(r"^(?P<input>\w+)\.(?P<column>\w+)=(?P<source>.+)$")
@@ -178,7 +183,7 @@ class ScanConfig:
     window: Window = field(default_factory=Window)
     columns: ColumnMap = field(default_factory=ColumnMap)
     max_rejected: RejectLimit = field(default_factory=RejectLimit)
-    formats: tuple[ReportFormat, ...] = (ReportFormat.PARQUET, ReportFormat.CSV)
+    formats: tuple[ReportFormat, ...] = DEFAULT_FORMATS
 
     def __post_init__(self) -> None:
         # Accept a str for the output directory, as a notebook user would write it.

@@ -269,3 +269,15 @@ def test_verify_without_manifest_fails(tmp_path: Path) -> None:
     code, _, stderr = invoke("verify", str(tmp_path))
     assert code == ExitCode.VERIFICATION_FAILED
     assert "manifest.json: missing" in stderr
+
+
+def test_format_html_writes_the_page_beside_the_tables(case: Path) -> None:
+    out = case / "o"
+    assert invoke("scan", str(case / "logs"), "--out", str(out), "-q", "--format", "html")[0] == 0
+    assert {"report.html", "users.parquet", "users.csv"} <= {p.name for p in out.iterdir()}
+    page = (out / "report.html").read_text()
+    assert 'id="users-exposed"' in page
+    assert invoke("verify", str(out))[0] == ExitCode.OK
+    # A re-run may replace a result that holds a report.html.
+    assert invoke("scan", str(case / "logs"), "--out", str(out), "-q", "--format", "csv")[0] == 0
+    assert not (out / "report.html").exists()

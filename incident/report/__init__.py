@@ -53,9 +53,9 @@ WRITERS: dict[ReportFormat, Writer] = {
 def write_table(
     frame: pl.DataFrame, out: Path, name: str, formats: tuple[ReportFormat, ...]
 ) -> list[Path]:
-    """Write `frame` as `out/name.<ext>` in each format; return the paths written."""
+    """Write `frame` as `out/name.<ext>` in each table format; return the paths written."""
     paths = []
-    for report_format in formats:
+    for report_format in (f for f in formats if f in WRITERS):
         writer = WRITERS[report_format]
         path = out / f"{name}.{writer.extension}"
         writer.write(frame, path)

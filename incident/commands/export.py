@@ -1,0 +1,61 @@
+"""`incident export`: analyst-ready copies of a result's reports, optionally pseudonymised."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from incident.export import ExportFormat, export_result, read_key
+
+
+@click.command("export")
+@click.argument("result", type=click.Path(path_type=Path), metavar="RESULT_DIR")
+@click.option(
+    "--to",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="New (or empty) directory for users, developers and misdeliveries.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice([f.value for f in ExportFormat]),
+    default=ExportFormat.CSV.value,
+    show_default=True,
+    help="csv or tsv for spreadsheets (UTF-8 with BOM, long IDs as text), jsonl for programs.",
+)
+@click.option(
+    "--pseudonymize",
+    is_flag=True,
+    help="Replace user and developer IDs by keyed HMAC-SHA256 pseudonyms (needs --key-file).",
+)
+@click.option(
+    "--key-file",
+    type=click.Path(path_type=Path),
+    help="Secret key for --pseudonymize: a file of at least 32 random bytes.",
+)
+@click.option(
+    "--mapping",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write ID -> pseudonym, outside --to [default: <to>.mapping.csv].",
+)
+def export_command(
+    result: Path,
+    to: Path,
+    fmt: str,
+    pseudonymize: bool,
+    key_file: Path | None,
+    mapping: Path | None,
+) -> None:
+    """Copy a scan result's reports to --to as CSV, TSV or JSON Lines for analysts."""
+    if pseudonymize and key_file is None:
+        raise click.UsageError("--pseudonymize needs --key-file FILE")
+    if not pseudonymize and (key_file is not None or mapping is not None):
+        raise click.UsageError("--key-file and --mapping go with --pseudonymize")
+    key = read_key(key_file) if key_file is not None else None
+    written = export_result(result, to, ExportFormat(fmt), key=key, mapping=mapping)
+    for path in written:
+        click.echo(f"wrote {path}", err=True)
+    if key is not None:
+        click.echo(f"keep {written[-1]} apart from {to}: it re-identifies the export", err=True)

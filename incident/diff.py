@@ -1,0 +1,177 @@
+"""Two results compared: users and developers added, removed or changed, and the totals.
+
+For when authorization data is corrected and the scan is run again. The reports are read by
+`incident.result` as written (Parquet, or CSV when the scan wrote only CSV), into the schema
+of this version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from incident.result import KEYS, Report, read_report, read_summary
+from incident.schema import COUNT
+
+# The summary sections whose numbers are compared, in the order they are shown.
+TOTAL_SECTIONS = ("totals", "accounting")
+_NEW = "_new"
+
+
+class Change(StrEnum):
+    """How an ID differs between the old and the new result."""
+
+    ADDED = "added"
+    REMOVED = "removed"
+    CHANGED = "changed"
+
+
+@dataclass(frozen=True)
+class ChangeCounts:
+    """How many IDs of one report were added, removed or changed, and the row counts."""
+
+    added: int
+    removed: int
+    changed: int
+    old_rows: int
+    new_rows: int
+
+    @property
+    def differs(self) -> bool:
+        """True when any ID was added, removed or changed."""
+        return bool(self.added or self.removed or self.changed)
+
+
+@dataclass(frozen=True)
+class ResultDiff:
+    """What differs between two results.
+
+    `users` and `developers` have one row per ID that differs, sorted by ID: the ID, `change`
+    (a `Change`) and `columns`, the report columns whose values differ (empty unless
+    `changed`). `totals` has one row per number of the summary's `totals` and `accounting`:
+    `name`, `old`, `new`, `change` (`new - old`; null when one summary lacks it).
+    """
+
+    old: Path
+    new: Path
+    users: pl.DataFrame
+    developers: pl.DataFrame
+    user_counts: ChangeCounts
+    developer_counts: ChangeCounts
+    totals: pl.DataFrame
+
+    @property
+    def has_differences(self) -> bool:
+        """True when any user, developer or summary total differs."""
+        totals_differ = self.totals.select(pl.col("old").ne_missing(pl.col("new")).any()).item()
+        return self.user_counts.differs or self.developer_counts.differs or bool(totals_differ)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The whole difference as plain JSON-ready values, every differing ID listed."""
+
+        def entities(frame: pl.DataFrame, counts: ChangeCounts) -> dict[str, Any]:
+            return {
+                "old": counts.old_rows,
+                "new": counts.new_rows,
+                "added": counts.added,
+                "removed": counts.removed,
+                "changed": counts.changed,
+                "differences": frame.to_dicts(),
+            }
+
+        return {
+            "old": str(self.old),
+            "new": str(self.new),
+            "has_differences": self.has_differences,
+            "users": entities(self.users, self.user_counts),
+            "developers": entities(self.developers, self.developer_counts),
+            "totals": {
+                row["name"]: {"old": row["old"], "new": row["new"], "change": row["change"]}
+                for row in self.totals.iter_rows(named=True)
+            },
+        }
+
+
+def _changes(old: pl.DataFrame, new: pl.DataFrame, key: str) -> pl.DataFrame:
+    compared = [name for name in old.columns if name != key]
+    in_old, in_new = pl.col(key).is_not_null(), pl.col(key + _NEW).is_not_null()
+    differing = pl.concat_list(
+        pl.when(pl.col(name).ne_missing(pl.col(name + _NEW))).then(pl.lit(name))
+        for name in compared
+    ).list.drop_nulls()
+    return (
+        old.join(new, on=key, how="full", suffix=_NEW, coalesce=False)
+        .select(
+            pl.coalesce(key, key + _NEW).alias(key),
+            pl.when(~in_old)
+            .then(pl.lit(Change.ADDED.value))
+            .when(~in_new)
+            .then(pl.lit(Change.REMOVED.value))
+            .otherwise(pl.lit(Change.CHANGED.value))
+            .alias("change"),
+            pl.when(in_old & in_new)
+            .then(differing)
+            .otherwise(pl.lit([], pl.List(pl.String)))
+            .alias("columns"),
+        )
+        .filter((pl.col("change") != Change.CHANGED.value) | (pl.col("columns").list.len() > 0))
+        .sort(key)
+    )
+
+
+def _counts(changes: pl.DataFrame, old: pl.DataFrame, new: pl.DataFrame) -> ChangeCounts:
+    tally = {change: int((changes["change"] == change.value).sum()) for change in Change}
+    return ChangeCounts(
+        added=tally[Change.ADDED],
+        removed=tally[Change.REMOVED],
+        changed=tally[Change.CHANGED],
+        old_rows=old.height,
+        new_rows=new.height,
+    )
+
+
+def _numbers(summary: dict[str, Any]) -> dict[str, int]:
+    return {
+        name: value
+        for section in TOTAL_SECTIONS
+        for name, value in (summary.get(section) or {}).items()
+        if isinstance(value, int)
+    }
+
+
+def _totals(old: dict[str, Any], new: dict[str, Any]) -> pl.DataFrame:
+    old_numbers, new_numbers = _numbers(old), _numbers(new)
+    names = list(new_numbers) + [name for name in old_numbers if name not in new_numbers]
+    return pl.DataFrame(
+        {
+            "name": names,
+            "old": [old_numbers.get(name) for name in names],
+            "new": [new_numbers.get(name) for name in names],
+        },
+        schema={"name": pl.String, "old": COUNT, "new": COUNT},
+    ).with_columns((pl.col("new") - pl.col("old")).alias("change"))
+
+
+def diff_results(old: Path, new: Path) -> ResultDiff:
+    """Compare two results; `InputError` naming the directory when either is not a result."""
+    old, new = Path(old), Path(new)
+    summaries = read_summary(old), read_summary(new)
+    frames: dict[Report, tuple[pl.DataFrame, pl.DataFrame]] = {
+        report: (read_report(old, report), read_report(new, report)) for report in KEYS
+    }
+    changes = {
+        report: _changes(before, after, KEYS[report]) for report, (before, after) in frames.items()
+    }
+    return ResultDiff(
+        old=old,
+        new=new,
+        users=changes[Report.USERS],
+        developers=changes[Report.DEVELOPERS],
+        user_counts=_counts(changes[Report.USERS], *frames[Report.USERS]),
+        developer_counts=_counts(changes[Report.DEVELOPERS], *frames[Report.DEVELOPERS]),
+        totals=_totals(*summaries),
+    )

@@ -1,0 +1,202 @@
+"""A scan result directory, read back.
+
+Every command that reads an earlier result (`diff`, `export`, `notify`, `report`) reads it
+here, so that each refuses a directory that is not a result with the same words, and reads a
+report the same way: from its Parquet file, or, for the users and developers reports of a scan
+run with `--format csv` only, from its CSV, every column parsed back to the type the Parquet
+report holds (IDs stay text, `;`-joined lists become lists, times end in `Z`).
+
+Every error is an `InputError` that names the directory or the file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from incident.errors import InputError
+from incident.schema import DEVELOPERS_SCHEMA, TIMESTAMP, USERS_SCHEMA
+
+SUMMARY = "summary.json"
+# How a scan writes times and lists in its CSV reports (`incident.report`).
+ISO_UTC = "%Y-%m-%dT%H:%M:%S%.fZ"
+LIST_SEPARATOR = ";"
+# In a CSV report a list cell is `;`-joined: splitting it back needs IDs without `;`. Each list
+# column, and the misdeliveries column that holds the IDs it lists.
+_LIST_IDS = {"developer_ids": "developer_id", "app_ids": "app_id"}
+
+
+class Report(StrEnum):
+    """The reports of a result, named as their files are."""
+
+    USERS = "users"
+    DEVELOPERS = "developers"
+    MISDELIVERIES = "misdeliveries"
+    REJECTED = "rejected"
+
+    @property
+    def schema(self) -> dict[str, pl.DataType] | None:
+        """Column names and types, for the reports a scan may write as CSV only; None for the
+        reports always written as Parquet, read with the columns they have."""
+        return SCHEMAS.get(self)
+
+
+SCHEMAS: dict[Report, dict[str, pl.DataType]] = {
+    Report.USERS: USERS_SCHEMA,
+    Report.DEVELOPERS: DEVELOPERS_SCHEMA,
+}
+# The per-entity reports and their ID column: one row per value.
+KEYS: dict[Report, str] = {Report.USERS: "user_id", Report.DEVELOPERS: "developer_id"}
+
+
+def _not_a_result(result: Path, why: str) -> InputError:
+    return InputError(f"{result}: not an incident result ({why})")
+
+
+def _incomplete(result: Path, why: str) -> InputError:
+    return InputError(f"{result}: incomplete incident result ({why})")
+
+
+def _detail(error: Exception) -> str:
+    """The first line of an error, without the hints polars adds below it."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def read_summary(result: Path, require: Iterable[str] = ()) -> dict[str, Any]:
+    """The result's `summary.json`, checked to be an incident result: a directory whose
+    `summary.json` incident wrote and that has every section in `require`.
+
+    Raises `InputError` naming the directory otherwise."""
+    result = Path(result)
+    if not result.is_dir():
+        raise _not_a_result(result, "not a directory" if result.exists() else "does not exist")
+    path = result / SUMMARY
+    if not path.is_file():
+        raise _not_a_result(result, f"no {SUMMARY}")
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise _not_a_result(result, f"{SUMMARY} unreadable: {_detail(error)}") from None
+    tool = summary.get("tool") if isinstance(summary, dict) else None
+    if (
+        not isinstance(summary, dict)
+        or not isinstance(tool, dict)
+        or tool.get("name") != "incident"
+    ):
+        raise _not_a_result(result, f"{SUMMARY} not written by incident")
+    missing = [section for section in require if section not in summary]
+    if missing:
+        raise _incomplete(result, f"{SUMMARY} has no {', '.join(missing)}")
+    return summary
+
+
+def report_path(result: Path, report: Report) -> Path:
+    """The report's Parquet file, else its CSV (users and developers of a scan run with
+    `--format csv` only); `InputError` naming the directory when it has neither."""
+    extensions = ("parquet", "csv") if report.schema is not None else ("parquet",)
+    for extension in extensions:
+        path = Path(result) / f"{report.value}.{extension}"
+        if path.is_file():
+            return path
+    files = " or ".join(f"{report.value}.{extension}" for extension in extensions)
+    raise _incomplete(Path(result), f"no {files}")
+
+
+def _check_columns(
+    path: Path, report: Report, present: Iterable[str], needed: Iterable[str]
+) -> None:
+    have = set(present)
+    missing = [f"'{name}'" for name in needed if name not in have]
+    if missing:
+        noun = "column" if len(missing) == 1 else "columns"
+        raise InputError(f"{path}: missing {noun} {', '.join(missing)} of the {report} report")
+
+
+def _read_parquet(path: Path, report: Report, columns: Sequence[str] | None) -> pl.DataFrame:
+    frame = pl.scan_parquet(path)
+    try:
+        if columns is None:
+            return frame.collect()
+        _check_columns(path, report, frame.collect_schema().names(), columns)
+        return frame.select(columns).collect()
+    except (OSError, pl.exceptions.PolarsError) as error:
+        raise InputError(f"{path}: not a readable {report} report ({_detail(error)})") from None
+
+
+def _read_csv(path: Path, report: Report, columns: Sequence[str]) -> pl.DataFrame:
+    # Every cell is read as text, to be parsed back by `_typed`: no guessing that would round
+    # long numeric IDs or drop their leading zeros.
+    try:
+        text = pl.read_csv(path, infer_schema=False)
+    except (OSError, pl.exceptions.PolarsError) as error:
+        raise InputError(f"{path}: not a readable {report} report ({_detail(error)})") from None
+    _check_columns(path, report, text.columns, columns)
+    return text.select(columns)
+
+
+def _check_lists_split(result: Path, path: Path, schema: dict[str, pl.DataType]) -> None:
+    """Refuse a CSV report whose `;`-joined ID lists are ambiguous: an ID holds a `;`."""
+    for list_column, id_column in _LIST_IDS.items():
+        if list_column not in schema:
+            continue
+        ids = read_report(result, Report.MISDELIVERIES, columns=[id_column])[id_column]
+        if ids.cast(pl.String).str.contains(LIST_SEPARATOR, literal=True).any():
+            raise InputError(
+                f"{path}: a {id_column} contains {LIST_SEPARATOR!r}, so the {list_column} "
+                "lists cannot be split; re-run the scan with --format parquet"
+            )
+
+
+def _typed(name: str, dtype: pl.DataType, from_text: bool) -> pl.Expr:
+    """A column in the type of the Parquet report; from CSV text, parsed as the scan wrote it."""
+    column = pl.col(name)
+    if not from_text:
+        return column.cast(dtype)
+    if isinstance(dtype, pl.List):
+        # An empty list is written as an empty cell, not as a list of one empty ID.
+        empty = pl.lit([], dtype)
+        return pl.when(column == "").then(empty).otherwise(column.str.split(LIST_SEPARATOR))
+    if dtype == TIMESTAMP:
+        return column.str.to_datetime(ISO_UTC, time_unit="ns", time_zone="UTC")
+    return column.cast(dtype)
+
+
+def read_report(result: Path, report: Report, columns: Sequence[str] | None = None) -> pl.DataFrame:
+    """One report of a result: users and developers in the Parquet report's schema (its
+    columns, in its order and types), from the CSV report when there is no Parquet one; the
+    others as written, only `columns` when given.
+
+    Raises `InputError` naming the file when it is missing, unreadable, lacks a column, holds
+    values of another type, or (users, developers) repeats an ID; and for a CSV report whose
+    `;`-joined ID lists cannot be split because an ID contains `;`."""
+    result = Path(result)
+    path = report_path(result, report)
+    schema = report.schema
+    if schema is None:
+        return _read_parquet(path, report, columns)
+    from_text = path.suffix == ".csv"
+    if from_text:
+        frame = _read_csv(path, report, list(schema))
+        _check_lists_split(result, path, schema)
+    else:
+        frame = _read_parquet(path, report, list(schema))
+    try:
+        frame = frame.select(
+            _typed(name, dtype, from_text).alias(name) for name, dtype in schema.items()
+        )
+    except pl.exceptions.PolarsError as error:
+        raise InputError(
+            f"{path}: unexpected values in the {report} report ({_detail(error)})"
+        ) from None
+    key = KEYS[report]
+    if frame[key].is_duplicated().any():
+        raise InputError(f"{path}: {key} is not unique; not a report written by incident")
+    return frame.select(columns) if columns is not None else frame

@@ -1,0 +1,231 @@
+"""`incident.result`: a scan result directory, read back, and the errors when it is not one."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from incident.config import ReportFormat
+from incident.errors import InputError
+from incident.report import write_table
+from incident.result import SCHEMAS, Report, read_report, read_summary, report_path
+from tests.conftest import ScanFn, delivery, grant, utc
+
+# Long and zero-led IDs, commas and quotes in an ID, a developer unknown to the registry,
+# fractional seconds: everything a CSV could lose.
+DELIVERIES = [
+    delivery(
+        "9007199254740993123",
+        utc(2018, 3, 1, 9),
+        11,
+        "12345678901234567890",
+        "direct_message",
+        sender_id="0042",
+        recipient_id="12345678901234567890",
+    ),
+    delivery(
+        "2",
+        utc(2018, 3, 2, 0, 0, 0, 500000),
+        12,
+        "Zoë",
+        "protected_tweet",
+        sender_id="0042",
+        recipient_id=None,
+    ),
+    delivery("3", utc(2018, 3, 3), 13, "0042", "tweet", sender_id=None, recipient_id=None),
+    delivery("4", utc(2018, 3, 3), 11, "7", "tweet", sender_id=None, recipient_id=None),
+]
+GRANTS = [grant("7", 11)]
+APPS = [
+    {"app_id": 11, "developer_id": 'dev,"acme"'},
+    {"app_id": 12, "developer_id": 'dev,"acme"'},
+]
+
+
+def scanned(run_scan: ScanFn, *formats: ReportFormat) -> Path:
+    return run_scan(DELIVERIES, GRANTS, APPS, formats=formats).out
+
+
+def message(raised: pytest.ExceptionInfo[InputError]) -> str:
+    return str(raised.value)
+
+
+# Not a result
+
+
+def test_a_missing_directory_or_a_file_is_not_a_result(tmp_path: Path) -> None:
+    with pytest.raises(InputError) as raised:
+        read_summary(tmp_path / "nowhere")
+    assert message(raised) == f"{tmp_path / 'nowhere'}: not an incident result (does not exist)"
+    (tmp_path / "file").write_text("{}")
+    with pytest.raises(InputError) as raised:
+        read_summary(tmp_path / "file")
+    assert message(raised) == f"{tmp_path / 'file'}: not an incident result (not a directory)"
+
+
+def test_a_directory_without_summary_is_not_a_result(tmp_path: Path) -> None:
+    with pytest.raises(InputError) as raised:
+        read_summary(tmp_path)
+    assert message(raised) == f"{tmp_path}: not an incident result (no summary.json)"
+    (tmp_path / "summary.json").mkdir()
+    with pytest.raises(InputError) as raised:
+        read_summary(tmp_path)
+    assert message(raised) == f"{tmp_path}: not an incident result (no summary.json)"
+
+
+def test_an_unreadable_summary_is_named(tmp_path: Path) -> None:
+    (tmp_path / "summary.json").write_text("{not json")
+    with pytest.raises(InputError) as raised:
+        read_summary(tmp_path)
+    assert re.fullmatch(
+        rf"{re.escape(str(tmp_path))}: not an incident result \(summary\.json unreadable: "
+        r"Expecting property name[^\n]*\)",
+        message(raised),
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"tool": {"name": "other"}}', '{"tool": "incident"}', "{}", '["incident"]', "null"],
+)
+def test_a_summary_not_written_by_incident_is_not_a_result(tmp_path: Path, text: str) -> None:
+    (tmp_path / "summary.json").write_text(text)
+    with pytest.raises(InputError) as raised:
+        read_summary(tmp_path)
+    assert message(raised) == (
+        f"{tmp_path}: not an incident result (summary.json not written by incident)"
+    )
+
+
+def test_a_summary_without_a_required_section_is_incomplete(tmp_path: Path) -> None:
+    (tmp_path / "summary.json").write_text('{"tool": {"name": "incident"}, "totals": {}}')
+    assert read_summary(tmp_path, require=("totals",))["totals"] == {}
+    with pytest.raises(InputError) as raised:
+        read_summary(tmp_path, require=("window", "totals", "accounting"))
+    assert message(raised) == (
+        f"{tmp_path}: incomplete incident result (summary.json has no window, accounting)"
+    )
+
+
+def test_a_result_reads_back(run_scan: ScanFn) -> None:
+    out = scanned(run_scan, ReportFormat.PARQUET)
+    assert read_summary(out)["tool"]["name"] == "incident"
+    for report in Report:
+        assert report_path(out, report) == out / f"{report.value}.parquet"
+        assert read_report(out, report).equals(pl.read_parquet(out / f"{report.value}.parquet"))
+
+
+# CSV-only results
+
+
+def test_a_csv_only_result_reads_back_equal_to_the_parquet_one(run_scan: ScanFn) -> None:
+    parquet = scanned(run_scan, ReportFormat.PARQUET)
+    csv_only = scanned(run_scan, ReportFormat.CSV)
+    assert not (csv_only / "users.parquet").exists()
+    for report in SCHEMAS:
+        assert report_path(csv_only, report) == csv_only / f"{report.value}.csv"
+        from_csv, from_parquet = read_report(csv_only, report), read_report(parquet, report)
+        assert from_csv.schema == pl.Schema(SCHEMAS[report])
+        assert from_csv.equals(from_parquet)
+        assert from_csv.height > 0
+    assert read_report(parquet, Report.USERS)["user_id"].to_list() == [
+        "0042",
+        "12345678901234567890",
+        "Zoë",
+    ]
+    assert read_report(csv_only, Report.DEVELOPERS)["developer_id"].to_list() == [
+        'dev,"acme"',
+        "unknown:13",
+    ]
+
+
+def test_an_empty_list_survives_the_csv(run_scan: ScanFn) -> None:
+    out = scanned(run_scan, ReportFormat.PARQUET)
+    users = read_report(out, Report.USERS).with_columns(
+        pl.when(pl.col("user_id") == "Zoë")
+        .then(pl.lit([], pl.List(pl.String)))
+        .otherwise(pl.col("developer_ids"))
+        .alias("developer_ids")
+    )
+    (out / "users.parquet").unlink()
+    write_table(users, out, "users", (ReportFormat.CSV,))
+    assert read_report(out, Report.USERS).equals(users)
+
+
+def test_a_semicolon_in_an_id_makes_the_csv_lists_ambiguous(run_scan: ScanFn) -> None:
+    deliveries = [delivery(1, app_id="a;b"), delivery(2, app_id="c")]
+    formats = (ReportFormat.PARQUET, ReportFormat.CSV)
+    both = run_scan(deliveries, [grant(2, 10)], formats=formats).out
+    assert read_report(both, Report.USERS)["developer_ids"].to_list() == [["a;b", "c"]]
+    (both / "users.parquet").unlink()
+    with pytest.raises(InputError) as raised:
+        read_report(both, Report.USERS)
+    assert message(raised) == (
+        f"{both / 'users.csv'}: a developer_id contains ';', so the developer_ids lists cannot "
+        "be split; re-run the scan with --format parquet"
+    )
+
+
+# Broken reports
+
+
+def test_a_missing_report_makes_the_result_incomplete(run_scan: ScanFn) -> None:
+    out = scanned(run_scan, ReportFormat.PARQUET)
+    (out / "users.parquet").unlink()
+    with pytest.raises(InputError) as raised:
+        read_report(out, Report.USERS)
+    assert message(raised) == f"{out}: incomplete incident result (no users.parquet or users.csv)"
+    (out / "misdeliveries.parquet").unlink()
+    with pytest.raises(InputError) as raised:
+        read_report(out, Report.MISDELIVERIES)
+    assert message(raised) == f"{out}: incomplete incident result (no misdeliveries.parquet)"
+
+
+def test_only_the_columns_asked_for_are_read(run_scan: ScanFn) -> None:
+    out = scanned(run_scan, ReportFormat.PARQUET)
+    frame = read_report(out, Report.MISDELIVERIES, columns=["event_id", "developer_id"])
+    assert frame.columns == ["event_id", "developer_id"]
+    assert read_report(out, Report.USERS, columns=["user_id"]).columns == ["user_id"]
+    with pytest.raises(InputError) as raised:
+        read_report(out, Report.MISDELIVERIES, columns=["event_id", "colour"])
+    assert message(raised) == (
+        f"{out / 'misdeliveries.parquet'}: missing column 'colour' of the misdeliveries report"
+    )
+
+
+def refusal(result: Path, report: Report) -> str:
+    with pytest.raises(InputError) as raised:
+        read_report(result, report)
+    return str(raised.value)
+
+
+def with_reason(text: str, prefix: str) -> bool:
+    """`text` is `prefix` and a one-line reason in parentheses (the reader's own words)."""
+    return re.fullmatch(re.escape(prefix) + r" \([^\n]+\)", text) is not None
+
+
+def test_broken_reports_are_named(run_scan: ScanFn) -> None:
+    out = scanned(run_scan, ReportFormat.PARQUET, ReportFormat.CSV)
+    (out / "developers.parquet").write_text("not parquet")
+    assert with_reason(
+        refusal(out, Report.DEVELOPERS),
+        f"{out / 'developers.parquet'}: not a readable developers report",
+    )
+    users = pl.read_parquet(out / "users.parquet")
+    users.drop("roles", "events").write_parquet(out / "users.parquet")
+    assert refusal(out, Report.USERS) == (
+        f"{out / 'users.parquet'}: missing columns 'roles', 'events' of the users report"
+    )
+    pl.concat([users, users.head(1)]).write_parquet(out / "users.parquet")
+    assert refusal(out, Report.USERS) == (
+        f"{out / 'users.parquet'}: user_id is not unique; not a report written by incident"
+    )
+    (out / "users.parquet").unlink()
+    csv = (out / "users.csv").read_text(encoding="utf-8")
+    (out / "users.csv").write_text(csv.replace("2018-03-01T09:00:00Z", "yesterday", 1))
+    assert with_reason(
+        refusal(out, Report.USERS), f"{out / 'users.csv'}: unexpected values in the users report"
+    )
