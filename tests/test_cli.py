@@ -281,3 +281,24 @@ def test_format_html_writes_the_page_beside_the_tables(case: Path) -> None:
     # A re-run may replace a result that holds a report.html.
     assert invoke("scan", str(case / "logs"), "--out", str(out), "-q", "--format", "csv")[0] == 0
     assert not (out / "report.html").exists()
+
+
+def test_a_failed_scan_leaves_no_partial_result(
+    case: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = case / "o"
+    assert invoke("scan", str(case / "logs"), "--out", str(out), "-q")[0] == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def interrupted(*_args: object, **_kwargs: object) -> None:
+        raise KeyboardInterrupt  # as Ctrl-C while the result is being written
+
+    monkeypatch.setattr("incident.api.write_manifest", interrupted)
+    code, _, stderr = invoke("scan", str(case / "logs"), "--out", str(out), "-q")
+    assert code != ExitCode.OK
+    assert "Aborted" in stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    code, _, _ = invoke("scan", str(case / "logs"), "--out", str(case / "new"), "-q")
+    assert code != ExitCode.OK
+    assert not (case / "new").exists()
+    assert [p.name for p in case.iterdir() if p.name.startswith(".")] == []
