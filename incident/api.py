@@ -8,15 +8,14 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from incident import __version__, passes
-from incident.config import ReportFormat, ScanConfig
+from incident.config import ReportFormat, ScanConfig, format_instant
 from incident.detect import MISDELIVERED, Status
 from incident.errors import ConfigError, IncidentError, TooManyRejectedError
 from incident.impact import (
@@ -32,9 +31,8 @@ from incident.manifest import MANIFEST, hash_inputs, write_manifest
 from incident.report import write_json, write_table
 from incident.report.html import html_report
 from incident.report.markdown import summary_markdown
-from incident.schema import COLUMNS, COUNT, Input
+from incident.schema import COLUMNS, COUNT, REASON, Input
 
-REASON = "reason"
 HTML_REPORT = "report.html"
 
 Progress = Callable[[str], None]
@@ -76,14 +74,6 @@ class ScanResult:
     def has_findings(self) -> bool:
         """True when at least one delivery was misdelivered."""
         return self.accounting.rows_misdelivered > 0
-
-
-def _utc(instant: datetime) -> str:
-    return (
-        instant.strftime("%Y-%m-%dT%H:%M:%S")
-        + (f".{instant.microsecond:06d}".rstrip("0") if instant.microsecond else "")
-        + "Z"
-    )
 
 
 def _input_summary(loaded: LoadedInput, rejected: int | None = None) -> dict[str, Any]:
@@ -191,7 +181,8 @@ def _scan(config: ScanConfig, report: Progress, pool: ThreadPoolExecutor) -> Sca
     registry = app_registry(apps) if apps else None
     staging = _prepare_out(config)
     # The input files are hashed for the manifest while the scan reads them.
-    evidence = hash_inputs(config, pool)
+    sources = [loaded.source for loaded in (deliveries, authorizations, apps) if loaded]
+    evidence = hash_inputs(sources, pool)
     try:
         result = _scan_into(config, staging, deliveries, authorizations, apps, registry, report)
         write_manifest(config, staging, evidence)
@@ -199,14 +190,7 @@ def _scan(config: ScanConfig, report: Progress, pool: ThreadPoolExecutor) -> Sca
     finally:
         if staging.exists():
             shutil.rmtree(staging)
-    result = ScanResult(
-        config.out,
-        result.accounting,
-        result.users,
-        result.developers,
-        result.misdeliveries,
-        result.summary,
-    )
+    result = replace(result, out=config.out)
     if config.max_rejected.exceeded(result.accounting.rows_rejected, result.accounting.rows_read):
         raise TooManyRejectedError(
             f"{config.deliveries}: {result.accounting.rows_rejected} of "
@@ -227,7 +211,7 @@ def _scan_into(
 ) -> ScanResult:
     report("detecting misdeliveries")
     findings = passes.run(deliveries, authorizations, config.window)
-    (rejected_grants,) = pl.collect_all([authorizations.rejected])
+    rejected_grants = authorizations.rejected.sort(pl.all(), nulls_last=True).collect()
     rejected = findings.rejected.sort(pl.all(), nulls_last=True, maintain_order=True)
     statuses = findings.statuses
     accounting = RowAccounting(
@@ -279,12 +263,7 @@ def _scan_into(
     write_table(developers, out, "developers", config.formats)
     write_table(misdeliveries, out, "misdeliveries", (ReportFormat.PARQUET,))
     write_table(rejected, out, "rejected", (ReportFormat.PARQUET,))
-    write_table(
-        rejected_grants.sort(pl.all(), nulls_last=True, maintain_order=True),
-        out,
-        "rejected_authorizations",
-        (ReportFormat.PARQUET,),
-    )
+    write_table(rejected_grants, out, "rejected_authorizations", (ReportFormat.PARQUET,))
     write_json(summary, out / "summary.json")
     (out / "summary.md").write_text(summary_markdown(summary, developers), encoding="utf-8")
     if ReportFormat.HTML in config.formats:
@@ -337,7 +316,10 @@ def _summary(
     reject_reasons = rejected.group_by(REJECT_REASON).agg(pl.len().cast(COUNT)).sort(REJECT_REASON)
     return {
         "tool": {"name": "incident", "version": __version__},
-        "window": {"since": _utc(config.window.since), "until": _utc(config.window.until)},
+        "window": {
+            "since": format_instant(config.window.since),
+            "until": format_instant(config.window.until),
+        },
         "inputs": {
             "deliveries": _input_summary(deliveries),
             "authorizations": _input_summary(authorizations, rejected_grants.height),

@@ -30,6 +30,13 @@ def parse_instant(text: str) -> datetime:
         raise ConfigError(f"invalid time {text!r}: outside the years 1 to 9999 in UTC") from None
 
 
+def format_instant(instant: datetime) -> str:
+    """An instant as ISO-8601 UTC with `Z`, fractional seconds only when non-zero."""
+    utc = instant.astimezone(UTC)
+    fraction = f".{utc.microsecond:06d}".rstrip("0") if utc.microsecond else ""
+    return utc.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"
+
+
 @dataclass(frozen=True)
 class Window:
     """The half-open interval `[since, until)` of delivery times under investigation."""

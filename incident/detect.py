@@ -19,7 +19,7 @@ from enum import StrEnum
 import polars as pl
 
 from incident.config import Window
-from incident.schema import TIMESTAMP, Reason
+from incident.schema import REASON, TIMESTAMP, Reason
 
 KEY = ("for_user_id", "app_id")
 PACKED_KEY = "_key"
@@ -153,7 +153,7 @@ def gaps(grants: pl.LazyFrame, on: list[str]) -> pl.LazyFrame:
         *on,
         pl.lit(None, TIMESTAMP).alias("gap_start"),
         pl.col("start").alias("gap_end"),
-        pl.lit(Reason.BEFORE_GRANT.value).alias("reason"),
+        pl.lit(Reason.BEFORE_GRANT.value).alias(REASON),
     )
     following = merged.select(
         *on, (pl.col("island") - 1).alias("island"), pl.col("start").alias("next")
@@ -165,7 +165,7 @@ def gaps(grants: pl.LazyFrame, on: list[str]) -> pl.LazyFrame:
             *on,
             pl.col("end").alias("gap_start"),
             pl.col("next").alias("gap_end"),
-            pl.lit(Reason.AFTER_REVOCATION.value).alias("reason"),
+            pl.lit(Reason.AFTER_REVOCATION.value).alias(REASON),
         )
     )
     return pl.concat([before_first, after_each])
@@ -215,7 +215,7 @@ def resolve_checks(checks: pl.DataFrame, gaps_: pl.LazyFrame, on: list[str]) -> 
         )
         .select(
             *(c for c in checks.columns if c != STATUS),
-            pl.col("reason").cast(STATUS_TYPE).alias(STATUS),
+            pl.col(REASON).cast(STATUS_TYPE).alias(STATUS),
         )
     )
     # Gaps of one key are disjoint: a row is in at most one; in none means covered.

@@ -52,7 +52,12 @@ class InputSource:
     input: Input
     path: str
     files: tuple[str, ...]
-    rows: int
+    file_rows: tuple[int, ...]  # from each file's Parquet footer
+
+    @property
+    def rows(self) -> int:
+        """Rows in all the files."""
+        return sum(self.file_rows)
 
 
 @dataclass(frozen=True)
@@ -442,7 +447,7 @@ def load_input(input_: Input, path: str, columns: ColumnMap) -> LoadedInput:
     for file in files:
         schema, rows[file] = _read_schema(file)
         by_schema.setdefault(schema, []).append(file)
-    source = InputSource(input_, path, files, sum(rows.values()))
+    source = InputSource(input_, path, files, tuple(rows[f] for f in files))
     groups = tuple(
         _scan_group(source, chunk, schema, columns)
         for schema, group in by_schema.items()

@@ -21,9 +21,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from incident import __version__
-from incident.config import ScanConfig
+from incident.config import ScanConfig, format_instant
 from incident.errors import IncidentError
-from incident.load import find_files
+from incident.load import InputSource, find_files
 from incident.schema import Input
 
 MANIFEST = "manifest.json"
@@ -49,26 +49,21 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _input_evidence(path: str) -> FileEvidence:
-    return FileEvidence(
-        path, Path(path).stat().st_size, sha256(Path(path)), pq.read_metadata(path).num_rows
-    )
-
-
-def _input_paths(config: ScanConfig) -> dict[Input, str]:
-    paths = {Input.DELIVERIES: config.deliveries, Input.AUTHORIZATIONS: config.authorizations}
-    if config.apps:
-        paths[Input.APPS] = config.apps
-    return paths
+def _input_evidence(path: str, rows: int) -> FileEvidence:
+    return FileEvidence(path, Path(path).stat().st_size, sha256(Path(path)), rows)
 
 
 def hash_inputs(
-    config: ScanConfig, pool: ThreadPoolExecutor
+    sources: Iterable[InputSource], pool: ThreadPoolExecutor
 ) -> dict[Input, list[Future[FileEvidence]]]:
-    """Start hashing every input file in `pool`, to run while the scan reads them."""
+    """Start hashing every input file in `pool`, to run while the scan reads them; the files
+    and their rows are those the inputs were loaded from."""
     return {
-        input_: [pool.submit(_input_evidence, file) for file in find_files(input_, path)]
-        for input_, path in _input_paths(config).items()
+        source.input: [
+            pool.submit(_input_evidence, file, rows)
+            for file, rows in zip(source.files, source.file_rows, strict=True)
+        ]
+        for source in sources
     }
 
 
@@ -77,8 +72,8 @@ def _parameters(config: ScanConfig) -> dict[str, Any]:
         "deliveries": config.deliveries,
         "authorizations": config.authorizations,
         "apps": config.apps,
-        "since": config.window.since.isoformat().replace("+00:00", "Z"),
-        "until": config.window.until.isoformat().replace("+00:00", "Z"),
+        "since": format_instant(config.window.since),
+        "until": format_instant(config.window.until),
         "columns": {i.value: dict(m) for i, m in sorted(config.columns.renames.items())},
         "max_rejected": str(config.max_rejected),
         "formats": [f.value for f in config.formats],
@@ -119,16 +114,15 @@ def _compare(expected: FileEvidence, path: Path) -> Iterable[str]:
     digest = sha256(path)
     if digest != expected.sha256:
         yield f"{path}: sha256 {digest}, expected {expected.sha256}"
-    if expected.rows is not None and digest == expected.sha256:
-        return  # same bytes, same rows
-    if expected.rows is not None:
-        try:
-            rows = pq.read_metadata(path).num_rows
-        except (OSError, pa.ArrowException):
-            yield f"{path}: no longer a readable Parquet file"
-            return
-        if rows != expected.rows:
-            yield f"{path}: {rows} rows, expected {expected.rows}"
+    if expected.rows is None or digest == expected.sha256:
+        return  # not an input, or the same bytes and so the same rows
+    try:
+        rows = pq.read_metadata(path).num_rows
+    except (OSError, pa.ArrowException):
+        yield f"{path}: no longer a readable Parquet file"
+        return
+    if rows != expected.rows:
+        yield f"{path}: {rows} rows, expected {expected.rows}"
 
 
 def verify(result: Path) -> list[str]:

@@ -32,7 +32,7 @@ from incident.detect import (
 )
 from incident.errors import InputError
 from incident.load import ROW, LoadedInput, SourceGroup, stack
-from incident.schema import Input
+from incident.schema import REASON, Input
 
 EVENT = "_event"
 
@@ -176,7 +176,7 @@ def run(deliveries: LoadedInput, authorizations: LoadedInput, window: Window) ->
         misdelivered = found_rows.filter(pl.col(STATUS).is_in(MISDELIVERED))
         misdeliveries.append(
             group.normalised(misdelivered).join(
-                misdelivered.select(ROW, pl.col(STATUS).cast(pl.String).alias("reason")), on=ROW
+                misdelivered.select(ROW, pl.col(STATUS).cast(pl.String).alias(REASON)), on=ROW
             )
         )
         rejected_frames.append(

@@ -22,6 +22,10 @@ class Input(StrEnum):
     APPS = "apps"
 
 
+# The column of a misdelivery that holds its `Reason`.
+REASON = "reason"
+
+
 class Reason(StrEnum):
     """Why a delivery was not covered by a grant (DESIGN rule 3)."""
 
