@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -17,7 +16,7 @@ import polars as pl
 from incident import __version__, passes
 from incident.config import ReportFormat, ScanConfig, format_instant
 from incident.detect import MISDELIVERED, Status
-from incident.errors import ConfigError, IncidentError, TooManyRejectedError
+from incident.errors import ConfigError, IncidentError, InputError, TooManyRejectedError
 from incident.impact import (
     UNKNOWN_DEVELOPER,
     attribute_developers,
@@ -31,6 +30,7 @@ from incident.manifest import MANIFEST, hash_inputs, write_manifest
 from incident.report import write_json, write_table
 from incident.report.html import html_report
 from incident.report.markdown import summary_markdown
+from incident.result import read_summary
 from incident.schema import COLUMNS, COUNT, REASON, Input
 
 HTML_REPORT = "report.html"
@@ -118,15 +118,10 @@ RESULT_FILES = frozenset(
 
 def _is_result(directory: Path) -> bool:
     try:
-        summary = json.loads((directory / "summary.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        read_summary(directory)
+    except InputError:
         return False
-    names = {p.name for p in directory.iterdir()}
-    return (
-        isinstance(summary, dict)
-        and summary.get("tool", {}).get("name") == "incident"
-        and names <= RESULT_FILES
-    )
+    return {p.name for p in directory.iterdir()} <= RESULT_FILES
 
 
 def _prepare_out(config: ScanConfig) -> Path:

@@ -51,7 +51,8 @@ import polars as pl
 
 from incident.errors import ConfigError, IncidentError
 from incident.load import _as_text
-from incident.result import ISO_UTC, LIST_SEPARATOR, Report, read_report, read_summary
+from incident.report import ISO_UTC
+from incident.result import LIST_SEPARATOR, Report, read_report, read_summary
 
 MIN_KEY_BYTES = 32
 PSEUDONYM_HEX_DIGITS = 32

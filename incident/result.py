@@ -20,11 +20,11 @@ from typing import Any
 import polars as pl
 
 from incident.errors import InputError
+from incident.report import ISO_UTC
 from incident.schema import DEVELOPERS_SCHEMA, TIMESTAMP, USERS_SCHEMA
 
 SUMMARY = "summary.json"
 # How a scan writes times and lists in its CSV reports (`incident.report`).
-ISO_UTC = "%Y-%m-%dT%H:%M:%S%.fZ"
 LIST_SEPARATOR = ";"
 # In a CSV report a list cell is `;`-joined: splitting it back needs IDs without `;`. Each list
 # column, and the misdeliveries column that holds the IDs it lists.

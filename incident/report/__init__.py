@@ -12,11 +12,14 @@ import polars as pl
 
 from incident.config import ReportFormat
 
+# ISO-8601 UTC with `Z`; `%.f` prints fractional seconds only when they are not zero.
+ISO_UTC = "%Y-%m-%dT%H:%M:%S%.fZ"
+
 
 def iso_timestamps(frame: pl.DataFrame) -> pl.DataFrame:
     """Render UTC timestamps as ISO-8601 with `Z`, fractional seconds only when non-zero."""
     return frame.with_columns(
-        pl.col(name).dt.strftime("%Y-%m-%dT%H:%M:%S%.fZ")
+        pl.col(name).dt.strftime(ISO_UTC)
         for name, dtype in frame.schema.items()
         if isinstance(dtype, pl.Datetime)
     )
