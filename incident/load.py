@@ -372,10 +372,15 @@ def _scan_group(
         # A grant revoked before it was granted is a data error, not an empty interval.
         inverted = values["revoked_at"] < values["granted_at"]
         problems.append((inverted, "revoked_at: before granted_at"))
+    # Partition columns are read only for the mapping that names one; the others stay out.
+    unnamed_partitions = _hive_values(files[0]) - present if hive else set()
     extra_names = [
         n
         for n in raw_schema
-        if n not in sources.values() and n not in spec and n not in (SOURCE_FILE, ROW)
+        if n not in sources.values()
+        and n not in spec
+        and n not in (SOURCE_FILE, ROW)
+        and n not in unnamed_partitions
     ]
     extras = [
         _as_text(name, raw_schema[name]) if raw_schema[name].is_nested() else pl.col(name)

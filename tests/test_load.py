@@ -233,3 +233,29 @@ def test_reserved_column_names_are_input_errors(tmp_path: Path, name: str) -> No
     )
     with pytest.raises(InputError, match=f"column '{name}' has the name of a column"):
         load_input(Input.DELIVERIES, str(path), ColumnMap())
+
+
+def test_a_named_partition_column_is_read_and_the_others_ignored(tmp_path: Path) -> None:
+    frame = pl.DataFrame([delivery()]).drop("event_type")
+    write(frame, tmp_path / "d" / "day=2018-03-01" / "kind=tweet" / "part-0.parquet")
+    grants = write([grant()], tmp_path / "g.parquet")
+    result = scan(
+        ScanConfig(
+            str(tmp_path / "d"),
+            str(grants),
+            out=tmp_path / "out",
+            columns=ColumnMap.parse(["deliveries.event_type=kind"]),
+        )
+    )
+    assert result.accounting.rows_authorized == 1
+    grants = write([grant(for_user_id=2)], tmp_path / "g.parquet")
+    result = scan(
+        ScanConfig(
+            str(tmp_path / "d"),
+            str(grants),
+            out=tmp_path / "out",
+            columns=ColumnMap.parse(["deliveries.event_type=kind"]),
+        )
+    )
+    assert result.misdeliveries["event_type"].to_list() == ["tweet"]
+    assert "day" not in result.misdeliveries.columns
