@@ -8,12 +8,14 @@ import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from incident import __version__, passes
+from incident.cause import BACKEND_EVIDENCE, ENDPOINT_EVIDENCE, explain
 from incident.config import ReportFormat, ScanConfig, format_instant
 from incident.detect import MISDELIVERED, Status
 from incident.errors import ConfigError, IncidentError, InputError, TooManyRejectedError
@@ -31,7 +33,7 @@ from incident.report import write_json, write_table
 from incident.report.html import html_report
 from incident.report.markdown import summary_markdown
 from incident.result import read_summary
-from incident.schema import COLUMNS, COUNT, REASON, Input
+from incident.schema import CAUSE, COLUMNS, COUNT, REASON, Input
 
 HTML_REPORT = "report.html"
 
@@ -87,6 +89,25 @@ def _input_summary(loaded: LoadedInput, rejected: int | None = None) -> dict[str
     return summary
 
 
+def _seconds(duration: timedelta) -> int | float:
+    seconds = duration.total_seconds()
+    return int(seconds) if seconds.is_integer() else seconds
+
+
+def _missing_evidence(deliveries: LoadedInput, apps: LoadedInput | None) -> list[str]:
+    """The evidence a shared-endpoint collision needs that no input has: the backend of each
+    delivery, and the endpoint (IP and URL) of each app, from its deliveries or the registry."""
+
+    def has(loaded: LoadedInput | None, column: str) -> bool:
+        return loaded is not None and any(column in g.sources for g in loaded.groups)
+
+    missing = [] if has(deliveries, BACKEND_EVIDENCE) else [f"deliveries.{BACKEND_EVIDENCE}"]
+    for column in ENDPOINT_EVIDENCE:
+        if not has(deliveries, column) and not has(apps, column):
+            missing.append(f"deliveries.{column}")
+    return missing
+
+
 def _counts(frame: pl.DataFrame, key: str) -> dict[str, dict[str, int]]:
     return {
         str(row[key]): {"events": row["events"], "deliveries": row["deliveries"]}
@@ -101,9 +122,12 @@ def _sorted_rows(frame: pl.LazyFrame) -> pl.LazyFrame:
     return frame.sort(keys, nulls_last=True, maintain_order=True)
 
 
+# The reports written in every table format asked for.
+TABLES = ("users", "developers", "endpoints")
+
 # Every file a result may hold: an --out directory with anything else is not replaced.
 RESULT_FILES = frozenset(
-    {f"{name}.{ext}" for name in ("users", "developers") for ext in ("parquet", "csv")}
+    {f"{name}.{ext}" for name in TABLES for ext in ("parquet", "csv")}
     | {
         HTML_REPORT,
         "misdeliveries.parquet",
@@ -220,24 +244,30 @@ def _scan_into(
     report("measuring impact")
     canonical = list(COLUMNS[Input.DELIVERIES])
     attributed = attribute_developers(findings.misdeliveries.lazy(), registry)
-    extras = [
-        c
-        for c in attributed.collect_schema()
-        if c not in {*canonical, SOURCE_FILE, "developer_id", REASON}
-    ]
-    attributed = _sorted_rows(
-        attributed.select(*canonical, *extras, SOURCE_FILE, "developer_id", REASON)
+    added = [SOURCE_FILE, "developer_id", REASON]
+    extras = [c for c in attributed.collect_schema() if c not in {*canonical, *added}]
+    report("explaining misdeliveries")
+    explained = explain(
+        attributed.select(*canonical, *extras, *added).collect(),
+        deliveries.valid,
+        authorizations.valid,
+        apps.valid if apps else None,
+        registry,
+        config.attribution,
     )
+    attributed = _sorted_rows(explained.misdeliveries.lazy())
     exposed = exposure(attributed)
-    users, developers, by_type, by_reason, misdeliveries = pl.collect_all(
+    users, developers, by_type, by_reason, by_cause, misdeliveries = pl.collect_all(
         [
             users_report(exposed),
             developers_report(attributed, exposed),
             breakdown(attributed, "event_type"),
             breakdown(attributed, REASON),
+            breakdown(attributed, CAUSE),
             attributed,
         ]
     )
+    endpoints = explained.endpoints
 
     report("writing reports")
     summary = _summary(
@@ -253,9 +283,12 @@ def _scan_into(
         developers,
         by_type,
         by_reason,
+        by_cause,
+        endpoints,
     )
     write_table(users, out, "users", config.formats)
     write_table(developers, out, "developers", config.formats)
+    write_table(endpoints, out, "endpoints", config.formats)
     write_table(misdeliveries, out, "misdeliveries", (ReportFormat.PARQUET,))
     write_table(rejected, out, "rejected", (ReportFormat.PARQUET,))
     write_table(rejected_grants, out, "rejected_authorizations", (ReportFormat.PARQUET,))
@@ -280,6 +313,8 @@ def _summary(
     developers: pl.DataFrame,
     by_type: pl.DataFrame,
     by_reason: pl.DataFrame,
+    by_cause: pl.DataFrame,
+    endpoints: pl.DataFrame,
 ) -> dict[str, Any]:
     unknown = developers.filter(pl.col("developer_id").str.starts_with(UNKNOWN_DEVELOPER))
     warnings = []
@@ -308,6 +343,12 @@ def _summary(
             f"{unknown.height} receiving apps are missing from the apps registry; "
             "reported under the developer unknown:APP_ID"
         )
+    missing = _missing_evidence(deliveries, apps)
+    if missing and misdeliveries.height:
+        warnings.append(
+            f"no {', '.join(missing)} in the inputs: misdeliveries cannot be attributed to a "
+            "shared endpoint, only to revocation lag or left unexplained"
+        )
     reject_reasons = rejected.group_by(REJECT_REASON).agg(pl.len().cast(COUNT)).sort(REJECT_REASON)
     return {
         "tool": {"name": "incident", "version": __version__},
@@ -335,6 +376,16 @@ def _summary(
         },
         "by_event_type": _counts(by_type, "event_type"),
         "by_reason": _counts(by_reason, REASON),
+        "by_cause": _counts(by_cause, CAUSE),
+        "attribution": {
+            "collision_window_seconds": _seconds(config.attribution.collision_window),
+            "revocation_grace_seconds": _seconds(config.attribution.revocation_grace),
+            "evidence_missing": missing,
+            "shared_endpoints": endpoints.height,
+            "shared_endpoints_with_misdeliveries": endpoints.filter(
+                pl.col("misdeliveries") > 0
+            ).height,
+        },
         "rejected_by_reason": dict(reject_reasons.iter_rows()),
         "warnings": warnings,
     }

@@ -20,11 +20,13 @@ from incident.commands.notify import notify_command
 from incident.commands.report import report_command
 from incident.config import (
     DEFAULT_FORMATS,
+    Attribution,
     ColumnMap,
     RejectLimit,
     ReportFormat,
     ScanConfig,
     Window,
+    parse_duration,
     parse_instant,
 )
 from incident.errors import ConfigError, ExitCode, IncidentError, VerificationError
@@ -80,6 +82,15 @@ def _reject_limit(_ctx: click.Context, param: click.Parameter, value: str | None
         return RejectLimit()
     try:
         return RejectLimit.parse(value)
+    except ConfigError as error:
+        raise click.BadParameter(str(error), param=param) from None
+
+
+def _duration(_ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value, f"--{param.name or 'duration'}".replace("_", "-"))
     except ConfigError as error:
         raise click.BadParameter(str(error), param=param) from None
 
@@ -171,6 +182,19 @@ def _progress(quiet: bool) -> Iterator[Callable[[str], None]]:
     help="parquet, csv: the users and developers reports; html: also report.html, the whole "
     "result on one page. Repeatable [default: parquet and csv].",
 )
+@click.option(
+    "--collision-window",
+    callback=_duration,
+    metavar="DURATION",
+    help="A misdelivery is a shared-endpoint collision when the receiving app had its own "
+    "traffic from the same backend within this time, e.g. 6m or 90s [default: 6m].",
+)
+@click.option(
+    "--revocation-grace",
+    callback=_duration,
+    metavar="DURATION",
+    help="A delivery this soon after its grant was revoked is revocation lag [default: 5m].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No summary or progress on stderr.")
 def scan_command(
@@ -186,6 +210,8 @@ def scan_command(
     mappings: tuple[str, ...],
     config_file: Path | None,
     formats: tuple[str, ...],
+    collision_window: Any,
+    revocation_grace: Any,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -206,6 +232,10 @@ def scan_command(
         columns=ColumnMap.parse(mappings, base=columns),
         max_rejected=max_rejected,
         formats=_formats(formats),
+        attribution=Attribution(
+            collision_window=collision_window or Attribution.collision_window,
+            revocation_grace=revocation_grace or Attribution.revocation_grace,
+        ),
     )
     with _progress(quiet) as progress:
         result = scan(config, progress=progress)

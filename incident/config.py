@@ -6,7 +6,7 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 
@@ -52,6 +52,38 @@ class Window:
                 f"empty window: --since {self.since.isoformat()} is not before "
                 f"--until {self.until.isoformat()}"
             )
+
+
+_DURATION = re.compile(r"^(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|m|min|h)$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "min": 60, "h": 3600}
+
+
+def parse_duration(text: str, option: str) -> timedelta:
+    """Parse a duration such as `6m`, `90s`, `1.5h` or `500ms`."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise ConfigError(
+            f"invalid {option} {text!r}: expected a duration such as 6m, 90s, 1h or 500ms"
+        )
+    return timedelta(seconds=float(match["amount"]) * _UNITS[match["unit"]])
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """How close in time the evidence of a misdelivery's cause must be."""
+
+    # Activity of two apps on one endpoint within this time can mix their deliveries.
+    collision_window: timedelta = timedelta(minutes=6)
+    # A delivery this soon after a revocation is the platform catching up, not a leak.
+    revocation_grace: timedelta = timedelta(minutes=5)
+
+    def __post_init__(self) -> None:
+        for option, value in (
+            ("--collision-window", self.collision_window),
+            ("--revocation-grace", self.revocation_grace),
+        ):
+            if value < timedelta(0):
+                raise ConfigError(f"{option}: expected a duration of 0 or more, got {value}")
 
 
 @dataclass(frozen=True)
@@ -191,6 +223,7 @@ class ScanConfig:
     columns: ColumnMap = field(default_factory=ColumnMap)
     max_rejected: RejectLimit = field(default_factory=RejectLimit)
     formats: tuple[ReportFormat, ...] = DEFAULT_FORMATS
+    attribution: Attribution = field(default_factory=Attribution)
 
     def __post_init__(self) -> None:
         # Accept a str for the output directory, as a notebook user would write it.

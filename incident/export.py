@@ -25,11 +25,12 @@ CSV or TSV for spreadsheet programs, or as JSON Lines for programs:
   in CSV/TSV are `;`-joined, as in the scan's CSV reports.
 
 With a key, user IDs (`user_id`, `for_user_id`, `sender_id`, `recipient_id`) and developer IDs
-(`developer_id`, `developer_ids`) are replaced by keyed pseudonyms: `u_` or `d_` and the first
-32 hex digits (128 bits) of HMAC-SHA256(key, kind NUL id). The same key gives the same
-pseudonyms in every export, so exports can be joined; without the key they cannot be computed
-or linked to the IDs. At 128 bits a collision among even 10^12 IDs has a probability below
-10^-14, and one is checked for anyway. Rows and lists are re-sorted by pseudonym, so that their
+(`developer_id`, `developer_ids`, `intended_developer_id`, `intended_developer_ids`) are
+replaced by keyed pseudonyms: `u_` or `d_` and the first 32 hex digits (128 bits) of
+HMAC-SHA256(key, kind NUL id). The same key gives the same pseudonyms in every export, so
+exports can be joined; without the key they cannot be computed or linked to the IDs. At 128
+bits a collision among even 10^12 IDs has a probability below 10^-14, and one is checked for
+anyway. Rows and lists are re-sorted by pseudonym, so that their
 order does not betray the original IDs. The mapping (kind, id, pseudonym) goes to a file of its
 own outside the export directory, readable by its owner only.
 """
@@ -86,11 +87,13 @@ PSEUDONYMIZED: dict[str, IdKind] = {
     "recipient_id": IdKind.USER,
     "developer_id": IdKind.DEVELOPER,
     "developer_ids": IdKind.DEVELOPER,
+    "intended_developer_id": IdKind.DEVELOPER,
+    "intended_developer_ids": IdKind.DEVELOPER,
 }
 PREFIXES: dict[IdKind, str] = {IdKind.USER: "u_", IdKind.DEVELOPER: "d_"}
 
 # The reports exported, in order.
-EXPORTED = (Report.USERS, Report.DEVELOPERS, Report.MISDELIVERIES)
+EXPORTED = (Report.USERS, Report.DEVELOPERS, Report.ENDPOINTS, Report.MISDELIVERIES)
 
 
 def read_key(path: Path) -> bytes:
@@ -319,9 +322,9 @@ def export_result(
     key: bytes | None = None,
     mapping: Path | None = None,
 ) -> list[Path]:
-    """Write the users, developers and misdeliveries of the scan result `result` to the new (or
-    empty) directory `to` in format `fmt`. With `key`, user and developer IDs become keyed
-    pseudonyms and the mapping is written to `mapping` (default `<to>.mapping.csv`).
+    """Write the users, developers, endpoints and misdeliveries of the scan result `result` to
+    the new (or empty) directory `to` in format `fmt`. With `key`, user and developer IDs become
+    keyed pseudonyms and the mapping is written to `mapping` (default `<to>.mapping.csv`).
 
     Returns the files written, the mapping last. Raises `InputError` when `result` is not a
     scan result, `ConfigError` for a `to` or `mapping` that cannot be used.

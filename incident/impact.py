@@ -8,26 +8,34 @@ from __future__ import annotations
 
 import polars as pl
 
-from incident.schema import COUNT, ID, EventType, Role
+from incident.schema import COUNT, ID, INTENDED_DEVELOPER, EventType, Role
 
 UNKNOWN_DEVELOPER = "unknown:"
 
 
 def attribute_developers(
-    misdeliveries: pl.LazyFrame, registry: pl.DataFrame | None
+    frame: pl.LazyFrame,
+    registry: pl.DataFrame | None,
+    app: str = "app_id",
+    developer: str = "developer_id",
 ) -> pl.LazyFrame:
-    """Add `developer_id`: the app's registered developer, `unknown:<app_id>` when the registry
-    has no developer for it, or the app itself when there is no registry."""
+    """Add column `developer` for the app in column `app`: its registered developer,
+    `unknown:<app_id>` when the registry has no developer for it, or the app itself when
+    there is no registry. A null app has a null developer."""
     if registry is None:
-        return misdeliveries.with_columns(pl.col("app_id").alias("developer_id"))
-    unknown = pl.lit(UNKNOWN_DEVELOPER) + pl.col("app_id")
-    return misdeliveries.join(
-        registry.lazy(), on="app_id", how="left", maintain_order="left"
-    ).with_columns(pl.coalesce("developer_id", unknown).alias("developer_id"))
+        return frame.with_columns(pl.col(app).alias(developer))
+    unknown = pl.lit(UNKNOWN_DEVELOPER) + pl.col(app)
+    developers = registry.lazy().select(
+        pl.col("app_id").alias(app), pl.col("developer_id").alias(developer)
+    )
+    return frame.join(developers, on=app, how="left", maintain_order="left").with_columns(
+        pl.coalesce(developer, unknown).alias(developer)
+    )
 
 
-def exposure(misdeliveries: pl.LazyFrame) -> pl.LazyFrame:
-    """One row per (misdelivery, exposed user, role) per DESIGN rule 4; null IDs expose nobody."""
+def exposure(misdeliveries: pl.LazyFrame, carry: tuple[str, ...] = ()) -> pl.LazyFrame:
+    """One row per (misdelivery, exposed user, role) per DESIGN rule 4; null IDs expose nobody.
+    Each row keeps the event, its type, the developer, the time and the columns in `carry`."""
     event_type = pl.col("event_type")
     roles = [
         (pl.col("for_user_id"), Role.SUBSCRIBER, pl.lit(True)),
@@ -35,7 +43,7 @@ def exposure(misdeliveries: pl.LazyFrame) -> pl.LazyFrame:
         (pl.col("recipient_id"), Role.RECIPIENT, event_type == EventType.DIRECT_MESSAGE.value),
         (pl.col("sender_id"), Role.AUTHOR, event_type == EventType.PROTECTED_TWEET.value),
     ]
-    carried = ["event_id", "event_type", "developer_id", "delivered_at"]
+    carried = ["event_id", "event_type", "developer_id", "delivered_at", *carry]
     return pl.concat(
         [
             misdeliveries.filter(applies & user.is_not_null()).select(
@@ -81,6 +89,8 @@ def developers_report(misdeliveries: pl.LazyFrame, exposed: pl.LazyFrame) -> pl.
         _distinct_events(EventType.PROTECTED_TWEET).alias("protected_tweets"),
         pl.col("delivered_at").min().alias("first_received_at"),
         pl.col("delivered_at").max().alias("last_received_at"),
+        # Whose users' data it received: the developers the shared endpoint meant it for.
+        pl.col(INTENDED_DEVELOPER).drop_nulls().unique().sort().alias("intended_developer_ids"),
     )
     users = exposed.group_by("developer_id").agg(
         pl.col("user_id").n_unique().cast(COUNT).alias("users_exposed")
@@ -98,6 +108,7 @@ def developers_report(misdeliveries: pl.LazyFrame, exposed: pl.LazyFrame) -> pl.
             "users_exposed",
             "first_received_at",
             "last_received_at",
+            "intended_developer_ids",
         )
         .sort("developer_id")
     )

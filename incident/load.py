@@ -20,12 +20,22 @@ import pyarrow.parquet as pq
 
 from incident.config import ColumnMap
 from incident.errors import InputError
-from incident.schema import COLUMNS, ID, TIMESTAMP, Input, Kind
+from incident.schema import ATTRIBUTION_COLUMNS, COLUMNS, ID, REASON, TIMESTAMP, Input, Kind
 
 SOURCE_FILE = "source_file"
 REJECT_REASON = "reject_reason"
 # Columns the reports add; an input column of the same name would be ambiguous.
-RESERVED = frozenset({SOURCE_FILE, REJECT_REASON, "developer_id", "reason", "_row", "_status"})
+RESERVED = frozenset(
+    {
+        SOURCE_FILE,
+        REJECT_REASON,
+        "developer_id",
+        REASON,
+        *ATTRIBUTION_COLUMNS,
+        "_row",
+        "_status",
+    }
+)
 
 # Epoch milliseconds that fit in a nanosecond timestamp (years 1677 to 2262).
 _MAX_EPOCH_MS = (2**63 - 1) // 1_000_000

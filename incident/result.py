@@ -21,14 +21,18 @@ import polars as pl
 
 from incident.errors import InputError
 from incident.report import ISO_UTC
-from incident.schema import DEVELOPERS_SCHEMA, TIMESTAMP, USERS_SCHEMA
+from incident.schema import DEVELOPERS_SCHEMA, ENDPOINTS_SCHEMA, TIMESTAMP, USERS_SCHEMA
 
 SUMMARY = "summary.json"
 # How a scan writes times and lists in its CSV reports (`incident.report`).
 LIST_SEPARATOR = ";"
 # In a CSV report a list cell is `;`-joined: splitting it back needs IDs without `;`. Each list
 # column, and the misdeliveries column that holds the IDs it lists.
-_LIST_IDS = {"developer_ids": "developer_id", "app_ids": "app_id"}
+_LIST_IDS = {
+    "developer_ids": "developer_id",
+    "app_ids": "app_id",
+    "intended_developer_ids": "intended_developer_id",
+}
 
 
 class Report(StrEnum):
@@ -36,6 +40,7 @@ class Report(StrEnum):
 
     USERS = "users"
     DEVELOPERS = "developers"
+    ENDPOINTS = "endpoints"
     MISDELIVERIES = "misdeliveries"
     REJECTED = "rejected"
 
@@ -49,6 +54,7 @@ class Report(StrEnum):
 SCHEMAS: dict[Report, dict[str, pl.DataType]] = {
     Report.USERS: USERS_SCHEMA,
     Report.DEVELOPERS: DEVELOPERS_SCHEMA,
+    Report.ENDPOINTS: ENDPOINTS_SCHEMA,
 }
 # The per-entity reports and their ID column: one row per value.
 KEYS: dict[Report, str] = {Report.USERS: "user_id", Report.DEVELOPERS: "developer_id"}
@@ -196,7 +202,7 @@ def read_report(result: Path, report: Report, columns: Sequence[str] | None = No
         raise InputError(
             f"{path}: unexpected values in the {report} report ({_detail(error)})"
         ) from None
-    key = KEYS[report]
-    if frame[key].is_duplicated().any():
+    key = KEYS.get(report)
+    if key is not None and frame[key].is_duplicated().any():
         raise InputError(f"{path}: {key} is not unique; not a report written by incident")
     return frame.select(columns) if columns is not None else frame

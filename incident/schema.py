@@ -34,6 +34,22 @@ class Reason(StrEnum):
     BEFORE_GRANT = "before_grant"
 
 
+# The columns `incident.cause` adds to a misdelivery.
+CAUSE = "cause"
+INTENDED_APP = "intended_app_id"
+INTENDED_DEVELOPER = "intended_developer_id"
+CANDIDATES = "intended_app_candidates"
+ATTRIBUTION_COLUMNS = (CAUSE, INTENDED_APP, INTENDED_DEVELOPER, CANDIDATES)
+
+
+class Cause(StrEnum):
+    """Why a misdelivery happened, as far as the evidence shows; the most specific first."""
+
+    SHARED_ENDPOINT_COLLISION = "shared_endpoint_collision"
+    REVOCATION_LAG = "revocation_lag"
+    UNEXPLAINED = "unexplained"
+
+
 class Role(StrEnum):
     """How a user's data was in a misdelivered event (DESIGN rule 4)."""
 
@@ -133,4 +149,18 @@ DEVELOPERS_SCHEMA: dict[str, pl.DataType] = {
     "users_exposed": COUNT(),
     "first_received_at": TIMESTAMP,
     "last_received_at": TIMESTAMP,
+    "intended_developer_ids": pl.List(ID),
+}
+ENDPOINTS_SCHEMA: dict[str, pl.DataType] = {
+    "resolved_ip": pl.String(),
+    "url_path": pl.String(),
+    "apps": COUNT(),
+    "app_ids": pl.List(ID),
+    "developers": COUNT(),
+    "developer_ids": pl.List(ID),
+    "misdeliveries": COUNT(),
+    "events": COUNT(),
+    "users_exposed": COUNT(),
+    "first_misdelivered_at": TIMESTAMP,
+    "last_misdelivered_at": TIMESTAMP,
 }

@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from incident.api import ScanResult
+from incident.schema import Cause
 
 TOP_DEVELOPERS = 10
 
@@ -28,6 +29,11 @@ def _sections(result: ScanResult) -> list[Section]:
         (name, f"{c['events']:,}", f"{c['deliveries']:,}")
         for name, c in summary["by_event_type"].items()
     ]
+    # Unexplained misdeliveries first: they are the ones a responder must look into.
+    causes = sorted(summary["by_cause"].items(), key=lambda item: item[0] != Cause.UNEXPLAINED)
+    by_cause: list[tuple[str, ...]] = [
+        (name, f"{c['events']:,}", f"{c['deliveries']:,}") for name, c in causes
+    ]
     by_reason: list[tuple[str, ...]] = [
         (name, f"{c['events']:,}", f"{c['deliveries']:,}")
         for name, c in summary["by_reason"].items()
@@ -41,6 +47,7 @@ def _sections(result: ScanResult) -> list[Section]:
     ]
     return [
         ("Scan", rows, ("", "")),
+        ("By cause", by_cause, ("cause", "events", "deliveries")),
         ("By event type", by_type, ("event type", "events", "deliveries")),
         ("By reason", by_reason, ("reason", "events", "deliveries")),
         (f"Top {TOP_DEVELOPERS} developers", developers, ("developer", "events", "users")),

@@ -44,6 +44,8 @@ def test_scan_dir_writes_reports_and_summary(case: Path) -> None:
     assert sorted(p.name for p in (case / "out").iterdir()) == [
         "developers.csv",
         "developers.parquet",
+        "endpoints.csv",
+        "endpoints.parquet",
         "manifest.json",
         "misdeliveries.parquet",
         "rejected.parquet",
@@ -55,8 +57,8 @@ def test_scan_dir_writes_reports_and_summary(case: Path) -> None:
     ]
     assert (case / "out" / "developers.csv").read_text().splitlines() == [
         "developer_id,app_ids,events,deliveries,direct_messages,protected_tweets,"
-        "users_exposed,first_received_at,last_received_at",
-        "dev-b,11,1,1,1,0,2,2018-03-01T00:00:00Z,2018-03-01T00:00:00Z",
+        "users_exposed,first_received_at,last_received_at,intended_developer_ids",
+        'dev-b,11,1,1,1,0,2,2018-03-01T00:00:00Z,2018-03-01T00:00:00Z,""',
     ]
 
 

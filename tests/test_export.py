@@ -30,7 +30,7 @@ from incident.export import (
     pseudonym,
     read_key,
 )
-from incident.schema import DEVELOPERS_SCHEMA, USERS_SCHEMA
+from incident.schema import DEVELOPERS_SCHEMA, ENDPOINTS_SCHEMA, USERS_SCHEMA
 from tests.conftest import delivery, grant, utc, write
 
 BOM = b"\xef\xbb\xbf"
@@ -145,19 +145,25 @@ EXPECTED_CSV = {
     b"2018-03-02T00:00:00.500Z,2018-03-02T00:00:00.500Z\n",
     "developers.csv": BOM
     + b"developer_id,app_ids,events,deliveries,direct_messages,protected_tweets,users_exposed,"
-    b"first_received_at,last_received_at\n"
-    b'"dev,""acme""",11;12,2,2,1,1,3,2018-03-01T09:00:00Z,2018-03-02T00:00:00.500Z\n'
-    b"unknown:13,13,1,1,0,0,1,2018-03-03T00:00:00Z,2018-03-03T00:00:00Z\n",
+    b"first_received_at,last_received_at,intended_developer_ids\n"
+    b'"dev,""acme""",11;12,2,2,1,1,3,2018-03-01T09:00:00Z,2018-03-02T00:00:00.500Z,""\n'
+    b'unknown:13,13,1,1,0,0,1,2018-03-03T00:00:00Z,2018-03-03T00:00:00Z,""\n',
+    # No input has webhook evidence: no endpoint is known to be shared.
+    "endpoints.csv": BOM
+    + b"resolved_ip,url_path,apps,app_ids,developers,developer_ids,misdeliveries,events,"
+    b"users_exposed,first_misdelivered_at,last_misdelivered_at\n",
     "misdeliveries.csv": BOM
     + b"event_id,delivered_at,app_id,for_user_id,event_type,delivery_id,sender_id,recipient_id,"
-    b"webhook_url,resolved_ip,backend_host,http_status,note,source_file,developer_id,reason\n"
+    b"webhook_url,resolved_ip,backend_host,http_status,note,source_file,developer_id,reason,"
+    b"cause,intended_app_id,intended_developer_id,intended_app_candidates\n"
     b'2,2018-03-02T00:00:00.500Z,12,Zo\xc3\xab,protected_tweet,,"=""0042""",,,,,,\'=1+2,'
-    b'in/deliveries.parquet,"dev,""acme""",no_grant\n'
+    b'in/deliveries.parquet,"dev,""acme""",no_grant,unexplained,,,0\n'
     b'3,2018-03-03T00:00:00Z,13,"=""0042""",tweet,,,,\'@SUM(A1),,,500,,'
-    b"in/deliveries.parquet,unknown:13,no_grant\n"
+    b"in/deliveries.parquet,unknown:13,no_grant,unexplained,,,0\n"
     b'"=""9007199254740993123""",2018-03-01T09:00:00Z,11,"=""12345678901234567890""",'
     b'direct_message,,"=""0042""","=""12345678901234567890""","https://h.example/a?x=1,y=2",'
-    b',,200,"caf\xc3\xa9, ""quoted""\nline two",in/deliveries.parquet,"dev,""acme""",no_grant\n',
+    b',,200,"caf\xc3\xa9, ""quoted""\nline two",in/deliveries.parquet,"dev,""acme""",no_grant,'
+    b"unexplained,,,0\n",
 }
 
 
@@ -171,9 +177,10 @@ def test_tsv_bytes_quote_only_what_a_tab_separated_cell_needs(result: Path) -> N
     export_result(result, Path("shared"), ExportFormat.TSV)
     assert (Path("shared") / "developers.tsv").read_bytes() == (
         BOM + b"developer_id\tapp_ids\tevents\tdeliveries\tdirect_messages\tprotected_tweets\t"
-        b"users_exposed\tfirst_received_at\tlast_received_at\n"
-        b'"dev,""acme"""\t11;12\t2\t2\t1\t1\t3\t2018-03-01T09:00:00Z\t2018-03-02T00:00:00.500Z\n'
-        b"unknown:13\t13\t1\t1\t0\t0\t1\t2018-03-03T00:00:00Z\t2018-03-03T00:00:00Z\n"
+        b"users_exposed\tfirst_received_at\tlast_received_at\tintended_developer_ids\n"
+        b'"dev,""acme"""\t11;12\t2\t2\t1\t1\t3\t2018-03-01T09:00:00Z\t2018-03-02T00:00:00.500Z'
+        b'\t""\n'
+        b'unknown:13\t13\t1\t1\t0\t0\t1\t2018-03-03T00:00:00Z\t2018-03-03T00:00:00Z\t""\n'
     )
     lines = (Path("shared") / "misdeliveries.tsv").read_bytes().split(b"\n")
     assert lines[3] == (
@@ -195,6 +202,7 @@ def test_jsonl_round_trip(result: Path) -> None:
     assert [path.name for path in written] == [
         "users.jsonl",
         "developers.jsonl",
+        "endpoints.jsonl",
         "misdeliveries.jsonl",
     ]
     first = json.loads((Path("shared") / "users.jsonl").read_text(encoding="utf-8").split("\n")[0])
@@ -227,13 +235,13 @@ def _json_type(dtype: pl.DataType) -> pl.DataType:
     return pl.String() if isinstance(dtype, pl.Datetime) else dtype
 
 
-def test_every_format_writes_three_reports(result: Path) -> None:
+def test_every_format_writes_four_reports(result: Path) -> None:
     for export_format in ExportFormat:
         to = Path(f"shared-{export_format.value}")
         written = export_result(result, to, export_format)
         extension = FORMATS[export_format].extension
         assert [p.name for p in written] == [
-            f"{name}.{extension}" for name in ("users", "developers", "misdeliveries")
+            f"{name}.{extension}" for name in ("users", "developers", "endpoints", "misdeliveries")
         ]
         assert sorted(p.name for p in to.iterdir()) == sorted(p.name for p in written)
 
@@ -274,7 +282,8 @@ def test_cli_export_writes_files_and_says_where(result: Path) -> None:
     code, stdout, stderr = invoke("export", "result", "--to", "shared", "--format", "tsv")
     assert (code, stdout) == (ExitCode.OK, "")
     assert stderr == (
-        "wrote shared/users.tsv\nwrote shared/developers.tsv\nwrote shared/misdeliveries.tsv\n"
+        "wrote shared/users.tsv\nwrote shared/developers.tsv\nwrote shared/endpoints.tsv\n"
+        "wrote shared/misdeliveries.tsv\n"
     )
     assert sorted(p.name for p in Path().iterdir()) == ["in", "result", "shared"]
 
@@ -294,8 +303,8 @@ def test_cli_pseudonymize_writes_the_mapping_beside_the_export(
     )
     assert (code, stdout) == (ExitCode.OK, "")
     assert stderr == (
-        "wrote shared/users.csv\nwrote shared/developers.csv\nwrote shared/misdeliveries.csv\n"
-        "wrote shared.mapping.csv\n"
+        "wrote shared/users.csv\nwrote shared/developers.csv\nwrote shared/endpoints.csv\n"
+        "wrote shared/misdeliveries.csv\nwrote shared.mapping.csv\n"
         "keep shared.mapping.csv apart from shared: it re-identifies the export\n"
     )
     mapping = Path("shared.mapping.csv")
@@ -551,9 +560,29 @@ def _fake_result(directory: Path, users: list[str], developers: list[str]) -> Pa
             "users_exposed": [1] * len(developers),
             "first_received_at": [_T] * len(developers),
             "last_received_at": [_T] * len(developers),
+            # Each received the data of the next one's users.
+            "intended_developer_ids": [
+                [developers[(i + 1) % len(developers)]] for i in range(len(developers))
+            ],
         },
         schema=DEVELOPERS_SCHEMA,
     ).write_parquet(directory / "developers.parquet")
+    pl.DataFrame(
+        {
+            "resolved_ip": ["192.0.2.1"],
+            "url_path": ["/webhook"],
+            "apps": [1],
+            "app_ids": [["1"]],
+            "developers": [len(developers)],
+            "developer_ids": [sorted(developers)],
+            "misdeliveries": [n],
+            "events": [n],
+            "users_exposed": [n],
+            "first_misdelivered_at": [_T],
+            "last_misdelivered_at": [_T],
+        },
+        schema=ENDPOINTS_SCHEMA,
+    ).write_parquet(directory / "endpoints.parquet")
     pl.DataFrame(
         {
             "event_id": [str(i) for i in range(n)],
@@ -624,3 +653,20 @@ def test_pseudonyms_are_keyed_stable_injective_and_invertible(
         ]
         original_users = pl.read_parquet(result / "users.parquet")
         assert sorted(restored_lists) == sorted(original_users["developer_ids"].to_list())
+        # Developer IDs are pseudonymised wherever they appear, lists included.
+        exported_developers = pl.read_ndjson(base / "a" / "developers.jsonl")
+        restored_pairs = {
+            (back[d], back[intended])
+            for d, (intended,) in exported_developers.select(
+                "developer_id", "intended_developer_ids"
+            ).iter_rows()
+        }
+        original_developers = pl.read_parquet(result / "developers.parquet")
+        assert restored_pairs == {
+            (d, intended)
+            for d, (intended,) in original_developers.select(
+                "developer_id", "intended_developer_ids"
+            ).iter_rows()
+        }
+        exported_endpoints = pl.read_ndjson(base / "a" / "endpoints.jsonl")
+        assert sorted(back[d] for d in exported_endpoints["developer_ids"][0]) == sorted(developers)

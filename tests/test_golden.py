@@ -19,7 +19,14 @@ from incident.cli import cli
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = "sample_logs"
 EXPECTED = ROOT / SAMPLE / "expected"
-GOLDEN = ("users.csv", "developers.csv", "summary.json", "summary.md", "report.html")
+GOLDEN = (
+    "users.csv",
+    "developers.csv",
+    "endpoints.csv",
+    "summary.json",
+    "summary.md",
+    "report.html",
+)
 
 
 def scan_sample(out: Path) -> None:

@@ -107,7 +107,7 @@ def assert_figures_match(page: Page, summary: dict[str, Any]) -> None:
     }
     assert breakdown == {
         (key, name): (counts["events"], counts["deliveries"])
-        for key in ("by_event_type", "by_reason")
+        for key in ("by_event_type", "by_reason", "by_cause")
         for name, counts in summary[key].items()
     }
 

@@ -39,9 +39,20 @@ DELIVERIES = [
     delivery("4", utc(2018, 3, 3), 11, "7", "tweet", sender_id=None, recipient_id=None),
 ]
 GRANTS = [grant("7", 11)]
+# Both apps listen on one shared endpoint, which the endpoints report lists.
 APPS = [
-    {"app_id": 11, "developer_id": 'dev,"acme"'},
-    {"app_id": 12, "developer_id": 'dev,"acme"'},
+    {
+        "app_id": 11,
+        "developer_id": 'dev,"acme"',
+        "webhook_url": "https://a.example/hook",
+        "resolved_ip": "192.0.2.7",
+    },
+    {
+        "app_id": 12,
+        "developer_id": 'dev,"acme"',
+        "webhook_url": "https://b.example/hook?v=2",
+        "resolved_ip": "192.0.2.7",
+    },
 ]
 
 

@@ -239,7 +239,9 @@ def _bar(value: int, maximum: int) -> str:
 
 
 def _breakdown(summary: dict[str, Any], key: str, label: str) -> str:
-    counts: dict[str, dict[str, int]] = summary[key]
+    counts: dict[str, dict[str, int]] = summary.get(
+        key, {}
+    )  # results made before attribution have no by_cause
     ordered = sorted(counts.items(), key=lambda item: (-item[1]["events"], item[0]))
     maximum = max((c["events"] for _, c in ordered), default=0)
     rows = [
@@ -682,6 +684,8 @@ def html_report(
             _breakdown(summary, "by_event_type", "event type"),
             "</div><div><h2>By reason</h2>",
             _breakdown(summary, "by_reason", "reason"),
+            "</div><div><h2>By cause</h2>",
+            _breakdown(summary, "by_cause", "cause"),
             "</div></section>",
             _regulator(summary, users, misdeliveries),
             f'<section id="top-developers"><h2>Top developers</h2>{_top_developers(developers)}'

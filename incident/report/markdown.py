@@ -7,6 +7,8 @@ from typing import Any
 
 import polars as pl
 
+from incident.schema import Cause
+
 TOP_DEVELOPERS = 10
 
 
@@ -36,12 +38,13 @@ def summary_markdown(summary: dict[str, Any], developers: pl.DataFrame) -> str:
         *_table(("rows", "count"), [(str(k), f"{v:,}") for k, v in accounting.items()]),
     ]
     for title, key, label in (
+        ("By cause", "by_cause", "cause"),
         ("By event type", "by_event_type", "event type"),
         ("By reason", "by_reason", "reason"),
     ):
-        rows = [
-            (name, f"{c['events']:,}", f"{c['deliveries']:,}") for name, c in summary[key].items()
-        ]
+        # Unexplained misdeliveries first: they are the ones a responder must look into.
+        counts = sorted(summary[key].items(), key=lambda item: item[0] != Cause.UNEXPLAINED)
+        rows = [(name, f"{c['events']:,}", f"{c['deliveries']:,}") for name, c in counts]
         if rows:
             lines += ["", f"## {title}", "", *_table((label, "events", "deliveries"), rows)]
     top = developers.sort(["events", "developer_id"], descending=[True, False]).head(TOP_DEVELOPERS)

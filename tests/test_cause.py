@@ -1,0 +1,362 @@
+"""Attribution: every misdelivery gets a cause, and collisions name the intended app."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from incident.cause import url_path
+from incident.cli import cli
+from incident.config import Attribution
+from incident.errors import ExitCode
+from tests.conftest import ScanFn, delivery, grant, utc, write
+
+T = utc(2018, 3, 1, 12)
+IP, OTHER_IP = "192.0.2.9", "198.51.100.4"
+SECOND = timedelta(seconds=1)
+MINUTE = timedelta(minutes=1)
+
+# Apps 10 (A) and 20 (B) share IP and path: the incident's pre-condition. 30 shares the IP with
+# another path, 40 the path on another IP; 50 (E) shares A's endpoint too.
+APPS = [
+    {
+        "app_id": 10,
+        "developer_id": "devA",
+        "webhook_url": "https://a.example/hook",
+        "resolved_ip": IP,
+    },
+    {
+        "app_id": 20,
+        "developer_id": "devB",
+        "webhook_url": "https://b.example/hook",
+        "resolved_ip": IP,
+    },
+    {
+        "app_id": 30,
+        "developer_id": "devC",
+        "webhook_url": "https://c.example/other",
+        "resolved_ip": IP,
+    },
+    {
+        "app_id": 40,
+        "developer_id": "devD",
+        "webhook_url": "https://d.example/hook",
+        "resolved_ip": OTHER_IP,
+    },
+    {
+        "app_id": 50,
+        "developer_id": "devE",
+        "webhook_url": "https://e.example/hook?x=1",
+        "resolved_ip": IP,
+    },
+]
+URL = {row["app_id"]: row["webhook_url"] for row in APPS}
+IP_OF = {row["app_id"]: row["resolved_ip"] for row in APPS}
+
+
+def sent(
+    event: int, at: Any, app: int, user: int, backend: str = "h1", **more: Any
+) -> dict[str, Any]:
+    """A delivery with its evidence: the app's own URL and IP, and the backend that sent it."""
+    return delivery(
+        event,
+        at,
+        app,
+        user,
+        more.pop("event_type", "direct_message"),
+        sender_id=user,
+        recipient_id=user + 1000,
+        webhook_url=URL[app],
+        resolved_ip=IP_OF[app],
+        backend_host=backend,
+        **more,
+    )
+
+
+def collision(
+    trigger_at: Any = T - 2 * MINUTE, trigger_backend: str = "h1", intended: int = 10
+) -> list[dict[str, Any]]:
+    """User 1's event meant for `intended` also reaches app 20 (B), whose own user 2 had an
+    event on `trigger_backend` at `trigger_at`."""
+    return [
+        sent(100, trigger_at, 20, 2, trigger_backend, event_type="tweet"),
+        sent(101, T, intended, 1),
+        sent(101, T + SECOND, 20, 1),
+    ]
+
+
+GRANTS = [grant(1, 10), grant(2, 20)]
+
+
+def explained(result: Any) -> list[dict[str, Any]]:
+    return result.misdeliveries.select(
+        "event_id",
+        "app_id",
+        "cause",
+        "intended_app_id",
+        "intended_developer_id",
+        "intended_app_candidates",
+    ).to_dicts()
+
+
+def test_a_shared_endpoint_collision_names_the_intended_app_and_developer(run_scan: ScanFn) -> None:
+    result = run_scan(collision(), GRANTS, APPS)
+    assert explained(result) == [
+        {
+            "event_id": "101",
+            "app_id": "20",
+            "cause": "shared_endpoint_collision",
+            "intended_app_id": "10",
+            "intended_developer_id": "devA",
+            "intended_app_candidates": 1,
+        }
+    ]
+    assert result.summary["by_cause"] == {
+        "shared_endpoint_collision": {"events": 1, "deliveries": 1}
+    }
+    assert result.developers.select("developer_id", "intended_developer_ids").to_dicts() == [
+        {"developer_id": "devB", "intended_developer_ids": ["devA"]}
+    ]
+    endpoints = pl.read_parquet(result.out / "endpoints.parquet")
+    assert endpoints.drop("first_misdelivered_at", "last_misdelivered_at").to_dicts() == [
+        {
+            "resolved_ip": IP,
+            "url_path": "/hook",
+            "apps": 3,
+            "app_ids": ["10", "20", "50"],
+            "developers": 3,
+            "developer_ids": ["devA", "devB", "devE"],
+            "misdeliveries": 1,
+            "events": 1,
+            "users_exposed": 2,  # the subscriber and the other party of the DM
+        }
+    ]
+    assert endpoints["first_misdelivered_at"].to_list() == [T + SECOND]
+    assert (result.out / "endpoints.csv").read_text().startswith("resolved_ip,url_path,")
+
+
+@pytest.mark.parametrize(
+    ("trigger_at", "backend", "why"),
+    [
+        (T - 7 * MINUTE, "h1", "the receiving app's own traffic is too long before"),
+        (
+            T + SECOND + 6 * MINUTE + SECOND,
+            "h1",
+            "the receiving app's own traffic is too long after",
+        ),
+        (T - 2 * MINUTE, "h2", "the receiving app's own traffic came from another backend"),
+    ],
+)
+def test_without_the_receiving_apps_own_traffic_nearby_there_is_no_collision(
+    run_scan: ScanFn, trigger_at: Any, backend: str, why: str
+) -> None:
+    result = run_scan(collision(trigger_at, backend), GRANTS, APPS)
+    assert [row["cause"] for row in explained(result)] == ["unexplained"], why
+
+
+def test_the_collision_window_is_inclusive_and_configurable(run_scan: ScanFn) -> None:
+    edge = collision(T + SECOND - 6 * MINUTE)
+    assert explained(run_scan(edge, GRANTS, APPS))[0]["cause"] == "shared_endpoint_collision"
+    late = collision(T - 9 * MINUTE)
+    assert explained(run_scan(late, GRANTS, APPS))[0]["cause"] == "unexplained"
+    wide = Attribution(collision_window=10 * MINUTE)
+    result = run_scan(late, GRANTS, APPS, attribution=wide)
+    assert explained(result)[0]["cause"] == "shared_endpoint_collision"
+    assert result.summary["attribution"]["collision_window_seconds"] == 600
+
+
+def test_a_retry_of_the_same_event_is_not_the_receiving_apps_own_traffic(
+    run_scan: ScanFn,
+) -> None:
+    deliveries = [sent(101, T, 10, 1), sent(101, T, 20, 1), sent(101, T + 20 * SECOND, 20, 1)]
+    assert [r["cause"] for r in explained(run_scan(deliveries, GRANTS, APPS))] == [
+        "unexplained",
+        "unexplained",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("intended", "why"), [(30, "same IP, other path"), (40, "same path, other IP")]
+)
+def test_an_authorized_app_on_another_endpoint_is_not_the_intended_one(
+    run_scan: ScanFn, intended: int, why: str
+) -> None:
+    result = run_scan(collision(intended=intended), [grant(1, intended), grant(2, 20)], APPS)
+    assert [r["cause"] for r in explained(result)] == ["unexplained"], why
+
+
+def test_the_intended_app_must_be_authorized_at_that_instant(run_scan: ScanFn) -> None:
+    grants = [grant(1, 10, revoked_at=T - MINUTE), grant(2, 20)]
+    causes = {r["app_id"]: r["cause"] for r in explained(run_scan(collision(), grants, APPS))}
+    assert causes == {"10": "revocation_lag", "20": "unexplained"}
+
+
+def test_of_several_candidates_the_one_that_received_the_event_is_chosen(
+    run_scan: ScanFn,
+) -> None:
+    # User 1 authorized both 10 and 50 on B's endpoint; only 50 got the event itself (from
+    # another backend), while 10 had other traffic on B's backend at that very instant.
+    trigger, _, misdelivered = collision()
+    deliveries = [
+        trigger,
+        misdelivered,
+        sent(101, T, 50, 1, "h2"),
+        sent(102, T + SECOND, 10, 1, event_type="tweet"),
+    ]
+    result = run_scan(deliveries, [*GRANTS, grant(1, 50)], APPS)
+    row = explained(result)[0]
+    assert (row["intended_app_id"], row["intended_developer_id"]) == ("50", "devE")
+    assert row["intended_app_candidates"] == 2
+
+
+def test_of_several_candidates_the_nearest_on_the_same_backend_then_the_smallest_id(
+    run_scan: ScanFn,
+) -> None:
+    grants = [*GRANTS, grant(1, 50)]
+    both = [
+        *collision()[::2],  # the trigger and the misdelivery, no delivery of event 101 to A
+        # 10 was active closer in time, but from another backend than the misdelivery.
+        sent(102, T, 10, 1, "h2", event_type="tweet"),
+        sent(103, T - 1 * MINUTE, 50, 1, event_type="tweet"),
+    ]
+    assert explained(run_scan(both, grants, APPS))[0]["intended_app_id"] == "50"
+    neither = collision()[::2]
+    row = explained(run_scan(neither, grants, APPS))[0]
+    assert (row["intended_app_id"], row["intended_app_candidates"]) == ("10", 2)
+
+
+def test_a_collision_whose_receiving_app_is_authorized_is_no_misdelivery(
+    run_scan: ScanFn,
+) -> None:
+    result = run_scan(collision(), [*GRANTS, grant(1, 20)], APPS)
+    assert result.accounting.rows_misdelivered == 0
+    assert result.accounting.rows_authorized == 3
+    endpoints = pl.read_parquet(result.out / "endpoints.parquet")
+    assert endpoints["misdeliveries"].to_list() == [0]
+    assert result.summary["by_cause"] == {}
+
+
+def test_the_registry_gives_the_endpoint_when_the_deliveries_do_not(run_scan: ScanFn) -> None:
+    bare = [
+        {k: v for k, v in row.items() if k not in ("webhook_url", "resolved_ip")}
+        for row in collision()
+    ]
+    result = run_scan(bare, GRANTS, APPS)
+    assert explained(result)[0]["cause"] == "shared_endpoint_collision"
+    assert result.summary["attribution"]["evidence_missing"] == []
+
+
+def test_the_deliveries_give_the_endpoint_when_the_registry_does_not(run_scan: ScanFn) -> None:
+    registry = [{"app_id": r["app_id"], "developer_id": r["developer_id"]} for r in APPS]
+    result = run_scan(collision(), GRANTS, registry)
+    assert explained(result)[0]["intended_app_id"] == "10"
+    without_registry = run_scan(collision(), GRANTS)
+    assert explained(without_registry)[0]["intended_developer_id"] == "10"  # app is developer
+
+
+def test_without_evidence_only_revocation_lag_or_unexplained_and_the_summary_says_why(
+    run_scan: ScanFn,
+) -> None:
+    bare = [
+        {k: v for k, v in row.items() if k not in ("webhook_url", "resolved_ip", "backend_host")}
+        for row in collision()
+    ]
+    registry = [{"app_id": r["app_id"], "developer_id": r["developer_id"]} for r in APPS]
+    result = run_scan(bare, GRANTS, registry)
+    assert [r["cause"] for r in explained(result)] == ["unexplained"]
+    assert result.summary["attribution"]["evidence_missing"] == [
+        "deliveries.backend_host",
+        "deliveries.webhook_url",
+        "deliveries.resolved_ip",
+    ]
+    assert any("cannot be attributed to a shared endpoint" in w for w in result.summary["warnings"])
+    assert pl.read_parquet(result.out / "endpoints.parquet").height == 0
+
+
+@pytest.mark.parametrize(
+    ("after", "cause"),
+    [
+        (timedelta(0), "revocation_lag"),
+        (5 * MINUTE, "revocation_lag"),
+        (5 * MINUTE + timedelta(microseconds=1), "unexplained"),
+        (timedelta(days=3), "unexplained"),
+    ],
+)
+def test_revocation_lag_is_a_delivery_within_the_grace_after_the_revocation(
+    run_scan: ScanFn, after: timedelta, cause: str
+) -> None:
+    grants = [grant(1, 10, revoked_at=T), grant(1, 10, utc(2016, 1, 1), T - timedelta(days=9))]
+    result = run_scan([delivery(1, T + after, 10, 1)], grants)
+    assert explained(result)[0]["cause"] == cause
+
+
+def test_only_a_revocation_makes_revocation_lag(run_scan: ScanFn) -> None:
+    before_grant = [grant(1, 10, granted_at=T + MINUTE)]
+    result = run_scan([delivery(1, T, 10, 1), delivery(2, T, 11, 1)], before_grant)
+    assert [r["cause"] for r in explained(result)] == ["unexplained", "unexplained"]
+    grace = Attribution(revocation_grace=timedelta(0))
+    exact = run_scan([delivery(1, T, 10, 1)], [grant(1, 10, revoked_at=T)], attribution=grace)
+    assert explained(exact)[0]["cause"] == "revocation_lag"
+
+
+def test_a_collision_signature_outranks_revocation_lag(run_scan: ScanFn) -> None:
+    grants = [*GRANTS, grant(1, 20, revoked_at=T - MINUTE)]
+    result = run_scan(collision(), grants, APPS)
+    assert explained(result)[0]["cause"] == "shared_endpoint_collision"
+
+
+@pytest.mark.parametrize(
+    ("url", "path"),
+    [
+        ("https://a.example/hook", "/hook"),
+        ("https://a.example:8443/hook/?x=1#f", "/hook/"),
+        ("HTTPS://A.example", "/"),
+        ("a.example/hook", "/hook"),
+        ("https://a.example?x=/hook", "/"),
+        ("https://a.example/Hook", "/Hook"),
+        (None, None),
+    ],
+)
+def test_url_path(url: str | None, path: str | None) -> None:
+    frame = pl.DataFrame({"url": [url]}, schema={"url": pl.String})
+    assert frame.select(url_path(pl.col("url")))["url"].to_list() == [path]
+
+
+def test_cli_durations_and_unexplained_first(tmp_path: Any) -> None:
+    logs = tmp_path / "logs"
+    write(
+        [*collision(), sent(7, T, 40, 9)],
+        logs / "deliveries.parquet",
+    )
+    write(GRANTS, logs / "authorizations.parquet")
+    write(APPS, logs / "apps.parquet")
+    runner = CliRunner()
+    bad = runner.invoke(
+        cli, ["scan", str(logs), "--out", str(tmp_path / "o"), "--collision-window", "6"]
+    )
+    assert bad.exit_code == ExitCode.USAGE_ERROR
+    assert "expected a duration such as 6m" in bad.stderr
+    ok = runner.invoke(
+        cli,
+        [
+            "scan",
+            str(logs),
+            "--out",
+            str(tmp_path / "o"),
+            "--collision-window",
+            "3m",
+            "--revocation-grace",
+            "1m",
+        ],
+    )
+    assert ok.exit_code == ExitCode.OK, ok.stderr
+    section = ok.stderr.split("By cause:")[1].split("By event type:")[0].splitlines()
+    assert [line.split()[0] for line in section[2:4]] == [
+        "unexplained",
+        "shared_endpoint_collision",
+    ]
+    assert '"collision_window_seconds": 180' in (tmp_path / "o" / "summary.json").read_text()
