@@ -249,7 +249,7 @@ def _scan_into(
     report("explaining misdeliveries")
     explained = explain(
         attributed.select(*canonical, *extras, *added).collect(),
-        deliveries.valid,
+        deliveries,
         authorizations.valid,
         apps.valid if apps else None,
         registry,

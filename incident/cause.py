@@ -19,16 +19,19 @@ import polars as pl
 
 from incident.config import Attribution
 from incident.impact import attribute_developers, exposure
+from incident.load import ROW, LoadedInput, stack
 from incident.schema import (
     ATTRIBUTION_COLUMNS,
     CANDIDATES,
     CAUSE,
     COUNT,
+    ID,
     INTENDED_APP,
     INTENDED_DEVELOPER,
     REASON,
     TIMESTAMP,
     Cause,
+    Input,
     Reason,
 )
 
@@ -71,7 +74,7 @@ class Explained:
 
 def explain(
     misdeliveries: pl.DataFrame,
-    deliveries: pl.LazyFrame,
+    deliveries: LoadedInput,
     grants: pl.LazyFrame,
     apps: pl.LazyFrame | None,
     registry: pl.DataFrame | None,
@@ -80,16 +83,30 @@ def explain(
     """Add `cause`, `intended_app_id`, `intended_developer_id` and `intended_app_candidates`
     to `misdeliveries` (which carry `developer_id` and `reason`), and list the shared endpoints.
 
-    `deliveries` and `grants` are the valid rows of those inputs, canonical; `apps` the valid
+    `deliveries` is the input the misdeliveries came from (read again for the traffic near
+    them); `grants` the valid authorization rows, canonical; `apps` the valid
     registry rows (their endpoints); `registry` maps app_id -> developer_id as reported.
     """
-    found = misdeliveries.lazy().with_row_index("_m")
+    found = misdeliveries.with_row_index("_m")
     window = _nanoseconds(settings.collision_window)
-    received = _received_endpoints(found, apps)
-    candidates = _candidates(found, grants)
+    registered = (
+        app_endpoints(apps).collect()
+        if apps is not None
+        else pl.DataFrame(schema={"app_id": pl.String, "ip": pl.String, "path": pl.String})
+    )
+    # All grants of each misdelivery's subscriber, read once: the receiving app's own (for
+    # revocation lag) and the other apps' (the candidates for the intended one).
+    held = (
+        found.lazy()
+        .select("_m", "for_user_id", "delivered_at", REASON, receiving=pl.col("app_id"))
+        .join(grants.select("for_user_id", "app_id", "granted_at", "revoked_at"), on="for_user_id")
+        .collect()
+    )
+    lag = _revocation_lag(held, _nanoseconds(settings.revocation_grace))
+    received = _received_endpoints(found, registered)
+    candidates = _candidates(held, received, registered)
     context = _context(found, candidates, deliveries, window)
-    intended = _intended(found, received, candidates, context, apps, window)
-    lag = _revocation_lag(found, grants, _nanoseconds(settings.revocation_grace))
+    intended = _intended(found, received, candidates, context, window)
     cause = (
         pl.when(pl.col(INTENDED_APP).is_not_null())
         .then(pl.lit(Cause.SHARED_ENDPOINT_COLLISION.value))
@@ -98,108 +115,188 @@ def explain(
         .otherwise(pl.lit(Cause.UNEXPLAINED.value))
     )
     explained = (
-        found.join(lag, on="_m", how="left")
-        .join(intended, on="_m", how="left")
+        found.lazy()
+        .join(lag.lazy(), on="_m", how="left")
+        .join(intended.lazy(), on="_m", how="left")
         .with_columns(cause.alias(CAUSE), pl.col(CANDIDATES).fill_null(0).cast(COUNT))
         .pipe(attribute_developers, registry, app=INTENDED_APP, developer=INTENDED_DEVELOPER)
         .sort("_m")
         .collect()
     )
-    endpoints = endpoints_report(explained.lazy(), found, apps, context, registry)
+    endpoints = endpoints_report(explained, found, registered, context, registry)
     return Explained(
         misdeliveries=explained.select(
             pl.exclude("_m", "_lag", "_ip", "_path", *ATTRIBUTION_COLUMNS), *ATTRIBUTION_COLUMNS
         ),
-        endpoints=endpoints.collect(),
+        endpoints=endpoints,
     )
 
 
-def _received_endpoints(found: pl.LazyFrame, apps: pl.LazyFrame | None) -> pl.LazyFrame:
+def _revocation_lag(held: pl.DataFrame, grace: int) -> pl.DataFrame:
+    """`_lag` per misdelivery after a revocation: the latest revocation of its key at or
+    before it is at most `grace` earlier."""
+    return (
+        held.lazy()
+        .filter(
+            (pl.col(REASON) == Reason.AFTER_REVOCATION.value)
+            & (pl.col("app_id") == pl.col("receiving"))
+            & (pl.col("revoked_at") <= pl.col("delivered_at"))
+        )
+        .group_by("_m")
+        .agg(pl.col("revoked_at").max(), pl.col("delivered_at").first())
+        .select("_m", _lag=_gap("delivered_at", "revoked_at") <= grace)
+        .collect()
+    )
+
+
+def _received_endpoints(found: pl.DataFrame, registered: pl.DataFrame) -> pl.DataFrame:
     """(_m, ip, path): where each misdelivery went; the row's own evidence, else the receiving
     app's endpoints in the registry."""
-    own = app_endpoints(found.select("_m", "app_id", "resolved_ip", "webhook_url"), "_m")
-    if apps is None:
-        return own.select("_m", "ip", "path")
-    registered = (
-        found.join(own, on="_m", how="anti")
+    own = app_endpoints(found.lazy(), "_m").select("_m", "ip", "path")
+    from_registry = (
+        found.lazy()
+        .join(own, on="_m", how="anti")
         .select("_m", "app_id")
-        .join(app_endpoints(apps), on="app_id")
+        .join(registered.lazy(), on="app_id")
+        .select("_m", "ip", "path")
     )
-    return pl.concat([own.select("_m", "ip", "path"), registered.select("_m", "ip", "path")])
+    return pl.concat([own, from_registry]).collect()
 
 
-def _candidates(found: pl.LazyFrame, grants: pl.LazyFrame) -> pl.LazyFrame:
-    """(_m, app_id): the other apps authorized for the subscriber at the delivery instant."""
+def _candidates(
+    held: pl.DataFrame, received: pl.DataFrame, registered: pl.DataFrame
+) -> pl.DataFrame:
+    """(_m, app_id, ip, path, _listed): the other apps authorized for the subscriber at the
+    delivery instant that may share its endpoint: `_listed` with the shared endpoint when the
+    registry says so; the apps it knows no endpoint of are kept unlisted, for their deliveries
+    to tell."""
     at = pl.col("delivered_at")
+    authorized = held.lazy().filter(
+        (pl.col("app_id") != pl.col("receiving"))
+        & (pl.col("granted_at") <= at)
+        & (pl.col("revoked_at").is_null() | (at < pl.col("revoked_at")))
+    )
+    other = authorized.select("_m", "app_id").unique()
+    listed = (
+        other.join(registered.lazy(), on="app_id")
+        .join(received.lazy(), on=["_m", "ip", "path"], how="semi")
+        .with_columns(_listed=pl.lit(True))
+    )
+    unlisted = other.join(registered.lazy(), on="app_id", how="anti").with_columns(
+        ip=pl.lit(None, pl.String), path=pl.lit(None, pl.String), _listed=pl.lit(False)
+    )
+    return pl.concat([listed, unlisted]).collect()
+
+
+def _bucket(window: int, column: str = "delivered_at") -> pl.Expr:
+    """The collision-window-wide time slot of an instant: rows within the window of each
+    other are in the same or adjacent slots, so joins on (app, slot) stay small."""
+    return (pl.col(column).dt.epoch("ns") // max(window, 1)).alias("_bucket")
+
+
+def _near(frame: pl.LazyFrame, window: int) -> pl.LazyFrame:
+    """Each row three times, in its slot and the two adjacent ones."""
     return (
-        found.select("_m", "for_user_id", "delivered_at", receiving=pl.col("app_id"))
-        .join(grants.select("for_user_id", "app_id", "granted_at", "revoked_at"), on="for_user_id")
-        .filter(
-            (pl.col("app_id") != pl.col("receiving"))
-            & (pl.col("granted_at") <= at)
-            & (pl.col("revoked_at").is_null() | (at < pl.col("revoked_at")))
-        )
-        .select("_m", "app_id")
-        .unique()
+        frame.with_columns(_bucket(window))
+        .with_columns(pl.col("_bucket") + pl.lit([-1, 0, 1]))
+        .explode("_bucket")
     )
 
 
 def _context(
-    found: pl.LazyFrame, candidates: pl.LazyFrame, deliveries: pl.LazyFrame, window: int
+    found: pl.DataFrame, candidates: pl.DataFrame, deliveries: LoadedInput, window: int
 ) -> pl.DataFrame:
     """The deliveries of the receiving and candidate apps within the collision window of a
-    misdelivery: found by (app, time bucket), so only those rows are kept from the scan."""
-    evidence = ["event_id", "app_id", "delivered_at", BACKEND_EVIDENCE, *ENDPOINT_EVIDENCE]
-    if found.select(pl.col(BACKEND_EVIDENCE).is_not_null().any()).collect().item() is not True:
-        # Without a backend no collision can be shown: skip the scan.
-        return pl.DataFrame(schema={c: pl.String for c in evidence}).with_columns(
-            pl.col("delivered_at").cast(TIMESTAMP)
-        )
-    width = max(window, 1)
-    bucket = (pl.col("delivered_at").dt.epoch("ns") // width).alias("_bucket")
-    times = found.select("_m", "delivered_at")
+    misdelivery that has a candidate, found by (app, slot)."""
+    possible = found.join(candidates.select("_m").unique(), on="_m", how="semi").filter(
+        pl.col(BACKEND_EVIDENCE).is_not_null()
+    )
+    if not possible.height:
+        # Without a candidate, or a backend, no collision can be shown: skip the scan.
+        return pl.DataFrame(schema=CONTEXT_SCHEMA)
+    times = possible.lazy().select("_m", "delivered_at")
     apps_at = pl.concat(
-        [found.select("app_id", "delivered_at"), candidates.join(times, on="_m").drop("_m")]
+        [
+            possible.lazy().select("app_id", "delivered_at"),
+            candidates.lazy().join(times, on="_m").select("app_id", "delivered_at"),
+        ]
     )
-    keys = (
-        apps_at.select("app_id", bucket)
-        .with_columns(pl.col("_bucket") + pl.lit([-1, 0, 1]))
-        .explode("_bucket")
-        .unique()
+    keys = _near(apps_at, window).select("app_id", "_bucket").unique().collect()
+    return nearby(deliveries, keys, window)
+
+
+CONTEXT_SCHEMA: dict[str, pl.DataType] = {
+    "event_id": ID(),
+    "app_id": ID(),
+    "delivered_at": TIMESTAMP,
+    BACKEND_EVIDENCE: pl.String(),
+    **{column: pl.String() for column in ENDPOINT_EVIDENCE},
+    "_bucket": pl.Int64(),
+}
+
+
+def nearby(deliveries: LoadedInput, keys: pl.DataFrame, window: int) -> pl.DataFrame:
+    """The delivery rows in the (app_id, _bucket) slots of `keys`, with their evidence.
+
+    Two reads: the app and time of every row find the few row numbers in those slots, then
+    only those rows are read whole; decoding the text evidence of every row would cost
+    several times more. Rows are taken whether or not rule 1 rejects them: a row whose app
+    and time parse shows the app's traffic."""
+    found = pl.collect_all(
+        [
+            group.scan()
+            .select(ROW, group.column("app_id"), group.column("delivered_at"))
+            .with_columns(_bucket(window))
+            .join(keys.lazy(), on=["app_id", "_bucket"], how="semi")
+            .select(ROW)
+            for group in deliveries.groups
+        ],
+        engine="streaming",
     )
-    return (
-        deliveries.select(evidence)
-        .with_columns(bucket)
-        .join(keys, on=["app_id", "_bucket"], how="semi")
-        .drop("_bucket")
-        .collect(engine="streaming")
-    )
+    frames = []
+    for group, rows in zip(deliveries.groups, found, strict=True):
+        wanted = pl.col(ROW).is_in(rows[ROW].implode())
+        if group.integer("app_id"):
+            # Skip decoding rows of other apps before the row numbers are looked up.
+            raw = pl.col(group.sources["app_id"])
+            apps = (
+                keys["app_id"]
+                .unique()
+                .cast(group.raw_schema[group.sources["app_id"]], strict=False)
+            )
+            wanted = raw.is_in(apps.drop_nulls().implode()) & wanted
+        columns = [c for c in CONTEXT_SCHEMA if c in group.sources]
+        frames.append(group.scan().filter(wanted).select(*map(group.column, columns)))
+    stacked = stack(frames, Input.DELIVERIES).select(c for c in CONTEXT_SCHEMA if c != "_bucket")
+    return stacked.with_columns(_bucket(window)).collect().cast(CONTEXT_SCHEMA)  # type: ignore[arg-type]
 
 
 def _intended(
-    found: pl.LazyFrame,
-    received: pl.LazyFrame,
-    candidates: pl.LazyFrame,
+    found: pl.DataFrame,
+    received: pl.DataFrame,
+    candidates: pl.DataFrame,
     context: pl.DataFrame,
-    apps: pl.LazyFrame | None,
     window: int,
-) -> pl.LazyFrame:
+) -> pl.DataFrame:
     """(_m, intended app, candidates, matched endpoint) of the misdeliveries with the shared
     endpoint signature."""
     near = context.lazy().select(
         "app_id",
+        "_bucket",
         other_event="event_id",
         other_at="delivered_at",
         other_backend=BACKEND_EVIDENCE,
         resolved_ip="resolved_ip",
         webhook_url="webhook_url",
     )
-    at = found.select("_m", "event_id", "app_id", "delivered_at", BACKEND_EVIDENCE)
+    at = _near(
+        found.lazy().select("_m", "event_id", "app_id", "delivered_at", BACKEND_EVIDENCE), window
+    )
     within = _gap("delivered_at", "other_at") <= window
 
     # The receiving app's own traffic: another event, same backend, within the window.
     active = (
-        at.join(near, on="app_id")
+        at.join(near, on=["app_id", "_bucket"])
         .filter(
             within
             & (pl.col("other_backend") == pl.col(BACKEND_EVIDENCE))
@@ -209,72 +306,58 @@ def _intended(
         .unique()
     )
 
-    # Where each candidate app listens: the registry, and its deliveries near the instant.
-    candidate_near = candidates.join(at.drop("app_id"), on="_m").join(near, on="app_id")
-    observed = app_endpoints(candidate_near.filter(within), "_m")
-    registered = (
-        candidates.join(app_endpoints(apps), on="app_id") if apps is not None else observed.head(0)
+    # The candidates' deliveries near the misdelivery; where the registry knows no endpoint
+    # of a candidate, these tell where it listened.
+    candidate_near = (
+        candidates.lazy()
+        .select("_m", "app_id", "_listed")
+        .join(at.drop("app_id"), on="_m")
+        .join(near, on=["app_id", "_bucket"])
+        .filter(within)
     )
-    on_endpoint = (
-        pl.concat([observed.select("_m", "app_id", "ip", "path"), registered])
-        .join(received, on=["_m", "ip", "path"])
-        .join(active, on="_m", how="semi")
-        .unique()
+    observed = (
+        app_endpoints(candidate_near.filter(~pl.col("_listed")), "_m")
+        .join(received.lazy(), on=["_m", "ip", "path"])
+        .select("_m", "app_id", "ip", "path")
     )
+    listed = candidates.lazy().filter("_listed").select("_m", "app_id", "ip", "path")
+    on_endpoint = pl.concat([listed, observed]).join(active, on="_m", how="semi").unique()
 
     # The most likely intended app: it received the same event nearby, then it was active on
     # the same backend closest in time, then the smallest app_id (for a stable answer).
     same_backend = pl.col("other_backend") == pl.col(BACKEND_EVIDENCE)
-    evidence = (
-        candidate_near.filter(within)
-        .group_by("_m", "app_id")
-        .agg(
-            (pl.col("other_event") == pl.col("event_id")).any().alias("_same_event"),
-            _gap("delivered_at", "other_at").filter(same_backend).min().alias("_nearest"),
-        )
+    evidence = candidate_near.group_by("_m", "app_id").agg(
+        (pl.col("other_event") == pl.col("event_id")).any().alias("_same_event"),
+        _gap("delivered_at", "other_at").filter(same_backend).min().alias("_nearest"),
     )
     ranked = on_endpoint.join(evidence, on=["_m", "app_id"], how="left").sort(
         ["_m", "_same_event", "_nearest", "app_id", "ip", "path"],
         descending=[False, True, False, False, False, False],
         nulls_last=True,
     )
-    return ranked.group_by("_m", maintain_order=True).agg(
-        pl.col("app_id").first().alias(INTENDED_APP),
-        pl.col("app_id").n_unique().cast(COUNT).alias(CANDIDATES),
-        pl.col("ip").first().alias("_ip"),
-        pl.col("path").first().alias("_path"),
-    )
-
-
-def _revocation_lag(found: pl.LazyFrame, grants: pl.LazyFrame, grace: int) -> pl.LazyFrame:
-    """`_lag` per misdelivery after a revocation: the latest revocation of its key at or
-    before it is at most `grace` earlier."""
-    after = found.filter(pl.col(REASON) == Reason.AFTER_REVOCATION.value).select(
-        "_m", "for_user_id", "app_id", "delivered_at"
-    )
     return (
-        after.join(
-            grants.select("for_user_id", "app_id", "revoked_at"), on=["for_user_id", "app_id"]
+        ranked.group_by("_m", maintain_order=True)
+        .agg(
+            pl.col("app_id").first().alias(INTENDED_APP),
+            pl.col("app_id").n_unique().cast(COUNT).alias(CANDIDATES),
+            pl.col("ip").first().alias("_ip"),
+            pl.col("path").first().alias("_path"),
         )
-        .filter(pl.col("revoked_at") <= pl.col("delivered_at"))
-        .group_by("_m")
-        .agg(pl.col("revoked_at").max(), pl.col("delivered_at").first())
-        .select("_m", _lag=_gap("delivered_at", "revoked_at") <= grace)
+        .collect()
     )
 
 
 def endpoints_report(
-    explained: pl.LazyFrame,
-    found: pl.LazyFrame,
-    apps: pl.LazyFrame | None,
+    explained: pl.DataFrame,
+    found: pl.DataFrame,
+    registered: pl.DataFrame,
     context: pl.DataFrame,
     registry: pl.DataFrame | None,
-) -> pl.LazyFrame:
+) -> pl.DataFrame:
     """One row per (IP, URL path) shared by two or more apps, with the misdeliveries the
-    shared endpoint explains; sorted by IP and path."""
-    sources = [app_endpoints(found), app_endpoints(context.lazy())]
-    if apps is not None:
-        sources.append(app_endpoints(apps))
+    shared endpoint explains; sorted by IP and path. Apps are placed on endpoints by the
+    registry and by the deliveries the scan saw with evidence."""
+    sources = [app_endpoints(found.lazy()), app_endpoints(context.lazy()), registered.lazy()]
     members = attribute_developers(pl.concat(sources).unique(), registry)
     shared = (
         members.group_by("ip", "path")
@@ -284,8 +367,10 @@ def endpoints_report(
         )
         .filter(pl.col("app_ids").list.len() > 1)
     )
-    collisions = explained.filter(pl.col(CAUSE) == Cause.SHARED_ENDPOINT_COLLISION.value).rename(
-        {"_ip": "ip", "_path": "path"}
+    collisions = (
+        explained.lazy()
+        .filter(pl.col(CAUSE) == Cause.SHARED_ENDPOINT_COLLISION.value)
+        .rename({"_ip": "ip", "_path": "path"})
     )
     leaked = collisions.group_by("ip", "path").agg(
         pl.len().cast(COUNT).alias("misdeliveries"),
@@ -313,4 +398,5 @@ def endpoints_report(
             "last_misdelivered_at",
         )
         .sort("resolved_ip", "url_path")
+        .collect()
     )
