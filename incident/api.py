@@ -15,7 +15,7 @@ from typing import Any
 import polars as pl
 
 from incident import __version__, passes
-from incident.cause import BACKEND_EVIDENCE, ENDPOINT_EVIDENCE, explain
+from incident.cause import Explained, explain
 from incident.config import ReportFormat, ScanConfig, format_instant
 from incident.detect import MISDELIVERED, Status
 from incident.errors import ConfigError, IncidentError, InputError, TooManyRejectedError
@@ -92,20 +92,6 @@ def _input_summary(loaded: LoadedInput, rejected: int | None = None) -> dict[str
 def _seconds(duration: timedelta) -> int | float:
     seconds = duration.total_seconds()
     return int(seconds) if seconds.is_integer() else seconds
-
-
-def _missing_evidence(deliveries: LoadedInput, apps: LoadedInput | None) -> list[str]:
-    """The evidence a shared-endpoint collision needs that no input has: the backend of each
-    delivery, and the endpoint (IP and URL) of each app, from its deliveries or the registry."""
-
-    def has(loaded: LoadedInput | None, column: str) -> bool:
-        return loaded is not None and any(column in g.sources for g in loaded.groups)
-
-    missing = [] if has(deliveries, BACKEND_EVIDENCE) else [f"deliveries.{BACKEND_EVIDENCE}"]
-    for column in ENDPOINT_EVIDENCE:
-        if not has(deliveries, column) and not has(apps, column):
-            missing.append(f"deliveries.{column}")
-    return missing
 
 
 def _counts(frame: pl.DataFrame, key: str) -> dict[str, dict[str, int]]:
@@ -267,7 +253,6 @@ def _scan_into(
             attributed,
         ]
     )
-    endpoints = explained.endpoints
 
     report("writing reports")
     summary = _summary(
@@ -284,11 +269,11 @@ def _scan_into(
         by_type,
         by_reason,
         by_cause,
-        endpoints,
+        explained,
     )
     write_table(users, out, "users", config.formats)
     write_table(developers, out, "developers", config.formats)
-    write_table(endpoints, out, "endpoints", config.formats)
+    write_table(explained.endpoints, out, "endpoints", config.formats)
     write_table(misdeliveries, out, "misdeliveries", (ReportFormat.PARQUET,))
     write_table(rejected, out, "rejected", (ReportFormat.PARQUET,))
     write_table(rejected_grants, out, "rejected_authorizations", (ReportFormat.PARQUET,))
@@ -314,7 +299,7 @@ def _summary(
     by_type: pl.DataFrame,
     by_reason: pl.DataFrame,
     by_cause: pl.DataFrame,
-    endpoints: pl.DataFrame,
+    explained: Explained,
 ) -> dict[str, Any]:
     unknown = developers.filter(pl.col("developer_id").str.starts_with(UNKNOWN_DEVELOPER))
     warnings = []
@@ -343,8 +328,8 @@ def _summary(
             f"{unknown.height} receiving apps are missing from the apps registry; "
             "reported under the developer unknown:APP_ID"
         )
-    missing = _missing_evidence(deliveries, apps)
-    if missing and misdeliveries.height:
+    missing = explained.evidence_missing
+    if missing:
         warnings.append(
             f"no {', '.join(missing)} in the inputs: misdeliveries cannot be attributed to a "
             "shared endpoint, only to revocation lag or left unexplained"
@@ -381,8 +366,8 @@ def _summary(
             "collision_window_seconds": _seconds(config.attribution.collision_window),
             "revocation_grace_seconds": _seconds(config.attribution.revocation_grace),
             "evidence_missing": missing,
-            "shared_endpoints": endpoints.height,
-            "shared_endpoints_with_misdeliveries": endpoints.filter(
+            "shared_endpoints": explained.endpoints.height,
+            "shared_endpoints_with_misdeliveries": explained.endpoints.filter(
                 pl.col("misdeliveries") > 0
             ).height,
         },

@@ -52,6 +52,7 @@ def app_endpoints(frame: pl.LazyFrame, *by: str) -> pl.LazyFrame:
         frame.select(*by, "app_id", ip=pl.col("resolved_ip"), path=url_path(pl.col("webhook_url")))
         .drop_nulls()
         .unique()
+        .cast({"app_id": ID, "ip": pl.String, "path": pl.String})
     )
 
 
@@ -64,12 +65,47 @@ def _gap(a: str, b: str) -> pl.Expr:
     return (pl.col(a).dt.epoch("ns") - pl.col(b).dt.epoch("ns")).abs()
 
 
+def _bucket(window: int) -> pl.Expr:
+    """The window-wide time slot of `delivered_at`. Two instants at most `window` apart are in
+    the same or adjacent slots, so a join on (app, slot) finds every pair within the window
+    without comparing every delivery of an app with every other."""
+    return (pl.col("delivered_at").dt.epoch("ns") // max(window, 1)).alias("_bucket")
+
+
+def _near(frame: pl.LazyFrame, window: int) -> pl.LazyFrame:
+    """Each row three times: in its slot and in the two adjacent ones."""
+    return (
+        frame.with_columns(_bucket(window))
+        .with_columns(pl.col("_bucket") + pl.lit([-1, 0, 1]))
+        .explode("_bucket")
+    )
+
+
+# What attribution reads of a misdelivery; the other input columns only pass through.
+USED = (
+    "event_id",
+    "delivered_at",
+    "app_id",
+    "for_user_id",
+    "event_type",
+    "sender_id",
+    "recipient_id",
+    BACKEND_EVIDENCE,
+    *ENDPOINT_EVIDENCE,
+    "developer_id",
+    REASON,
+)
+ENDPOINT_SCHEMA = {"app_id": ID(), "ip": pl.String(), "path": pl.String()}
+
+
 @dataclass(frozen=True)
 class Explained:
-    """Misdeliveries with their cause, and the shared endpoints they went through."""
+    """Misdeliveries with their cause, the shared endpoints they went through, and the
+    evidence that no input had."""
 
     misdeliveries: pl.DataFrame
     endpoints: pl.DataFrame
+    evidence_missing: list[str]
 
 
 def explain(
@@ -84,18 +120,16 @@ def explain(
     to `misdeliveries` (which carry `developer_id` and `reason`), and list the shared endpoints.
 
     `deliveries` is the input the misdeliveries came from (read again for the traffic near
-    them); `grants` the valid authorization rows, canonical; `apps` the valid
-    registry rows (their endpoints); `registry` maps app_id -> developer_id as reported.
+    them); `grants` the valid authorization rows, canonical; `apps` the valid registry rows
+    (for their endpoints); `registry` maps app_id -> developer_id as reported.
     """
-    found = misdeliveries.with_row_index("_m")
+    found = misdeliveries.select(USED).with_row_index("_m")
     window = _nanoseconds(settings.collision_window)
     registered = (
-        app_endpoints(apps).collect()
-        if apps is not None
-        else pl.DataFrame(schema={"app_id": pl.String, "ip": pl.String, "path": pl.String})
+        app_endpoints(apps).collect() if apps is not None else pl.DataFrame(schema=ENDPOINT_SCHEMA)
     )
     # All grants of each misdelivery's subscriber, read once: the receiving app's own (for
-    # revocation lag) and the other apps' (the candidates for the intended one).
+    # revocation lag) and the other apps' (the candidates for the intended app).
     held = (
         found.lazy()
         .select("_m", "for_user_id", "delivered_at", REASON, receiving=pl.col("app_id"))
@@ -104,9 +138,16 @@ def explain(
     )
     lag = _revocation_lag(held, _nanoseconds(settings.revocation_grace))
     received = _received_endpoints(found, registered)
-    candidates = _candidates(held, received, registered)
-    context = _context(found, candidates, deliveries, window)
-    intended = _intended(found, received, candidates, context, window)
+    candidates = _authorized_others(held)
+    listed = candidates.join(registered, on="app_id")
+    unlisted = candidates.join(registered, on="app_id", how="anti")
+    # Only a misdelivery with a candidate on its endpoint, or one whose endpoint the registry
+    # does not know, can be a collision: the traffic of the others is not read.
+    possible = pl.concat(
+        [listed.join(received, on=["_m", "ip", "path"]).select("_m"), unlisted.select("_m")]
+    ).unique()
+    context = _context(found.join(possible, on="_m"), candidates, deliveries, window)
+    intended = _intended(found, received, listed, unlisted, context, window)
     cause = (
         pl.when(pl.col(INTENDED_APP).is_not_null())
         .then(pl.lit(Cause.SHARED_ENDPOINT_COLLISION.value))
@@ -123,13 +164,23 @@ def explain(
         .sort("_m")
         .collect()
     )
-    endpoints = endpoints_report(explained, found, registered, context, registry)
     return Explained(
-        misdeliveries=explained.select(
-            pl.exclude("_m", "_lag", "_ip", "_path", *ATTRIBUTION_COLUMNS), *ATTRIBUTION_COLUMNS
-        ),
-        endpoints=endpoints,
+        # Rows in their order, so the attribution columns line up with every input column.
+        misdeliveries=misdeliveries.with_columns(explained.select(ATTRIBUTION_COLUMNS)),
+        endpoints=endpoints_report(explained, registered, context, registry),
+        evidence_missing=_evidence_missing(found, received),
     )
+
+
+def _evidence_missing(found: pl.DataFrame, received: pl.DataFrame) -> list[str]:
+    """The evidence of a collision that no misdelivery has: its backend, and its endpoint
+    (from its own row or the registry)."""
+    missing = []
+    if found.height and found[BACKEND_EVIDENCE].null_count() == found.height:
+        missing.append(f"deliveries.{BACKEND_EVIDENCE}")
+    if found.height and not received.height:
+        missing += [f"deliveries.{column}" for column in ENDPOINT_EVIDENCE]
+    return missing
 
 
 def _revocation_lag(held: pl.DataFrame, grace: int) -> pl.DataFrame:
@@ -163,76 +214,50 @@ def _received_endpoints(found: pl.DataFrame, registered: pl.DataFrame) -> pl.Dat
     return pl.concat([own, from_registry]).collect()
 
 
-def _candidates(
-    held: pl.DataFrame, received: pl.DataFrame, registered: pl.DataFrame
-) -> pl.DataFrame:
-    """(_m, app_id, ip, path, _listed): the other apps authorized for the subscriber at the
-    delivery instant that may share its endpoint: `_listed` with the shared endpoint when the
-    registry says so; the apps it knows no endpoint of are kept unlisted, for their deliveries
-    to tell."""
+def _authorized_others(held: pl.DataFrame) -> pl.DataFrame:
+    """(_m, app_id): the other apps authorized for the subscriber at the delivery instant."""
     at = pl.col("delivered_at")
-    authorized = held.lazy().filter(
-        (pl.col("app_id") != pl.col("receiving"))
-        & (pl.col("granted_at") <= at)
-        & (pl.col("revoked_at").is_null() | (at < pl.col("revoked_at")))
-    )
-    other = authorized.select("_m", "app_id").unique()
-    listed = (
-        other.join(registered.lazy(), on="app_id")
-        .join(received.lazy(), on=["_m", "ip", "path"], how="semi")
-        .with_columns(_listed=pl.lit(True))
-    )
-    unlisted = other.join(registered.lazy(), on="app_id", how="anti").with_columns(
-        ip=pl.lit(None, pl.String), path=pl.lit(None, pl.String), _listed=pl.lit(False)
-    )
-    return pl.concat([listed, unlisted]).collect()
-
-
-def _bucket(window: int, column: str = "delivered_at") -> pl.Expr:
-    """The collision-window-wide time slot of an instant: rows within the window of each
-    other are in the same or adjacent slots, so joins on (app, slot) stay small."""
-    return (pl.col(column).dt.epoch("ns") // max(window, 1)).alias("_bucket")
-
-
-def _near(frame: pl.LazyFrame, window: int) -> pl.LazyFrame:
-    """Each row three times, in its slot and the two adjacent ones."""
     return (
-        frame.with_columns(_bucket(window))
-        .with_columns(pl.col("_bucket") + pl.lit([-1, 0, 1]))
-        .explode("_bucket")
+        held.filter(
+            (pl.col("app_id") != pl.col("receiving"))
+            & (pl.col("granted_at") <= at)
+            & (pl.col("revoked_at").is_null() | (at < pl.col("revoked_at")))
+        )
+        .select("_m", "app_id")
+        .unique()
     )
-
-
-def _context(
-    found: pl.DataFrame, candidates: pl.DataFrame, deliveries: LoadedInput, window: int
-) -> pl.DataFrame:
-    """The deliveries of the receiving and candidate apps within the collision window of a
-    misdelivery that has a candidate, found by (app, slot)."""
-    possible = found.join(candidates.select("_m").unique(), on="_m", how="semi").filter(
-        pl.col(BACKEND_EVIDENCE).is_not_null()
-    )
-    if not possible.height:
-        # Without a candidate, or a backend, no collision can be shown: skip the scan.
-        return pl.DataFrame(schema=CONTEXT_SCHEMA)
-    times = possible.lazy().select("_m", "delivered_at")
-    apps_at = pl.concat(
-        [
-            possible.lazy().select("app_id", "delivered_at"),
-            candidates.lazy().join(times, on="_m").select("app_id", "delivered_at"),
-        ]
-    )
-    keys = _near(apps_at, window).select("app_id", "_bucket").unique().collect()
-    return nearby(deliveries, keys, window)
 
 
 CONTEXT_SCHEMA: dict[str, pl.DataType] = {
     "event_id": ID(),
     "app_id": ID(),
+    "for_user_id": ID(),
     "delivered_at": TIMESTAMP,
     BACKEND_EVIDENCE: pl.String(),
     **{column: pl.String() for column in ENDPOINT_EVIDENCE},
     "_bucket": pl.Int64(),
 }
+
+
+def _context(
+    possible: pl.DataFrame, candidates: pl.DataFrame, deliveries: LoadedInput, window: int
+) -> pl.DataFrame:
+    """The deliveries of the receiving and candidate apps within the collision window of the
+    misdeliveries that may be collisions."""
+    possible = possible.filter(pl.col(BACKEND_EVIDENCE).is_not_null())
+    if not possible.height:
+        # Without a candidate, or a backend, no collision can be shown: skip the scan.
+        return pl.DataFrame(schema=CONTEXT_SCHEMA)
+    apps_at = pl.concat(
+        [
+            possible.lazy().select("app_id", "delivered_at"),
+            candidates.lazy()
+            .join(possible.lazy().select("_m", "delivered_at"), on="_m")
+            .select("app_id", "delivered_at"),
+        ]
+    )
+    keys = _near(apps_at, window).select("app_id", "_bucket").unique().collect()
+    return nearby(deliveries, keys, window)
 
 
 def nearby(deliveries: LoadedInput, keys: pl.DataFrame, window: int) -> pl.DataFrame:
@@ -242,7 +267,7 @@ def nearby(deliveries: LoadedInput, keys: pl.DataFrame, window: int) -> pl.DataF
     only those rows are read whole; decoding the text evidence of every row would cost
     several times more. Rows are taken whether or not rule 1 rejects them: a row whose app
     and time parse shows the app's traffic."""
-    found = pl.collect_all(
+    numbers = pl.collect_all(
         [
             group.scan()
             .select(ROW, group.column("app_id"), group.column("delivered_at"))
@@ -254,17 +279,14 @@ def nearby(deliveries: LoadedInput, keys: pl.DataFrame, window: int) -> pl.DataF
         engine="streaming",
     )
     frames = []
-    for group, rows in zip(deliveries.groups, found, strict=True):
+    for group, rows in zip(deliveries.groups, numbers, strict=True):
         wanted = pl.col(ROW).is_in(rows[ROW].implode())
         if group.integer("app_id"):
-            # Skip decoding rows of other apps before the row numbers are looked up.
-            raw = pl.col(group.sources["app_id"])
-            apps = (
-                keys["app_id"]
-                .unique()
-                .cast(group.raw_schema[group.sources["app_id"]], strict=False)
-            )
-            wanted = raw.is_in(apps.drop_nulls().implode()) & wanted
+            # Not needed for the answer: an app filter on the raw integers lets the reader
+            # skip decoding the rows of other apps before it looks up the row numbers.
+            raw = group.sources["app_id"]
+            apps = keys["app_id"].unique().cast(group.raw_schema[raw], strict=False)
+            wanted = pl.col(raw).is_in(apps.drop_nulls().implode()) & wanted
         columns = [c for c in CONTEXT_SCHEMA if c in group.sources]
         frames.append(group.scan().filter(wanted).select(*map(group.column, columns)))
     stacked = stack(frames, Input.DELIVERIES).select(c for c in CONTEXT_SCHEMA if c != "_bucket")
@@ -274,66 +296,85 @@ def nearby(deliveries: LoadedInput, keys: pl.DataFrame, window: int) -> pl.DataF
 def _intended(
     found: pl.DataFrame,
     received: pl.DataFrame,
-    candidates: pl.DataFrame,
+    listed: pl.DataFrame,
+    unlisted: pl.DataFrame,
     context: pl.DataFrame,
     window: int,
 ) -> pl.DataFrame:
     """(_m, intended app, candidates, matched endpoint) of the misdeliveries with the shared
-    endpoint signature."""
+    endpoint signature. `listed` holds the candidates with their endpoints in the registry,
+    `unlisted` those whose endpoints only their traffic can tell."""
+    at = _near(
+        found.lazy().select(
+            "_m", "event_id", "app_id", "for_user_id", "delivered_at", BACKEND_EVIDENCE
+        ),
+        window,
+    )
+    within = _gap("delivered_at", "other_at") <= window
+    # Misdeliveries are not an app's own traffic (a retry, or a second leak, is not).
+    traffic = context.join(
+        found.select("event_id", "app_id", "for_user_id", "delivered_at"),
+        on=["event_id", "app_id", "for_user_id", "delivered_at"],
+        how="anti",
+        nulls_equal=True,
+    )
     near = context.lazy().select(
         "app_id",
         "_bucket",
+        "resolved_ip",
+        "webhook_url",
         other_event="event_id",
         other_at="delivered_at",
         other_backend=BACKEND_EVIDENCE,
-        resolved_ip="resolved_ip",
-        webhook_url="webhook_url",
     )
-    at = _near(
-        found.lazy().select("_m", "event_id", "app_id", "delivered_at", BACKEND_EVIDENCE), window
-    )
-    within = _gap("delivered_at", "other_at") <= window
 
-    # The receiving app's own traffic: another event, same backend, within the window.
+    # The receiving app's own traffic from the same backend within the window.
     active = (
-        at.join(near, on=["app_id", "_bucket"])
-        .filter(
-            within
-            & (pl.col("other_backend") == pl.col(BACKEND_EVIDENCE))
-            & (pl.col("other_event") != pl.col("event_id"))
+        at.join(
+            traffic.lazy().select(
+                "app_id", "_bucket", other_at="delivered_at", other_backend=BACKEND_EVIDENCE
+            ),
+            on=["app_id", "_bucket"],
         )
+        .filter(within & (pl.col("other_backend") == pl.col(BACKEND_EVIDENCE)))
         .select("_m")
         .unique()
     )
 
-    # The candidates' deliveries near the misdelivery; where the registry knows no endpoint
-    # of a candidate, these tell where it listened.
+    # The candidates' deliveries near the misdelivery: they rank the candidates, and show
+    # where an unlisted one listened.
+    candidates = pl.concat([listed.select("_m", "app_id"), unlisted]).unique()
     candidate_near = (
         candidates.lazy()
-        .select("_m", "app_id", "_listed")
         .join(at.drop("app_id"), on="_m")
         .join(near, on=["app_id", "_bucket"])
         .filter(within)
     )
-    observed = (
-        app_endpoints(candidate_near.filter(~pl.col("_listed")), "_m")
-        .join(received.lazy(), on=["_m", "ip", "path"])
-        .select("_m", "app_id", "ip", "path")
+    observed = app_endpoints(
+        candidate_near.join(unlisted.lazy(), on=["_m", "app_id"], how="semi"), "_m"
     )
-    listed = candidates.lazy().filter("_listed").select("_m", "app_id", "ip", "path")
-    on_endpoint = pl.concat([listed, observed]).join(active, on="_m", how="semi").unique()
+    on_endpoint = (
+        pl.concat([listed.lazy(), observed.select("_m", "app_id", "ip", "path")])
+        .join(received.lazy(), on=["_m", "ip", "path"], how="semi")
+        .join(active, on="_m", how="semi")
+        .unique()
+    )
 
     # The most likely intended app: it received the same event nearby, then it was active on
-    # the same backend closest in time, then the smallest app_id (for a stable answer).
+    # the same backend closest in time, then the first app_id (for a stable answer).
     same_backend = pl.col("other_backend") == pl.col(BACKEND_EVIDENCE)
     evidence = candidate_near.group_by("_m", "app_id").agg(
         (pl.col("other_event") == pl.col("event_id")).any().alias("_same_event"),
         _gap("delivered_at", "other_at").filter(same_backend).min().alias("_nearest"),
     )
-    ranked = on_endpoint.join(evidence, on=["_m", "app_id"], how="left").sort(
-        ["_m", "_same_event", "_nearest", "app_id", "ip", "path"],
-        descending=[False, True, False, False, False, False],
-        nulls_last=True,
+    ranked = (
+        on_endpoint.join(evidence, on=["_m", "app_id"], how="left")
+        .with_columns(pl.col("_same_event").fill_null(False))
+        .sort(
+            ["_m", "_same_event", "_nearest", "app_id", "ip", "path"],
+            descending=[False, True, False, False, False, False],
+            nulls_last=True,
+        )
     )
     return (
         ranked.group_by("_m", maintain_order=True)
@@ -349,7 +390,6 @@ def _intended(
 
 def endpoints_report(
     explained: pl.DataFrame,
-    found: pl.DataFrame,
     registered: pl.DataFrame,
     context: pl.DataFrame,
     registry: pl.DataFrame | None,
@@ -357,7 +397,7 @@ def endpoints_report(
     """One row per (IP, URL path) shared by two or more apps, with the misdeliveries the
     shared endpoint explains; sorted by IP and path. Apps are placed on endpoints by the
     registry and by the deliveries the scan saw with evidence."""
-    sources = [app_endpoints(found.lazy()), app_endpoints(context.lazy()), registered.lazy()]
+    sources = [app_endpoints(explained.lazy()), app_endpoints(context.lazy()), registered.lazy()]
     members = attribute_developers(pl.concat(sources).unique(), registry)
     shared = (
         members.group_by("ip", "path")
@@ -370,7 +410,7 @@ def endpoints_report(
     collisions = (
         explained.lazy()
         .filter(pl.col(CAUSE) == Cause.SHARED_ENDPOINT_COLLISION.value)
-        .rename({"_ip": "ip", "_path": "path"})
+        .select(*USED, ip="_ip", path="_path")
     )
     leaked = collisions.group_by("ip", "path").agg(
         pl.len().cast(COUNT).alias("misdeliveries"),

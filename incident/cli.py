@@ -179,8 +179,8 @@ def _progress(quiet: bool) -> Iterator[Callable[[str], None]]:
     "formats",
     multiple=True,
     type=click.Choice([f.value for f in ReportFormat]),
-    help="parquet, csv: the users and developers reports; html: also report.html, the whole "
-    "result on one page. Repeatable [default: parquet and csv].",
+    help="parquet, csv: the users, developers and endpoints reports; html: also report.html, "
+    "the whole result on one page. Repeatable [default: parquet and csv].",
 )
 @click.option(
     "--collision-window",
@@ -233,8 +233,14 @@ def scan_command(
         max_rejected=max_rejected,
         formats=_formats(formats),
         attribution=Attribution(
-            collision_window=collision_window or Attribution.collision_window,
-            revocation_grace=revocation_grace or Attribution.revocation_grace,
+            **{
+                name: value
+                for name, value in (
+                    ("collision_window", collision_window),
+                    ("revocation_grace", revocation_grace),
+                )
+                if value is not None  # 0s is a value
+            }
         ),
     )
     with _progress(quiet) as progress:

@@ -56,6 +56,8 @@ class Window:
 
 _DURATION = re.compile(r"^(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|m|min|h)$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "min": 60, "h": 3600}
+# Longer windows or graces mean nothing for deliveries, and would overflow nanoseconds.
+MAX_DURATION = timedelta(days=366)
 
 
 def parse_duration(text: str, option: str) -> timedelta:
@@ -65,7 +67,13 @@ def parse_duration(text: str, option: str) -> timedelta:
         raise ConfigError(
             f"invalid {option} {text!r}: expected a duration such as 6m, 90s, 1h or 500ms"
         )
-    return timedelta(seconds=float(match["amount"]) * _UNITS[match["unit"]])
+    try:
+        duration = timedelta(seconds=float(match["amount"]) * _UNITS[match["unit"]])
+    except OverflowError:
+        duration = MAX_DURATION * 2
+    if duration > MAX_DURATION:
+        raise ConfigError(f"invalid {option} {text!r}: expected at most {MAX_DURATION.days} days")
+    return duration
 
 
 @dataclass(frozen=True)
@@ -82,8 +90,10 @@ class Attribution:
             ("--collision-window", self.collision_window),
             ("--revocation-grace", self.revocation_grace),
         ):
-            if value < timedelta(0):
-                raise ConfigError(f"{option}: expected a duration of 0 or more, got {value}")
+            if not timedelta(0) <= value <= MAX_DURATION:
+                raise ConfigError(
+                    f"{option}: expected a duration from 0 to {MAX_DURATION.days} days, got {value}"
+                )
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ import polars as pl
 from incident.errors import ConfigError, IncidentError
 from incident.load import _as_text
 from incident.report import ISO_UTC
-from incident.result import LIST_SEPARATOR, Report, read_report, read_summary
+from incident.result import LIST_SEPARATOR, Report, has_report, read_report, read_summary
 
 MIN_KEY_BYTES = 32
 PSEUDONYM_HEX_DIGITS = 32
@@ -345,6 +345,8 @@ def export_result(
         if report is Report.MISDELIVERIES
         else read_report(result, report)
         for report in EXPORTED
+        # A result written before attribution has no endpoints report.
+        if report is not Report.ENDPOINTS or has_report(result, report)
     }
     pairs = None
     if key is not None:

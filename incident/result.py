@@ -2,9 +2,9 @@
 
 Every command that reads an earlier result (`diff`, `export`, `notify`, `report`) reads it
 here, so that each refuses a directory that is not a result with the same words, and reads a
-report the same way: from its Parquet file, or, for the users and developers reports of a scan
-run with `--format csv` only, from its CSV, every column parsed back to the type the Parquet
-report holds (IDs stay text, `;`-joined lists become lists, times end in `Z`).
+report the same way: from its Parquet file, or, for the users, developers and endpoints
+reports of a scan run with `--format csv` only, from its CSV, every column parsed back to the
+type the Parquet report holds (IDs stay text, `;`-joined lists become lists, times end in `Z`).
 
 Every error is an `InputError` that names the directory or the file.
 """
@@ -28,6 +28,10 @@ SUMMARY = "summary.json"
 LIST_SEPARATOR = ";"
 # In a CSV report a list cell is `;`-joined: splitting it back needs IDs without `;`. Each list
 # column, and the misdeliveries column that holds the IDs it lists.
+# Report columns added after the first results were written: read as null from older ones.
+ADDED_LATER = frozenset({"intended_developer_ids"})
+# A list and the column that counts its IDs: a CSV list split wrong would not match.
+_COUNTED_LISTS = {"app_ids": "apps", "developer_ids": "developers"}
 _LIST_IDS = {
     "developer_ids": "developer_id",
     "app_ids": "app_id",
@@ -105,7 +109,7 @@ def read_summary(result: Path, require: Iterable[str] = ()) -> dict[str, Any]:
 
 
 def report_path(result: Path, report: Report) -> Path:
-    """The report's Parquet file, else its CSV (users and developers of a scan run with
+    """The report's Parquet file, else its CSV (users, developers, endpoints of a scan run with
     `--format csv` only); `InputError` naming the directory when it has neither."""
     extensions = ("parquet", "csv") if report.schema is not None else ("parquet",)
     for extension in extensions:
@@ -114,6 +118,15 @@ def report_path(result: Path, report: Report) -> Path:
             return path
     files = " or ".join(f"{report.value}.{extension}" for extension in extensions)
     raise _incomplete(Path(result), f"no {files}")
+
+
+def has_report(result: Path, report: Report) -> bool:
+    """True when the result holds the report, in Parquet or CSV."""
+    try:
+        report_path(result, report)
+    except InputError:
+        return False
+    return True
 
 
 def _check_columns(
@@ -131,8 +144,9 @@ def _read_parquet(path: Path, report: Report, columns: Sequence[str] | None) -> 
     try:
         if columns is None:
             return frame.collect()
-        _check_columns(path, report, frame.collect_schema().names(), columns)
-        return frame.select(columns).collect()
+        present = frame.collect_schema().names()
+        _check_columns(path, report, present, (c for c in columns if c not in ADDED_LATER))
+        return frame.select(c for c in columns if c in present).collect()
     except (OSError, pl.exceptions.PolarsError) as error:
         raise InputError(f"{path}: not a readable {report} report ({_detail(error)})") from None
 
@@ -144,8 +158,8 @@ def _read_csv(path: Path, report: Report, columns: Sequence[str]) -> pl.DataFram
         text = pl.read_csv(path, infer_schema=False)
     except (OSError, pl.exceptions.PolarsError) as error:
         raise InputError(f"{path}: not a readable {report} report ({_detail(error)})") from None
-    _check_columns(path, report, text.columns, columns)
-    return text.select(columns)
+    _check_columns(path, report, text.columns, (c for c in columns if c not in ADDED_LATER))
+    return text.select(c for c in columns if c in text.columns)
 
 
 def _check_lists_split(result: Path, path: Path, schema: dict[str, pl.DataType]) -> None:
@@ -196,7 +210,10 @@ def read_report(result: Path, report: Report, columns: Sequence[str] | None = No
         frame = _read_parquet(path, report, list(schema))
     try:
         frame = frame.select(
-            _typed(name, dtype, from_text).alias(name) for name, dtype in schema.items()
+            _typed(name, dtype, from_text).alias(name)
+            if name in frame.columns
+            else pl.lit(None, dtype).alias(name)  # a result written before the column was
+            for name, dtype in schema.items()
         )
     except pl.exceptions.PolarsError as error:
         raise InputError(
@@ -205,4 +222,10 @@ def read_report(result: Path, report: Report, columns: Sequence[str] | None = No
     key = KEYS.get(report)
     if key is not None and frame[key].is_duplicated().any():
         raise InputError(f"{path}: {key} is not unique; not a report written by incident")
+    for lists, count in _COUNTED_LISTS.items():
+        if {lists, count} <= set(frame.columns) and (frame[lists].list.len() != frame[count]).any():
+            raise InputError(
+                f"{path}: {lists} do not match {count}; an ID holds {LIST_SEPARATOR!r}, so the "
+                "lists cannot be split; re-run the scan with --format parquet"
+            )
     return frame.select(columns) if columns is not None else frame

@@ -21,7 +21,7 @@ SECOND = timedelta(seconds=1)
 MINUTE = timedelta(minutes=1)
 
 # Apps 10 (A) and 20 (B) share IP and path: the incident's pre-condition. 30 shares the IP with
-# another path, 40 the path on another IP; 50 (E) shares A's endpoint too.
+# another path, 40 the path on another IP; 50 (E) and 60 (F) share A's endpoint too.
 APPS = [
     {
         "app_id": 10,
@@ -51,6 +51,12 @@ APPS = [
         "app_id": 50,
         "developer_id": "devE",
         "webhook_url": "https://e.example/hook?x=1",
+        "resolved_ip": IP,
+    },
+    {
+        "app_id": 60,
+        "developer_id": "devF",
+        "webhook_url": "http://f.example/hook",
         "resolved_ip": IP,
     },
 ]
@@ -126,10 +132,10 @@ def test_a_shared_endpoint_collision_names_the_intended_app_and_developer(run_sc
         {
             "resolved_ip": IP,
             "url_path": "/hook",
-            "apps": 3,
-            "app_ids": ["10", "20", "50"],
-            "developers": 3,
-            "developer_ids": ["devA", "devB", "devE"],
+            "apps": 4,
+            "app_ids": ["10", "20", "50", "60"],
+            "developers": 4,
+            "developer_ids": ["devA", "devB", "devE", "devF"],
             "misdeliveries": 1,
             "events": 1,
             "users_exposed": 2,  # the subscriber and the other party of the DM
@@ -360,3 +366,64 @@ def test_cli_durations_and_unexplained_first(tmp_path: Any) -> None:
         "shared_endpoint_collision",
     ]
     assert '"collision_window_seconds": 180' in (tmp_path / "o" / "summary.json").read_text()
+
+
+def test_input_columns_named_like_working_columns_pass_through(run_scan: ScanFn) -> None:
+    odd = {"path": "/x", "ip": "1.2.3.4", "_m": 7, "_lag": True, "_ip": "x", "_path": "y"}
+    rows = [row | odd for row in collision()]
+    result = run_scan(rows, GRANTS, APPS)
+    assert explained(result)[0]["cause"] == "shared_endpoint_collision"
+    assert result.misdeliveries.select(list(odd)).to_dicts() == [odd]
+    endpoints = pl.read_parquet(result.out / "endpoints.parquet")
+    assert endpoints["misdeliveries"].to_list() == [1]
+
+
+def test_zero_durations_are_values(tmp_path: Any) -> None:
+    logs = tmp_path / "logs"
+    write(collision(), logs / "deliveries.parquet")
+    write(GRANTS, logs / "authorizations.parquet")
+    write(APPS, logs / "apps.parquet")
+    out = tmp_path / "o"
+    args = ["scan", str(logs), "--out", str(out), "-q", "--json"]
+    zero = CliRunner().invoke(cli, [*args, "--collision-window", "0s", "--revocation-grace", "0s"])
+    assert zero.exit_code == ExitCode.OK, zero.stderr
+    assert '"collision_window_seconds": 0,' in zero.stdout
+    assert '"revocation_grace_seconds": 0,' in zero.stdout
+    assert '"unexplained"' in zero.stdout and "shared_endpoint_collision" not in zero.stdout
+    huge = CliRunner().invoke(cli, [*args, "--collision-window", "99999999999999h"])
+    assert huge.exit_code == ExitCode.USAGE_ERROR
+    assert "expected at most 366 days" in huge.stderr
+
+
+def test_a_candidate_without_nearby_traffic_is_not_ranked_below_one_with_other_traffic(
+    run_scan: ScanFn,
+) -> None:
+    # 10 and 60 both qualify; 60 was active, but on another backend: no evidence for either.
+    rows = [collision()[0], sent(600, T - MINUTE, 60, 3, "h2"), collision()[2]]
+    grants = [*GRANTS, grant(1, 60), grant(3, 60)]
+    row = explained(run_scan(rows, grants, APPS))[0]
+    assert (row["intended_app_id"], row["intended_app_candidates"]) == ("10", 2)
+
+
+def test_misdeliveries_are_not_the_receiving_apps_own_traffic(run_scan: ScanFn) -> None:
+    # App 20 has no authorized traffic at all: its two misdeliveries do not vouch for each other.
+    rows = [sent(101, T, 20, 1), sent(102, T + MINUTE, 20, 1)]
+    assert [r["cause"] for r in explained(run_scan(rows, GRANTS, APPS))] == [
+        "unexplained",
+        "unexplained",
+    ]
+
+
+def test_the_same_event_delivered_for_the_receiving_apps_own_user_is_its_traffic(
+    run_scan: ScanFn,
+) -> None:
+    # A DM between users 2 and 1: app 20 gets it for its own user 2, and wrongly for user 1.
+    rows = [sent(101, T, 20, 2), sent(101, T, 10, 1), sent(101, T + SECOND, 20, 1)]
+    row = explained(run_scan(rows, GRANTS, APPS))[0]
+    assert (row["cause"], row["intended_app_id"]) == ("shared_endpoint_collision", "10")
+
+
+def test_a_backend_column_without_values_is_missing_evidence(run_scan: ScanFn) -> None:
+    rows = [row | {"backend_host": None} for row in collision()]
+    result = run_scan(rows, GRANTS, APPS)
+    assert result.summary["attribution"]["evidence_missing"] == ["deliveries.backend_host"]

@@ -9,8 +9,11 @@ import polars as pl
 import pytest
 
 from incident.config import ReportFormat
+from incident.diff import diff_results
 from incident.errors import InputError
+from incident.export import ExportFormat, export_result
 from incident.report import write_table
+from incident.report.html import render_html
 from incident.result import SCHEMAS, Report, read_report, read_summary, report_path
 from tests.conftest import ScanFn, delivery, grant, utc
 
@@ -155,11 +158,13 @@ def test_a_csv_only_result_reads_back_equal_to_the_parquet_one(run_scan: ScanFn)
 
 def test_an_empty_list_survives_the_csv(run_scan: ScanFn) -> None:
     out = scanned(run_scan, ReportFormat.PARQUET)
+    zoe = pl.col("user_id") == "Zoë"
     users = read_report(out, Report.USERS).with_columns(
-        pl.when(pl.col("user_id") == "Zoë")
+        pl.when(zoe)
         .then(pl.lit([], pl.List(pl.String)))
-        .otherwise(pl.col("developer_ids"))
-        .alias("developer_ids")
+        .otherwise("developer_ids")
+        .alias("developer_ids"),
+        pl.when(zoe).then(0).otherwise("developers").alias("developers"),
     )
     (out / "users.parquet").unlink()
     write_table(users, out, "users", (ReportFormat.CSV,))
@@ -239,4 +244,48 @@ def test_broken_reports_are_named(run_scan: ScanFn) -> None:
     (out / "users.csv").write_text(csv.replace("2018-03-01T09:00:00Z", "yesterday", 1))
     assert with_reason(
         refusal(out, Report.USERS), f"{out / 'users.csv'}: unexpected values in the users report"
+    )
+
+
+# Results written before attribution
+
+
+def test_a_result_from_before_attribution_is_still_read(
+    run_scan: ScanFn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = scanned(run_scan, ReportFormat.PARQUET, ReportFormat.CSV)
+    new = scanned(run_scan, ReportFormat.PARQUET, ReportFormat.CSV)
+    for name in ("endpoints.parquet", "endpoints.csv"):
+        (old / name).unlink()
+    developers = pl.read_parquet(old / "developers.parquet").drop("intended_developer_ids")
+    developers.write_parquet(old / "developers.parquet")
+    read_back = read_report(old, Report.DEVELOPERS)
+    assert read_back["intended_developer_ids"].null_count() == read_back.height
+    assert read_back.drop("intended_developer_ids").equals(developers)
+
+    monkeypatch.chdir(tmp_path)
+    exported = export_result(old, Path("shared"), ExportFormat.CSV)
+    assert [p.name for p in exported] == ["users.csv", "developers.csv", "misdeliveries.csv"]
+    assert "<html" in render_html(old)
+    changes = diff_results(old, new)
+    assert changes.developers["columns"].to_list() == [["intended_developer_ids"]] * 2
+
+
+def test_a_semicolon_in_an_endpoint_list_of_a_csv_result_is_refused(run_scan: ScanFn) -> None:
+    apps = [
+        *APPS,
+        {
+            "app_id": "4;0",
+            "developer_id": "d",
+            "webhook_url": "https://c/hook",
+            "resolved_ip": "192.0.2.7",
+        },
+    ]
+    apps = [{**app, "app_id": str(app["app_id"])} for app in apps]
+    out = run_scan(DELIVERIES, GRANTS, apps, formats=(ReportFormat.CSV,)).out
+    with pytest.raises(InputError) as raised:
+        read_report(out, Report.ENDPOINTS)
+    assert message(raised) == (
+        f"{out / 'endpoints.csv'}: app_ids do not match apps; an ID holds ';', so the lists "
+        "cannot be split; re-run the scan with --format parquet"
     )
