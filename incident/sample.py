@@ -2,14 +2,19 @@
 
 `generate_sample` writes a data set in the layout `incident scan DIR` reads (DESIGN.md):
 hive-partitioned `deliveries/`, `authorizations.parquet`, `apps.parquet`, plus
-`truth.parquet`, the misdeliveries a correct scan of the default window must report.
+`truth.parquet`, the misdeliveries a correct scan of the default window must report, each
+labelled with the mechanism that produced it (`cause`) and, for a collision, `intended_app_id`.
 
 The population mimics the 2017-2018 incident: users authorize a few apps (with revocations,
 re-grants and duplicate grant rows), apps belong to developers and some share a webhook IP
 and path, events fan out to every authorized app of every party, failed calls are retried,
 and a small number of deliveries are misrouted to apps that held no grant at that instant.
-Everything is vectorised with numpy; the only Python loops run over batches and day
-partitions. The same `(deliveries, seed)` gives byte-identical files.
+About a third of the misroutes follow the incident's bug: an event meant for app A also
+reaches app B on the same IP and URL path, while B has its own traffic from the same backend
+host a few minutes earlier (`shared_endpoint_collision`). Some arrive within minutes of a
+revocation (`revocation_lag`); the rest have no mechanism (`unexplained`). Everything is
+vectorised with numpy; the only Python loops run over batches and day partitions. The same
+`(deliveries, seed)` gives byte-identical files.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ __all__ = ["DELIVERY_WRITE_OPTIONS", "TABLE_WRITE_OPTIONS", "SampleSummary", "ge
 
 I64 = npt.NDArray[np.int64]
 I8 = npt.NDArray[np.int8]
+I32 = npt.NDArray[np.int32]
 F64 = npt.NDArray[np.float64]
 Bool = npt.NDArray[np.bool_]
 
@@ -71,6 +77,24 @@ INJECTED_MIX = (0.30, 0.15, 0.25, 0.20, 0.10)
 
 COVERED, NO_GRANT, AFTER_REVOCATION, BEFORE_GRANT = range(4)
 REASONS = ("covered", "no_grant", "after_revocation", "before_grant")
+
+CAUSES = ("shared_endpoint_collision", "revocation_lag", "unexplained")
+COLLISION, LAG, UNEXPLAINED = range(3)
+NO_CAUSE = -1  # authorized rows
+# Base misroutes by mechanism, as shares of all of them; no_grant to a random or neighbouring
+# app makes up the rest.
+COLLISION_SHARE, LAG_SHARE, LATE_SHARE, BEFORE_SHARE = 0.38, 0.15, 0.12, 0.12
+MINUTE = 60 * SECOND
+# A scan's default grace: a delivery at most this long after a revocation is lag. Lag is
+# injected within MAX_LAG so that its retries (at most 30 s later) stay inside the grace;
+# other deliveries after a revocation come more than MIN_LATE after the last one.
+REVOCATION_GRACE = 5 * MINUTE
+MAX_LAG = 270 * SECOND
+MIN_LATE = 10 * MINUTE
+# A collision's receiving app has its own delivery this long before the misroute, from the
+# same backend host: inside the 6-minute period of the published mechanism, retries included.
+TRIGGER_LEAD = (10 * SECOND, 5 * MINUTE)
+TRIGGER_TRIES = 8  # random grants of the receiving app tried for the trigger's user
 
 # Grant shapes per (user, app) key: most keys hold a single row.
 SINGLE, REGRANT, OVERLAP, DUPLICATE, ZERO_LENGTH = range(5)
@@ -198,6 +222,12 @@ def _population(rng: np.random.Generator, n_deliveries: int) -> _Population:
     registered[rng.choice(n_apps, max(2, n_apps // 250), replace=False)] = False
     # Unregistered apps hold no grants, so every delivery they receive is a misdelivery.
     grant_w = np.where(registered, popularity, 0.0)
+    # Collisions need two registered apps on one endpoint (IP and path); when a small
+    # population has none, the two most popular share one.
+    reg = np.flatnonzero(registered)
+    if np.unique(app_ip[reg] * len(URL_PATHS) + app_path[reg]).size == reg.size:
+        a, b = reg[np.argsort(-popularity[reg], kind="stable")[:2]]
+        app_ip[b], app_path[b] = app_ip[a], app_path[a]
 
     ip_order = np.argsort(app_ip, kind="stable").astype(np.int64)
     ip_pos = np.empty(n_apps, dtype=np.int64)
@@ -372,24 +402,30 @@ def _expand(starts: I64, counts: I64) -> tuple[I64, I64]:
     return parent, np.arange(parent.size, dtype=np.int64) - first[parent] + starts[parent]
 
 
-def _classify(grants: _Grants, n_apps: int, user: I64, app: I64, t: I64) -> I8:
-    """Rule 3 of DESIGN.md against all grant rows of each (user, app): a status code.
+def _classify(grants: _Grants, n_apps: int, user: I64, app: I64, t: I64) -> tuple[I8, I64]:
+    """Rule 3 of DESIGN.md against all grant rows of each (user, app): a status code, and the
+    latest revocation at or before `t` (-1 if none), which tells revocation lag apart.
 
     Used to accept or reject generated candidates; truth.parquet is computed separately.
     """
     status = np.full(user.size, NO_GRANT, dtype=np.int8)
+    last_end = np.full(user.size, -1, dtype=np.int64)
     if grants.key_code.size == 0 or user.size == 0:
-        return status
+        return status, last_end
     code = user * n_apps + app
     k = np.minimum(np.searchsorted(grants.key_code, code), grants.key_code.size - 1)
     idx = np.flatnonzero(grants.key_code[k] == code)
-    parent, gi = _expand(grants.key_start[k[idx]], grants.key_count[k[idx]])
+    counts = grants.key_count[k[idx]]
+    parent, gi = _expand(grants.key_start[k[idx]], counts)
     tt = t[idx][parent]
     covers = (grants.start[gi] <= tt) & (tt < grants.end[gi])
     covered = np.bincount(parent, weights=covers, minlength=idx.size) > 0
-    ended = np.bincount(parent, weights=grants.end[gi] <= tt, minlength=idx.size) > 0
+    if idx.size:  # every key has a row, so each parent's rows start at its cumulative count
+        ended_at = np.where(grants.end[gi] <= tt, grants.end[gi], -1)
+        last_end[idx] = np.maximum.reduceat(ended_at, np.cumsum(counts) - counts)
+    ended = last_end[idx] >= 0
     status[idx] = np.where(covered, COVERED, np.where(ended, AFTER_REVOCATION, BEFORE_GRANT))
-    return status
+    return status, last_end
 
 
 # --------------------------------------------------------------------------- events and rows
@@ -421,6 +457,9 @@ class _Rows:
     grant: I64  # the grant row that covered the event, or -1 for misroutes
     injected: Bool
     intended: I8  # reason a base misroute was built for; -1 for derived rows
+    cause: I8  # CAUSES index of a misroute (retries keep it); NO_CAUSE if authorized
+    intended_app: I32  # the app a collision's event was meant for; -1 otherwise
+    trigger: Bool  # a collision's receiving-app activity: never dropped as surplus
     attempt: I8
     http: npt.NDArray[np.int32]
 
@@ -445,8 +484,19 @@ def _concat_events(parts: Sequence[_Events]) -> _Events:
 
 
 def _new_rows(
-    ev: I64, user: I64, app: I64, t: I64, grant: I64, injected: bool, intended: I8 | None = None
+    ev: I64,
+    user: I64,
+    app: I64,
+    t: I64,
+    grant: I64,
+    injected: bool,
+    intended: I8 | None = None,
+    *,
+    cause: I8 | None = None,
+    intended_app: I32 | None = None,
+    trigger: bool = False,
 ) -> _Rows:
+    """Rows of one kind; a misroute's cause defaults to unexplained."""
     n = ev.size
     return _Rows(
         ev=ev,
@@ -456,6 +506,11 @@ def _new_rows(
         grant=grant,
         injected=np.full(n, injected, dtype=np.bool_),
         intended=np.full(n, -1, dtype=np.int8) if intended is None else intended,
+        cause=np.full(n, UNEXPLAINED if injected else NO_CAUSE, dtype=np.int8)
+        if cause is None
+        else cause,
+        intended_app=np.full(n, -1, dtype=np.int32) if intended_app is None else intended_app,
+        trigger=np.full(n, trigger, dtype=np.bool_),
         attempt=np.zeros(n, dtype=np.int8),
         http=np.full(n, 200, dtype=np.int32),
     )
@@ -534,21 +589,33 @@ def _attempts(rng: np.random.Generator, rows: _Rows) -> tuple[_Rows, _Rows]:
 
 
 def _consistent(grants: _Grants, n_apps: int, rows: _Rows) -> Bool:
-    """Which rows have the status they were built to have; the others are dropped.
+    """Which rows have the status and cause they were built to have; the others are dropped.
 
-    Latency or a retry delay can push an authorized delivery past its grant's end, or a
-    misroute into a grant. Dropping those keeps every authorized row strictly covered and
-    every injected row a misdelivery (of its intended reason, for base misroutes).
+    Latency or a retry delay can push an authorized delivery past its grant's end, a
+    misroute into a grant, or a collision's retry past the intended app's grant. Dropping
+    those keeps every authorized row strictly covered, every injected row a misdelivery (of
+    its intended reason, for base misroutes), and each label true: a collision's intended
+    app covered, and lag exactly for the rows labelled so.
     """
     # An authorized row's grant covered its event; the row is at or after the event, so that
     # grant still covers it while it is before the grant's end. (Rows covered only by another
     # overlapping grant are dropped too, which is harmless.)
     keep = (rows.t < LOG_END) & (rows.t < grants.end[np.maximum(rows.grant, 0)])
     inj = np.flatnonzero(rows.injected)
-    status = _classify(grants, n_apps, rows.user[inj], rows.app[inj], rows.t[inj])
+    user, t, cause = rows.user[inj], rows.t[inj], rows.cause[inj]
+    status, last_end = _classify(grants, n_apps, user, rows.app[inj], t)
     intended = rows.intended[inj]
+    lag = (status == AFTER_REVOCATION) & (t - last_end <= REVOCATION_GRACE)
+    meant = np.ones(inj.size, dtype=np.bool_)  # a collision's intended app holds a grant
+    col = np.flatnonzero(cause == COLLISION)
+    intended_app = rows.intended_app[inj][col].astype(np.int64)
+    meant[col] = _classify(grants, n_apps, user[col], intended_app, t[col])[0] == COVERED
     keep[inj] = (
-        (rows.t[inj] < LOG_END) & (status != COVERED) & ((intended < 0) | (status == intended))
+        (t < LOG_END)
+        & (status != COVERED)
+        & ((intended < 0) | (status == intended))
+        & (lag == (cause == LAG))
+        & meant
     )
     return keep
 
@@ -596,6 +663,52 @@ def _normal_batch(
 # --------------------------------------------------------------------------- misroutes
 
 
+@dataclass(frozen=True)
+class _Bases:
+    """Base misroutes, one event each: for whom, to which app, when, and how each was built."""
+
+    user: I64
+    app: I64  # the receiving app
+    t_event: I64
+    t: I64  # when the misroute is delivered: at its event, or a latency after it
+    reason: I8  # the rule-3 status it was built to have
+    cause: I8
+    intended_app: I32  # the app a collision's event was meant for; -1 otherwise
+
+    @property
+    def size(self) -> int:
+        return int(self.user.size)
+
+
+def _bases(user: I64, app: I64, t: I64, reason: int, cause: int) -> _Bases:
+    """Bases of one reason and cause, delivered at the instant of their event."""
+    n = user.size
+    return _Bases(
+        user=user,
+        app=app,
+        t_event=t,
+        t=t,
+        reason=np.full(n, reason, dtype=np.int8),
+        cause=np.full(n, cause, dtype=np.int8),
+        intended_app=np.full(n, -1, dtype=np.int32),
+    )
+
+
+def _concat_bases(parts: Sequence[_Bases]) -> _Bases:
+    return _Bases(
+        **{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(_Bases)}
+    )
+
+
+@dataclass(frozen=True)
+class _Triggers:
+    """Per collision, the receiving app's own delivery shortly before the misroute."""
+
+    grant: I64  # the grant row it is delivered under: its user and (receiving) app
+    t_event: I64
+    t: I64
+
+
 def _outside_window_times(rng: np.random.Generator, n: int) -> I64:
     """Uniform over the logs minus the default window."""
     before = WINDOW_SINCE - LOG_START
@@ -615,23 +728,122 @@ def _first(mask: Bool, k: int) -> I64:
     return np.flatnonzero(mask)[:k]
 
 
-def _misroute_candidates(
+def _collisions(
     rng: np.random.Generator, pop: _Population, grants: _Grants, k: int
-) -> tuple[I64, I64, I64, I8]:
-    """(user, app, time, reason) of base misroutes, each checked against rule 3."""
-    n_apps = pop.n_apps
-    k_no_grant = max(1, round(k * 0.45))
-    k_after = max(1, round(k * 0.35))
-    k_before = max(1, k - k_no_grant - k_after)
+) -> tuple[_Bases, _Triggers]:
+    """Up to `k` base misroutes by the incident's bug, each with its trigger.
 
-    # no_grant: the event of a user who authorized app A goes to an app B sharing A's IP
-    # (the incident's bug), else to a random app; the first few go to unregistered apps.
+    User u's event, meant for app A (u's grant of A covers it), also reaches app B, which
+    has A's IP and URL path and no grant of u covering that instant. The bug needs B to be
+    active on the same backend host: the trigger is a delivery to B for another user whose
+    grant of B covers it, TRIGGER_LEAD before the misroute. Only apps with grants (so with
+    users, and registered) take part; where no two of them share an endpoint, none happen.
+    """
+    n_apps = pop.n_apps
+    # Apps with grants grouped by endpoint, so that B is drawn among A's partners.
+    endpoint = pop.app_ip * len(URL_PATHS) + pop.app_path
+    app_count = np.bincount(grants.app, minlength=n_apps)
+    members = np.flatnonzero(app_count > 0)
+    order = members[np.argsort(endpoint[members], kind="stable")]
+    lo = np.searchsorted(endpoint[order], endpoint, side="left")
+    size = np.searchsorted(endpoint[order], endpoint, side="right") - lo
+    pos = np.zeros(n_apps, dtype=np.int64)
+    pos[order] = np.arange(order.size)
+    eligible = np.flatnonzero((size[grants.app] > 1) & (grants.anchor_span > 0))
+    if k == 0 or eligible.size == 0:
+        none = np.zeros(0, dtype=np.int64)
+        return _bases(none, none, none, NO_GRANT, COLLISION), _Triggers(none, none, none)
+
+    # The event happens while u's grant of A is active, mostly inside the window (a grant
+    # entirely outside it gives an uncovered instant, which the checks below reject).
+    m = 8 * k + 64
+    ga = eligible[rng.integers(0, eligible.size, m)]
+    user, a = grants.user[ga], grants.app[ga]
+    lo_t, hi_t = grants.anchor_lo[ga], grants.anchor_lo[ga] + grants.anchor_span[ga]
+    in_window = rng.random(m) < 0.9
+    lo_t = np.where(in_window, np.maximum(lo_t, WINDOW_SINCE), lo_t)
+    hi_t = np.where(in_window, np.minimum(hi_t, WINDOW_UNTIL), hi_t)
+    t_event = lo_t + rng.integers(0, np.maximum(hi_t - lo_t, 1))
+    t = t_event + _latency(rng, m)
+    b = order[lo[a] + (pos[a] - lo[a] + rng.integers(1, size[a])) % size[a]]
+    status, last_end = _classify(grants, n_apps, user, b, t)
+    # Not also revocation lag of (u, B): each misroute has one mechanism.
+    lag = (status == AFTER_REVOCATION) & (t - last_end <= REVOCATION_GRACE)
+    meant = _classify(grants, n_apps, user, a, t)[0] == COVERED
+
+    # The trigger's user: the first of a few random grants of B that covers the trigger's
+    # event and delivery and is not u's.
+    by_app = np.argsort(grants.app, kind="stable")
+    app_lo = np.cumsum(app_count) - app_count
+    offset = rng.integers(0, app_count[b][:, None], (m, TRIGGER_TRIES))
+    tries = by_app[app_lo[b][:, None] + offset]
+    trigger_t = t - rng.integers(TRIGGER_LEAD[0], TRIGGER_LEAD[1] + 1, m)
+    trigger_event = trigger_t - _latency(rng, m)
+    fits = (
+        (grants.start[tries] <= trigger_event[:, None])
+        & (trigger_t[:, None] < grants.end[tries])
+        & (grants.user[tries] != user[:, None])
+    )
+    trigger_grant = tries[np.arange(m), fits.argmax(axis=1)]
+
+    ok = meant & (status != COVERED) & ~lag & fits.any(axis=1)
+    pick = _first(ok & (t < LOG_END) & (trigger_event >= LOG_START), k)
+    bases = _Bases(
+        user=user[pick],
+        app=b[pick],
+        t_event=t_event[pick],
+        t=t[pick],
+        reason=status[pick],
+        cause=np.full(pick.size, COLLISION, dtype=np.int8),
+        intended_app=a[pick].astype(np.int32),
+    )
+    triggers = _Triggers(trigger_grant[pick], trigger_event[pick], trigger_t[pick])
+    return bases, triggers
+
+
+def _after_revocation(
+    rng: np.random.Generator, pop: _Population, grants: _Grants, k: int, late: bool
+) -> _Bases:
+    """Up to `k` deliveries after a revocation and before any re-grant of the key: within
+    MAX_LAG of it, some at the very instant (revocation lag), or, `late`, more than MIN_LATE
+    after the key's last revocation (unexplained)."""
+    revoked = np.flatnonzero((grants.end >= LOG_START) & (grants.end < LOG_END))
+    m = 4 * k + 32
+    row = revoked[rng.integers(0, revoked.size, m)] if revoked.size else np.zeros(0, dtype=np.int64)
+    m = row.size
+    if late:
+        delta = _duration(rng, m, 20, MIN_LATE // SECOND + 1) + rng.integers(0, SECOND, m)
+    else:
+        delta = np.where(rng.random(m) < 0.2, 0, rng.integers(1, MAX_LAG + 1, m))
+    user, app, t = grants.user[row], grants.app[row], grants.end[row] + delta
+    status, last_end = _classify(grants, pop.n_apps, user, app, t)
+    # Another row of the key may have been revoked later than this one, closer to t.
+    timely = (t - last_end > MIN_LATE) if late else (t - last_end <= MAX_LAG)
+    pick = _first((status == AFTER_REVOCATION) & (t < LOG_END) & timely, k)
+    return _bases(user[pick], app[pick], t[pick], AFTER_REVOCATION, UNEXPLAINED if late else LAG)
+
+
+def _misroute_candidates(
+    rng: np.random.Generator, pop: _Population, grants: _Grants, k: int, n_collisions: int
+) -> _Bases:
+    """The base misroutes besides the `n_collisions` collisions, about `k` in all with them
+    (at least one of each kind), each checked against rule 3."""
+    n_apps = pop.n_apps
+    k_lag = max(1, round(k * LAG_SHARE))
+    k_late = max(1, round(k * LATE_SHARE))
+    k_before = max(1, round(k * BEFORE_SHARE))
+    k_no_grant = max(1, k - n_collisions - k_lag - k_late - k_before)
+
+    # no_grant: the event of a user who authorized app A goes to an app on A's IP with
+    # another path (a neighbour, without the bug's signature), else to a random app; the
+    # first few go to unregistered apps.
     m = 4 * k_no_grant + 32
     key = rng.integers(0, grants.key_code.size, m)
     user, via = grants.key_code[key] // n_apps, grants.key_code[key] % n_apps
     app = _shared_ip_neighbour(rng, pop, via)
     random_app = rng.choice(n_apps, m, p=pop.pick_p).astype(np.int64)
-    app = np.where((app < 0) | (rng.random(m) < 0.3), random_app, app)
+    same_path = pop.app_path[app] == pop.app_path[via]
+    app = np.where((app < 0) | same_path | (rng.random(m) < 0.3), random_app, app)
     unregistered = np.flatnonzero(~pop.registered)
     n_forced = max(unregistered.size, math.ceil(0.12 * k_no_grant))
     app[:n_forced] = unregistered[np.arange(n_forced) % unregistered.size]
@@ -642,19 +854,11 @@ def _misroute_candidates(
     )
     # Exactly on the window bounds: `since` is inside, `until` is outside.
     t[0], t[1] = WINDOW_SINCE, WINDOW_UNTIL
-    pick = _first(_classify(grants, n_apps, user, app, t) == NO_GRANT, k_no_grant)
-    ng = (user[pick], app[pick], t[pick])
+    pick = _first(_classify(grants, n_apps, user, app, t)[0] == NO_GRANT, k_no_grant)
+    ng = _bases(user[pick], app[pick], t[pick], NO_GRANT, UNEXPLAINED)
 
-    # after_revocation: after a revocation (sometimes exactly at revoked_at), before any re-grant.
-    revoked = np.flatnonzero((grants.end >= LOG_START) & (grants.end < LOG_END))
-    m = 4 * k_after + 32
-    row = revoked[rng.integers(0, revoked.size, m)] if revoked.size else np.zeros(0, dtype=np.int64)
-    m = row.size
-    delta = np.where(rng.random(m) < 0.15, 0, _duration(rng, m, 20, 1) + rng.integers(0, SECOND, m))
-    t = grants.end[row] + delta
-    status = _classify(grants, n_apps, grants.user[row], grants.app[row], t)
-    pick = _first((status == AFTER_REVOCATION) & (t < LOG_END), k_after)
-    ar = (grants.user[row][pick], grants.app[row][pick], t[pick])
+    lag = _after_revocation(rng, pop, grants, k_lag, late=False)
+    late = _after_revocation(rng, pop, grants, k_late, late=True)
 
     # before_grant: shortly before the first grant of a key that starts inside the logs.
     later = np.flatnonzero(grants.start[grants.key_start] > LOG_START + DAY)
@@ -663,63 +867,85 @@ def _misroute_candidates(
     m = key.size
     row = grants.key_start[key]
     t = grants.start[row] - _duration(rng, m, 20, 1) + rng.integers(0, SECOND, m)
-    status = _classify(grants, n_apps, grants.user[row], grants.app[row], t)
+    status = _classify(grants, n_apps, grants.user[row], grants.app[row], t)[0]
     pick = _first((status == BEFORE_GRANT) & (t >= LOG_START), k_before)
-    bg = (grants.user[row][pick], grants.app[row][pick], t[pick])
-
-    parts = (ng, ar, bg)
-    reason = np.concatenate(
-        [
-            np.full(p[0].size, r, dtype=np.int8)
-            for p, r in zip(parts, (NO_GRANT, AFTER_REVOCATION, BEFORE_GRANT), strict=True)
-        ]
-    )
-    return (
-        np.concatenate([p[0] for p in parts]),
-        np.concatenate([p[1] for p in parts]),
-        np.concatenate([p[2] for p in parts]),
-        reason,
-    )
+    bg = _bases(grants.user[row][pick], grants.app[row][pick], t[pick], BEFORE_GRANT, UNEXPLAINED)
+    return _concat_bases([ng, lag, late, bg])
 
 
 def _misroute_batch(rng: np.random.Generator, pop: _Population, grants: _Grants, k: int) -> _Batch:
     """Events with injected misdeliveries, plus their authorized deliveries.
 
     Each base misroute is one event; it is also delivered normally to the apps its parties
-    did authorize, sometimes misrouted for the other party of a DM or to a second wrong app
-    as well, and sometimes retried.
+    did authorize (a collision's intended app among them). A collision comes with its
+    trigger, another event delivered to the receiving app from the same backend host. Other
+    bases are sometimes misrouted for the other party of a DM or to a second wrong app as
+    well (unexplained). Any misroute may be retried, keeping its cause.
     """
-    user, app, t, reason = _misroute_candidates(rng, pop, grants, k)
-    n = user.size
+    collisions, triggers = _collisions(rng, pop, grants, round(k * COLLISION_SHARE))
+    bases = _concat_bases([collisions, _misroute_candidates(rng, pop, grants, k, collisions.size)])
+    n, n_col = bases.size, collisions.size
     etype = _draw_types(rng, n, INJECTED_MIX)
-    events, sub_ev, sub_user, other = _account_events(rng, pop.n_users, user, t, etype)
-    ev, fan_user, row_grant = _fan_out(grants, sub_ev, sub_user, t)
+    events, sub_ev, sub_user, other = _account_events(
+        rng, pop.n_users, bases.user, bases.t_event, etype
+    )
+    trigger_user = grants.user[triggers.grant]
+    trigger_events, trigger_sub_ev, trigger_sub_user, _ = _account_events(
+        rng, pop.n_users, trigger_user, triggers.t_event, _draw_types(rng, n_col, NORMAL_MIX)
+    )
+    # Collisions come first among the bases: each trigger runs on its collision's host.
+    events = _concat_events([events, replace(trigger_events, host=events.host[:n_col])])
+    sub_ev = np.concatenate([sub_ev, n + trigger_sub_ev])
+    sub_user = np.concatenate([sub_user, trigger_sub_user])
+    ev, fan_user, row_grant = _fan_out(grants, sub_ev, sub_user, events.t)
     normal = _new_rows(
-        ev, fan_user, grants.app[row_grant], t[ev] + _latency(rng, ev.size), row_grant, False
+        ev, fan_user, grants.app[row_grant], events.t[ev] + _latency(rng, ev.size), row_grant, False
+    )
+    # The trigger's own delivery to the receiving app, under the grant that was checked.
+    trigger = _new_rows(
+        n + np.arange(n_col, dtype=np.int64),
+        trigger_user,
+        grants.app[triggers.grant],
+        triggers.t,
+        triggers.grant,
+        False,
+        trigger=True,
     )
 
-    base = _new_rows(np.arange(n, dtype=np.int64), user, app, t, np.full(n, -1), True, reason)
-    dm_other = np.flatnonzero((etype == DM) & (rng.random(n) < 0.3))
+    base = _new_rows(
+        np.arange(n, dtype=np.int64),
+        bases.user,
+        bases.app,
+        bases.t,
+        np.full(n, -1),
+        True,
+        bases.reason,
+        cause=bases.cause,
+        intended_app=bases.intended_app,
+    )
+    derive = bases.cause != COLLISION  # the bug misroutes one delivery, not its neighbours
+    dm_other = np.flatnonzero((etype == DM) & derive & (rng.random(n) < 0.3))
     other_party = _new_rows(
         dm_other,
         other[dm_other],
-        app[dm_other],
-        t[dm_other] + _latency(rng, dm_other.size),
+        bases.app[dm_other],
+        bases.t[dm_other] + _latency(rng, dm_other.size),
         np.full(dm_other.size, -1),
         True,
     )
-    fanned = np.flatnonzero(rng.random(n) < 0.15)
+    fanned = np.flatnonzero(derive & (rng.random(n) < 0.15))
     second_app = rng.choice(pop.n_apps, fanned.size, p=pop.pick_p).astype(np.int64)
     second = _new_rows(
         fanned,
-        user[fanned],
+        bases.user[fanned],
         second_app,
-        t[fanned] + _latency(rng, fanned.size),
+        bases.t[fanned] + _latency(rng, fanned.size),
         np.full(fanned.size, -1),
         True,
     )
-    rows = _concat_rows([normal, base, other_party, second])
-    # The same (event, user, app) must not be both authorized and misrouted.
+    rows = _concat_rows([trigger, normal, base, other_party, second])
+    # One row per (event, user, app), the first: a trigger replaces its fan-out copy, and
+    # the same delivery is never both authorized and misrouted.
     code = (rows.ev * pop.n_users + rows.user) * pop.n_apps + rows.app
     _, first_idx = np.unique(code, return_index=True)
     return _batch(rng, grants, pop.n_apps, events, rows.take(np.sort(first_idx)))
@@ -734,8 +960,10 @@ class _Dataset:
 
     `deliveries` holds one row per delivery in delivery order (delivery_id = row + 1): the
     numeric output columns, `event_type` as an index into EVENT_TYPES, NULL_ID for absent
-    sender and recipient, `app` and `host` indices for the evidence strings, and, for
-    checks, `attempt`, `injected` and `intended` (the reason a base misroute was built for).
+    sender and recipient, `app` and `host` indices for the evidence strings, for checks
+    `attempt`, `injected` and `intended` (the reason a base misroute was built for), and the
+    labels of truth.parquet: `cause` (a CAUSES index, NO_CAUSE if authorized) and
+    `intended_app` (an app index, -1 unless a collision).
     """
 
     pop: _Population
@@ -773,15 +1001,16 @@ def _build(n_deliveries: int, seed: int) -> _Dataset:
     rows = _concat_rows([part for batch in batches for part in batch.rows])
     keep = np.concatenate([mask for batch in batches for mask in batch.keep])
 
-    # Drop the surplus at random among authorized rows, so the count is exact.
+    # Drop the surplus at random among the top-up batches' rows, so the count is exact. Only
+    # a tiny sample needs more: then the misroute batch's (first) authorized rows go first,
+    # then its misroutes, and a collision's trigger last, since without it the label is false.
     kept_idx = np.flatnonzero(keep)
     surplus = kept_idx.size - n_deliveries
     if surplus > 0:
-        pool = kept_idx[np.searchsorted(kept_idx, n_misroute_rows) :]
-        pool = pool if pool.size >= surplus else kept_idx
-        priority = rng.random(pool.size)
-        keep[pool[np.argpartition(priority, pool.size - surplus)[pool.size - surplus :]]] = False
-        kept_idx = np.flatnonzero(keep)
+        priority = rng.random(kept_idx.size)
+        head = kept_idx[: np.searchsorted(kept_idx, n_misroute_rows)]
+        priority[: head.size] += 1 + rows.injected[head] + 2 * rows.trigger[head]
+        keep[kept_idx[np.argpartition(priority, surplus)[:surplus]]] = False
 
     # Snowflake-style event ids: event time in ms, then the (unique) event index.
     bits = max(22, int(events.size).bit_length())
@@ -812,6 +1041,8 @@ def _build(n_deliveries: int, seed: int) -> _Dataset:
                 "attempt": rows.attempt,
                 "injected": rows.injected,
                 "intended": rows.intended,
+                "cause": rows.cause,
+                "intended_app": rows.intended_app,
             }
         )
         .filter("keep")
@@ -966,6 +1197,8 @@ TRUTH_SCHEMA = pa.schema(
         ("delivered_at", UTC_US),
         ("event_type", pa.string()),
         ("reason", pa.string()),
+        ("cause", pa.string()),
+        ("intended_app_id", pa.int64()),
     ]
 )
 
@@ -1019,7 +1252,17 @@ def generate_sample(out: Path, deliveries: int = 20_000, seed: int = 0) -> Sampl
         "event_type",
     )
     width = max(9, len(str(written.height)))
-    truth = _truth(written, authorizations).select(
+    found = _truth(written, authorizations)
+    # The labels say how each row was generated, joined by row; every misdelivery was
+    # generated as one, so each has a cause.
+    labels = ds.deliveries.select(pl.col("cause", "intended_app").gather(found["row"]))
+    if (labels["cause"] == NO_CAUSE).any():
+        raise RuntimeError("sample: a delivery generated as authorized is a misdelivery")
+    app = labels["intended_app"].to_numpy()
+    truth = found.with_columns(
+        labels["cause"],
+        intended_app_id=pl.Series(_nullable(np.where(app < 0, NULL_ID, pop.app_ids[app]))),
+    ).select(
         delivery_id=pl.lit("d") + (pl.col("row") + 1).cast(pl.String).str.zfill(width),
         event_id="event_id",
         for_user_id="for_user_id",
@@ -1027,6 +1270,8 @@ def generate_sample(out: Path, deliveries: int = 20_000, seed: int = 0) -> Sampl
         delivered_at="delivered_at",
         event_type=pl.lit(pl.Series(EVENT_TYPES)).gather(pl.col("event_type")),
         reason="reason",
+        cause=pl.lit(pl.Series(CAUSES)).gather(pl.col("cause")),
+        intended_app_id="intended_app_id",
     )
     _write_frame(truth, TRUTH_SCHEMA, out / "truth.parquet")
 
