@@ -159,16 +159,23 @@ def keyed_grants(grants: pl.LazyFrame, packed: bool) -> tuple[pl.LazyFrame, list
     return keyed.drop(KEY), [PACKED_KEY]
 
 
-def classify(deliveries: pl.LazyFrame, keys: pl.LazyFrame, on: list[str]) -> pl.LazyFrame:
-    """Add `_status` to valid, in-window delivery rows: authorized, a reason, or `check`.
-    `deliveries` has the key columns `on` and a normalised `delivered_at`; `keys` is
-    `key_table` keyed the same way."""
+def classify(
+    deliveries: pl.LazyFrame, keys: pl.LazyFrame, on: list[str], window: Window
+) -> pl.LazyFrame:
+    """Add `_status` to every delivery row: rejected, outside the window, authorized, a reason,
+    or `check`. `deliveries` has `_valid` (rule 1), the key columns `on` and a normalised
+    `delivered_at`; `keys` is `key_table` keyed the same way."""
     t = pl.col("delivered_at")
+    candidate = pl.col("_valid") & in_window(window)
     covered = pl.any_horizontal(
         ((pl.col(f"_s{i}") <= t) & (t < pl.col(f"_e{i}"))).fill_null(False) for i in range(ISLANDS)
     )
     status = (
-        pl.when(pl.col("_s0").is_null())
+        pl.when(pl.col("_valid").not_())
+        .then(status_literal(Status.REJECTED))
+        .when(candidate.not_())
+        .then(status_literal(Status.OUTSIDE_WINDOW))
+        .when(pl.col("_s0").is_null())
         .then(status_literal(Status.NO_GRANT))
         .when(covered)
         .then(status_literal(Status.AUTHORIZED))
@@ -178,7 +185,10 @@ def classify(deliveries: pl.LazyFrame, keys: pl.LazyFrame, on: list[str]) -> pl.
         .then(status_literal(Status.CHECK))
         .otherwise(status_literal(Status.AFTER_REVOCATION))
     )
-    return deliveries.join(keys, on=on, how="left").with_columns(status.alias(STATUS))
+    # The key table is the build side from the start: when polars samples both sides to choose,
+    # it holds back a large part of the deliveries meanwhile (0.4 GB at 20 M).
+    joined = deliveries.join(keys, on=on, how="left", build_side="force_right")
+    return joined.with_columns(status.alias(STATUS))
 
 
 def resolve_checks(checks: pl.DataFrame, gaps_: pl.LazyFrame, on: list[str]) -> pl.DataFrame:

@@ -23,12 +23,10 @@ from incident.detect import (
     Status,
     classify,
     gaps,
-    in_window,
     key_table,
     keyed_grants,
     pack,
     resolve_checks,
-    status_literal,
 )
 from incident.errors import InputError
 from incident.load import ROW, LoadedInput, SourceGroup, stack
@@ -98,25 +96,21 @@ def _grants(authorizations: LoadedInput, packed: bool) -> tuple[pl.LazyFrame, li
 def _first_pass(
     group: SourceGroup, tables: dict[bool, pl.LazyFrame], window: Window
 ) -> list[pl.LazyFrame]:
-    """Three results from one read: the row counts, the rejected rows, and the valid in-window
+    """Two results from one read: the row counts, and the rejected rows and the valid in-window
     rows that are not authorized, with what the second pass needs to find them again."""
     narrow, on = _narrow(group)
-    valid, inside = pl.col("_valid"), in_window(window)
-    counts = narrow.select(
-        pl.len().alias("rows"),
-        valid.not_().sum().alias(Status.REJECTED.value),
-        (valid & inside.not_()).sum().alias(Status.OUTSIDE_WINDOW.value),
+    # Every row goes through the join, so that both results follow it: a branch that waited
+    # for the join's hash table while the other read on would hold the rows read meanwhile.
+    # The counts are a plain reduction for the same reason (a group_by runs apart).
+    classified = classify(narrow, tables[_packed(group)], on, window)
+    status = pl.col(STATUS)
+    counts = classified.select(
+        pl.len().alias("rows"), (status == Status.OUTSIDE_WINDOW.value).sum().alias("outside")
     )
-    rejected = narrow.filter(valid.not_()).select(
-        ROW, EVENT, status_literal(Status.REJECTED).alias(STATUS)
-    )
-    # Only the rows that can be misdelivered go through the join.
-    unauthorized = (
-        classify(narrow.filter(valid & inside), tables[_packed(group)], on)
-        .filter(pl.col(STATUS) != Status.AUTHORIZED.value)
-        .select(ROW, EVENT, *on, "delivered_at", STATUS)
-    )
-    return [counts, rejected, unauthorized]
+    flagged = classified.filter(
+        status.is_in([Status.AUTHORIZED.value, Status.OUTSIDE_WINDOW.value]).not_()
+    ).select(ROW, EVENT, *on, "delivered_at", STATUS)
+    return [counts, flagged]
 
 
 def _settle_checks(flagged: pl.DataFrame, grants: tuple[pl.LazyFrame, list[str]]) -> pl.DataFrame:
@@ -155,16 +149,15 @@ def run(deliveries: LoadedInput, authorizations: LoadedInput, window: Window) ->
     statuses: Counter[str] = Counter()
     reported = []
     for index, group in enumerate(groups):
-        counts, rejected, unauthorized = first[3 * index : 3 * index + 3]
-        unauthorized = _settle_checks(unauthorized, grants[_packed(group)])
-        found = unauthorized.filter(pl.col(STATUS) != Status.AUTHORIZED.value)
-        rows, rejected_rows, outside = counts.row(0)
+        counts, flagged = first[2 * index : 2 * index + 2]
+        settled = _settle_checks(flagged, grants[_packed(group)])
+        found = settled.filter(pl.col(STATUS) != Status.AUTHORIZED.value)
+        rows, outside = counts.row(0)
         statuses.update(found[STATUS].to_list())
-        statuses[Status.REJECTED.value] += rejected_rows
         statuses[Status.OUTSIDE_WINDOW.value] += outside
         # Every row read and not otherwise accounted for was authorized.
-        statuses[Status.AUTHORIZED.value] += rows - rejected_rows - outside - found.height
-        reported.append(pl.concat([rejected, found.select(ROW, EVENT, STATUS)]))
+        statuses[Status.AUTHORIZED.value] += rows - outside - found.height
+        reported.append(found.select(ROW, EVENT, STATUS))
     fetched = _collect(
         [_second_pass(group, flagged) for group, flagged in zip(groups, reported, strict=True)],
         deliveries.source.path,
