@@ -96,21 +96,11 @@ def _grants(authorizations: LoadedInput, packed: bool) -> tuple[pl.LazyFrame, li
 def _first_pass(
     group: SourceGroup, tables: dict[bool, pl.LazyFrame], window: Window
 ) -> list[pl.LazyFrame]:
-    """Two results from one read: the row counts, and the rejected rows and the valid in-window
-    rows that are not authorized, with what the second pass needs to find them again."""
+    """Two results from one read: the row counts, and the rows to report (rejected, or valid,
+    in the window and not authorized) with what the second pass needs to find them again."""
     narrow, on = _narrow(group)
-    # Every row goes through the join, so that both results follow it: a branch that waited
-    # for the join's hash table while the other read on would hold the rows read meanwhile.
-    # The counts are a plain reduction for the same reason (a group_by runs apart).
-    classified = classify(narrow, tables[_packed(group)], on, window)
-    status = pl.col(STATUS)
-    counts = classified.select(
-        pl.len().alias("rows"), (status == Status.OUTSIDE_WINDOW.value).sum().alias("outside")
-    )
-    flagged = classified.filter(
-        status.is_in([Status.AUTHORIZED.value, Status.OUTSIDE_WINDOW.value]).not_()
-    ).select(ROW, EVENT, *on, "delivered_at", STATUS)
-    return [counts, flagged]
+    counts, reported = classify(narrow, tables[_packed(group)], on, window)
+    return [counts, reported.select(ROW, EVENT, *on, "delivered_at", STATUS)]
 
 
 def _settle_checks(flagged: pl.DataFrame, grants: tuple[pl.LazyFrame, list[str]]) -> pl.DataFrame:
