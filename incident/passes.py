@@ -137,7 +137,7 @@ def run(deliveries: LoadedInput, authorizations: LoadedInput, window: Window) ->
     )
 
     statuses: Counter[str] = Counter()
-    reported = []
+    holding, reported = [], []
     for index, group in enumerate(groups):
         counts, flagged = first[2 * index : 2 * index + 2]
         settled = _settle_checks(flagged, grants[_packed(group)])
@@ -147,14 +147,17 @@ def run(deliveries: LoadedInput, authorizations: LoadedInput, window: Window) ->
         statuses[Status.OUTSIDE_WINDOW.value] += outside
         # Every row read and not otherwise accounted for was authorized.
         statuses[Status.AUTHORIZED.value] += rows - outside - found.height
-        reported.append(found.select(ROW, EVENT, STATUS))
+        # The second pass reads only the files that hold rows to report.
+        narrowed, renumbered = group.holding(found[ROW])
+        holding.append(narrowed)
+        reported.append(found.select(renumbered.alias(ROW), EVENT, STATUS))
     fetched = _collect(
-        [_second_pass(group, flagged) for group, flagged in zip(groups, reported, strict=True)],
+        [_second_pass(group, flagged) for group, flagged in zip(holding, reported, strict=True)],
         deliveries.source.path,
     )
 
     misdeliveries, rejected_frames = [], []
-    for group, rows_found, flagged in zip(groups, fetched, reported, strict=True):
+    for group, rows_found, flagged in zip(holding, fetched, reported, strict=True):
         found_rows = rows_found.lazy().join(flagged.lazy().select(ROW, STATUS), on=ROW)
         misdelivered = found_rows.filter(pl.col(STATUS).is_in(MISDELIVERED))
         misdeliveries.append(
