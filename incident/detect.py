@@ -105,11 +105,15 @@ def islands(grants: pl.LazyFrame, on: list[str]) -> pl.LazyFrame:
     Touching or overlapping grants merge. An empty grant (`granted_at == revoked_at`) covers no
     instant but still forms an island, because from then on a grant of the key has ended.
     """
-    ordered = grants.select(
+    by_key = grants.select(
         *on,
         pl.col("granted_at").alias("start"),
         pl.col("revoked_at").fill_null(_END_OF_TIME).alias("end"),
-    ).sort(*on, "start")
+    ).sort(*on)
+    # Only the few keys with several grants need their grants in order of start: sorting by
+    # the key alone, then those by start, is faster and lighter than sorting all by both.
+    several = _same_key(on, 1) | _same_key(on, -1)
+    ordered = pl.concat([by_key.filter(several.not_()), by_key.filter(several).sort(*on, "start")])
     # A grant opens an island when it starts after every earlier grant of its key has ended.
     # One running maximum serves all keys at once, without a window per key, when each key's
     # instants are lifted above those of the keys before it (its number in the high 64 bits).
