@@ -11,7 +11,7 @@ import glob
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import polars as pl
@@ -251,6 +251,7 @@ class SourceGroup:
     extras: tuple[pl.Expr, ...]
     problems: tuple[tuple[pl.Expr, str], ...]
     sources: dict[str, str]
+    file_rows: tuple[int, ...]  # from each file's Parquet footer
 
     def scan(self) -> pl.LazyFrame:
         """The raw rows, numbered, with the file each came from."""
@@ -260,6 +261,26 @@ class SourceGroup:
             include_file_paths=SOURCE_FILE,
             row_index_name=ROW,
         )
+
+    def holding(self, rows: pl.Series) -> tuple[SourceGroup, pl.Series]:
+        """The group of just the files that hold the numbered `rows`, and those rows numbered
+        as its `scan()` numbers them: a few rows to fetch need not all files read."""
+        if rows.is_empty():
+            return self, rows
+        ends = pl.Series(self.file_rows, dtype=pl.Int64).cum_sum()
+        file = ends.search_sorted(rows, side="right")
+        kept = set(file.unique().to_list())
+        # A kept file's rows move down by the rows of the files left out before it.
+        shifts, left_out = [], 0
+        for index, size in enumerate(self.file_rows):
+            shifts.append(left_out)
+            left_out += 0 if index in kept else size
+        group = replace(
+            self,
+            files=tuple(f for i, f in enumerate(self.files) if i in kept),
+            file_rows=tuple(n for i, n in enumerate(self.file_rows) if i in kept),
+        )
+        return group, (rows - pl.Series(shifts).gather(file)).cast(rows.dtype)
 
     def is_valid(self) -> pl.Expr:
         """True for a row whose required columns are all present and parseable (rule 1)."""
@@ -309,7 +330,11 @@ class SourceGroup:
 
 
 def _scan_group(
-    source: InputSource, files: list[str], schema: pa.Schema, columns: ColumnMap
+    source: InputSource,
+    files: list[str],
+    file_rows: tuple[int, ...],
+    schema: pa.Schema,
+    columns: ColumnMap,
 ) -> SourceGroup:
     """Check one group of files that share a Parquet schema, and plan its normalisation."""
     spec = COLUMNS[source.input]
@@ -404,6 +429,7 @@ def _scan_group(
         tuple(extras),
         tuple(problems),
         sources,
+        file_rows,
     )
 
 
@@ -464,7 +490,7 @@ def load_input(input_: Input, path: str, columns: ColumnMap) -> LoadedInput:
         by_schema.setdefault(schema, []).append(file)
     source = InputSource(input_, path, files, tuple(rows[f] for f in files))
     groups = tuple(
-        _scan_group(source, chunk, schema, columns)
+        _scan_group(source, chunk, tuple(rows[f] for f in chunk), schema, columns)
         for schema, group in by_schema.items()
         for chunk in _chunks(group, rows)
     )

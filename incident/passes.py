@@ -20,15 +20,13 @@ from incident.detect import (
     MISDELIVERED,
     PACKED_KEY,
     STATUS,
+    Packing,
     Status,
+    as_integer,
     classify,
     gaps,
-    in_window,
     key_table,
-    keyed_grants,
-    pack,
     resolve_checks,
-    status_literal,
 )
 from incident.errors import InputError
 from incident.load import ROW, LoadedInput, SourceGroup, stack
@@ -52,11 +50,11 @@ def _packed(group: SourceGroup) -> bool:
     return all(group.integer(c) and group.raw_schema[group.sources[c]] != pl.UInt64 for c in KEY)
 
 
-def _narrow(group: SourceGroup) -> tuple[pl.LazyFrame, list[str]]:
+def _narrow(group: SourceGroup, packing: Packing) -> tuple[pl.LazyFrame, list[str]]:
     """The columns rule 1 and detection need, keyed like the key table for this group."""
     packed = _packed(group)
     key_columns = (
-        [pack(*(pl.col(group.sources[c]) for c in KEY))]
+        [packing.pack(*(pl.col(group.sources[c]) for c in KEY))]
         if packed
         else [group.column(c) for c in KEY]
     )
@@ -79,44 +77,50 @@ def _collect(queries: list[pl.LazyFrame], what: str) -> list[pl.DataFrame]:
         raise InputError(f"{what}: cannot read: {first_line}") from None
 
 
-def _grants(authorizations: LoadedInput, packed: bool) -> tuple[pl.LazyFrame, list[str]]:
-    """The valid grants keyed like deliveries that are `packed` or not; integer IDs are packed
-    straight from the files, without a detour through text."""
-    on = [PACKED_KEY] if packed else list(KEY)
+def _integer_ids(group: SourceGroup) -> list[pl.Expr]:
+    """The grant IDs of `group` as integers (null where one is not an integer), read straight
+    from integer columns, without a detour through text."""
+    if _packed(group):
+        return [pl.col(group.sources[c]).cast(pl.Int64).alias(c) for c in KEY]
+    return [as_integer(group.column(c)).alias(c) for c in KEY]
+
+
+def _packing(authorizations: LoadedInput) -> Packing:
+    """How to pack integer IDs for these grants: from the range of IDs over all their rows."""
+    ranges = pl.concat(group.scan().select(_integer_ids(group)) for group in authorizations.groups)
+    bounds = ranges.select(
+        *(pl.col(c).min().alias(f"{c}_min") for c in KEY),
+        *(pl.col(c).max().alias(f"{c}_max") for c in KEY),
+    ).collect()
+    user_min, app_min, user_max, app_max = bounds.row(0)
+    if user_min is None or app_min is None:
+        return Packing((0, -1), (0, -1))  # no integer IDs: nothing matches
+    return Packing((user_min, user_max), (app_min, app_max))
+
+
+def _grants(authorizations: LoadedInput, packing: Packing | None) -> tuple[pl.LazyFrame, list[str]]:
+    """The valid grants keyed like deliveries whose IDs are integers (with `packing`) or text."""
     frames = []
     for group in authorizations.groups:
         rows = group.scan().filter(group.is_valid())
         times = [group.column("granted_at"), group.column("revoked_at")]
-        if packed and _packed(group):
-            keyed = rows.select(pack(*(pl.col(group.sources[c]) for c in KEY)), *times)
+        if packing is None:
+            keyed = rows.select(*map(group.column, KEY), *times)
         else:
-            keyed = keyed_grants(rows.select(*map(group.column, KEY), *times), packed)[0]
-        frames.append(keyed.select(*on, "granted_at", "revoked_at"))
-    return pl.concat(frames), on
+            ids = rows.select(*_integer_ids(group), *times).drop_nulls(KEY)
+            keyed = ids.select(packing.pack(*map(pl.col, KEY)), "granted_at", "revoked_at")
+        frames.append(keyed)
+    return pl.concat(frames), [PACKED_KEY] if packing else list(KEY)
 
 
 def _first_pass(
-    group: SourceGroup, tables: dict[bool, pl.LazyFrame], window: Window
+    group: SourceGroup, tables: dict[bool, pl.LazyFrame], packing: Packing, window: Window
 ) -> list[pl.LazyFrame]:
-    """Three results from one read: the row counts, the rejected rows, and the valid in-window
-    rows that are not authorized, with what the second pass needs to find them again."""
-    narrow, on = _narrow(group)
-    valid, inside = pl.col("_valid"), in_window(window)
-    counts = narrow.select(
-        pl.len().alias("rows"),
-        valid.not_().sum().alias(Status.REJECTED.value),
-        (valid & inside.not_()).sum().alias(Status.OUTSIDE_WINDOW.value),
-    )
-    rejected = narrow.filter(valid.not_()).select(
-        ROW, EVENT, status_literal(Status.REJECTED).alias(STATUS)
-    )
-    # Only the rows that can be misdelivered go through the join.
-    unauthorized = (
-        classify(narrow.filter(valid & inside), tables[_packed(group)], on)
-        .filter(pl.col(STATUS) != Status.AUTHORIZED.value)
-        .select(ROW, EVENT, *on, "delivered_at", STATUS)
-    )
-    return [counts, rejected, unauthorized]
+    """Two results from one read: the row counts, and the rows to report (rejected, or valid,
+    in the window and not authorized) with what the second pass needs to find them again."""
+    narrow, on = _narrow(group, packing)
+    counts, reported = classify(narrow, tables[_packed(group)], on, window)
+    return [counts, reported.select(ROW, EVENT, *on, "delivered_at", STATUS)]
 
 
 def _settle_checks(flagged: pl.DataFrame, grants: tuple[pl.LazyFrame, list[str]]) -> pl.DataFrame:
@@ -145,33 +149,39 @@ def run(deliveries: LoadedInput, authorizations: LoadedInput, window: Window) ->
     """Classify every delivery row and fetch the rows to report (both passes)."""
     groups = deliveries.groups
     # One key table per way the groups key their rows (integers packed, or text), built once.
-    grants = {packed: _grants(authorizations, packed) for packed in map(_packed, groups)}
+    packing = _packing(authorizations)
+    grants = {
+        packed: _grants(authorizations, packing if packed else None)
+        for packed in map(_packed, groups)
+    }
     tables = {packed: key_table(*keyed).collect().lazy() for packed, keyed in grants.items()}
     first = _collect(
-        [query for group in groups for query in _first_pass(group, tables, window)],
+        [query for group in groups for query in _first_pass(group, tables, packing, window)],
         deliveries.source.path,
     )
 
     statuses: Counter[str] = Counter()
-    reported = []
+    holding, reported = [], []
     for index, group in enumerate(groups):
-        counts, rejected, unauthorized = first[3 * index : 3 * index + 3]
-        unauthorized = _settle_checks(unauthorized, grants[_packed(group)])
-        found = unauthorized.filter(pl.col(STATUS) != Status.AUTHORIZED.value)
-        rows, rejected_rows, outside = counts.row(0)
+        counts, flagged = first[2 * index : 2 * index + 2]
+        settled = _settle_checks(flagged, grants[_packed(group)])
+        found = settled.filter(pl.col(STATUS) != Status.AUTHORIZED.value)
+        rows, outside = counts.row(0)
         statuses.update(found[STATUS].to_list())
-        statuses[Status.REJECTED.value] += rejected_rows
         statuses[Status.OUTSIDE_WINDOW.value] += outside
         # Every row read and not otherwise accounted for was authorized.
-        statuses[Status.AUTHORIZED.value] += rows - rejected_rows - outside - found.height
-        reported.append(pl.concat([rejected, found.select(ROW, EVENT, STATUS)]))
+        statuses[Status.AUTHORIZED.value] += rows - outside - found.height
+        # The second pass reads only the files that hold rows to report.
+        narrowed, renumbered = group.holding(found[ROW])
+        holding.append(narrowed)
+        reported.append(found.select(renumbered.alias(ROW), EVENT, STATUS))
     fetched = _collect(
-        [_second_pass(group, flagged) for group, flagged in zip(groups, reported, strict=True)],
+        [_second_pass(group, flagged) for group, flagged in zip(holding, reported, strict=True)],
         deliveries.source.path,
     )
 
     misdeliveries, rejected_frames = [], []
-    for group, rows_found, flagged in zip(groups, fetched, reported, strict=True):
+    for group, rows_found, flagged in zip(holding, fetched, reported, strict=True):
         found_rows = rows_found.lazy().join(flagged.lazy().select(ROW, STATUS), on=ROW)
         misdelivered = found_rows.filter(pl.col(STATUS).is_in(MISDELIVERED))
         misdeliveries.append(
