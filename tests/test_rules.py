@@ -215,3 +215,49 @@ def test_rule_3_a_key_with_many_separate_grants(run_scan: ScanFn) -> None:
         ("gap3", "after_revocation"),
         ("gap4", "after_revocation"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("users", "apps"),
+    [
+        # Narrow ranges: keys are 64-bit offsets, and an ID outside the grants' range has none.
+        ((0, 1, 3), (0, 1, 3)),
+        ((1_000_000_000_000, 1_000_000_000_001, 1_000_000_000_003), (-5, -4, -2)),
+        # Ranges too wide for 64 bits: both IDs in one 128-bit key.
+        ((-(2**63), 0, 2**63 - 1), (-(2**63), 1, 2**63 - 1)),
+    ],
+)
+def test_rule_3_integer_keys_never_alias(
+    run_scan: ScanFn, users: tuple[int, int, int], apps: tuple[int, int, int]
+) -> None:
+    # Grants on the corners and the middle of the ID ranges.
+    (u0, u1, u2), (a0, a1, a2) = users, apps
+    granted = [(u0, a0), (u1, a1), (u2, a2), (u0, a2)]
+    just_outside = [(u0, a2 + 1), (u0 - 1, a0), (u2 + 1, a2), (u1, a0 - 1)]
+    representable = [(u, a) for u, a in just_outside if -(2**63) <= min(u, a) <= max(u, a) < 2**63]
+    # Pairs inside both ranges that no grant names: an offset key must not alias another.
+    ungranted = [(u0, a1), (u1, a0), (u2, a0), (u1, a2)]
+    cases = [*granted, *representable, *ungranted]
+    deliveries = [delivery(i, utc(2018, 3, 1), a, u) for i, (u, a) in enumerate(cases)]
+    schema = {
+        "event_id": pl.Int64,
+        "delivered_at": pl.Datetime("us", "UTC"),
+        "app_id": pl.Int64,
+        "for_user_id": pl.Int64,
+        "event_type": pl.String,
+    }
+    grant_schema = {
+        "for_user_id": pl.Int64,
+        "app_id": pl.Int64,
+        "granted_at": pl.Datetime("us", "UTC"),
+        "revoked_at": pl.Datetime("us", "UTC"),
+    }
+    result = run_scan(
+        pl.DataFrame(deliveries, schema=schema),
+        pl.DataFrame([grant(u, a) for u, a in granted], schema=grant_schema),
+    )
+    misdelivered = {
+        (int(u), int(a)) for u, a in result.misdeliveries.select("for_user_id", "app_id").rows()
+    }
+    assert misdelivered == set(representable) | set(ungranted)
+    assert set(result.misdeliveries["reason"]) == {"no_grant"}
