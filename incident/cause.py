@@ -19,7 +19,7 @@ import polars as pl
 
 from incident.config import Attribution
 from incident.impact import attribute_developers, exposure
-from incident.load import ROW, LoadedInput, stack
+from incident.load import ROW, LoadedInput, SourceGroup, stack
 from incident.schema import (
     ATTRIBUTION_COLUMNS,
     CANDIDATES,
@@ -268,15 +268,7 @@ def nearby(deliveries: LoadedInput, keys: pl.DataFrame, window: int) -> pl.DataF
     several times more. Rows are taken whether or not rule 1 rejects them: a row whose app
     and time parse shows the app's traffic."""
     numbers = pl.collect_all(
-        [
-            group.scan()
-            .select(ROW, group.column("app_id"), group.column("delivered_at"))
-            .with_columns(_bucket(window))
-            .join(keys.lazy(), on=["app_id", "_bucket"], how="semi")
-            .select(ROW)
-            for group in deliveries.groups
-        ],
-        engine="streaming",
+        [_slot_rows(group, keys, window) for group in deliveries.groups], engine="streaming"
     )
     frames = []
     for group, rows in zip(deliveries.groups, numbers, strict=True):
@@ -291,6 +283,25 @@ def nearby(deliveries: LoadedInput, keys: pl.DataFrame, window: int) -> pl.DataF
         frames.append(group.scan().filter(wanted).select(*map(group.column, columns)))
     stacked = stack(frames, Input.DELIVERIES).select(c for c in CONTEXT_SCHEMA if c != "_bucket")
     return stacked.with_columns(_bucket(window)).collect().cast(CONTEXT_SCHEMA)  # type: ignore[arg-type]
+
+
+def _slot_rows(group: SourceGroup, keys: pl.DataFrame, window: int) -> pl.LazyFrame:
+    """The row numbers of `group` in the (app_id, _bucket) slots of `keys`. Integer app IDs
+    are matched as read, which spares turning every row's ID into text; a key that is not an
+    integer's text can match no such row, and one like "0123" at worst adds rows that the
+    text joins after drop."""
+    app = group.column("app_id")
+    if group.integer("app_id"):
+        raw = group.sources["app_id"]
+        keys = keys.with_columns(pl.col("app_id").cast(group.raw_schema[raw], strict=False))
+        app = pl.col(raw).alias("app_id")
+    return (
+        group.scan()
+        .select(ROW, app, group.column("delivered_at"))
+        .with_columns(_bucket(window))
+        .join(keys.drop_nulls().lazy(), on=["app_id", "_bucket"], how="semi")
+        .select(ROW)
+    )
 
 
 def _intended(
