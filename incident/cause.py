@@ -139,14 +139,15 @@ def explain(
     lag = _revocation_lag(held, _nanoseconds(settings.revocation_grace))
     received = _received_endpoints(found, registered)
     candidates = _authorized_others(held)
-    listed = candidates.join(registered, on="app_id")
+    listed = candidates.join(registered, on="app_id").join(
+        received, on=["_m", "ip", "path"], how="semi"
+    )
     unlisted = candidates.join(registered, on="app_id", how="anti")
     # Only a misdelivery with a candidate on its endpoint, or one whose endpoint the registry
     # does not know, can be a collision: the traffic of the others is not read.
-    possible = pl.concat(
-        [listed.join(received, on=["_m", "ip", "path"]).select("_m"), unlisted.select("_m")]
-    ).unique()
-    context = _context(found.join(possible, on="_m"), candidates, deliveries, window)
+    possible = pl.concat([listed.select("_m"), unlisted.select("_m")]).unique()
+    plausible = pl.concat([listed.select("_m", "app_id"), unlisted])
+    context = _context(found.join(possible, on="_m"), plausible, deliveries, window)
     intended = _intended(found, received, listed, unlisted, context, window)
     cause = (
         pl.when(pl.col(INTENDED_APP).is_not_null())
@@ -282,7 +283,8 @@ def nearby(deliveries: LoadedInput, keys: pl.DataFrame, window: int) -> pl.DataF
         columns = [c for c in CONTEXT_SCHEMA if c in group.sources]
         frames.append(group.scan().filter(wanted).select(*map(group.column, columns)))
     stacked = stack(frames, Input.DELIVERIES).select(c for c in CONTEXT_SCHEMA if c != "_bucket")
-    return stacked.with_columns(_bucket(window)).collect().cast(CONTEXT_SCHEMA)  # type: ignore[arg-type]
+    context = stacked.with_columns(_bucket(window)).collect(engine="streaming")
+    return context.cast(CONTEXT_SCHEMA)  # type: ignore[arg-type]
 
 
 def _slot_rows(group: SourceGroup, keys: pl.DataFrame, window: int) -> pl.LazyFrame:
@@ -313,15 +315,16 @@ def _intended(
     window: int,
 ) -> pl.DataFrame:
     """(_m, intended app, candidates, matched endpoint) of the misdeliveries with the shared
-    endpoint signature. `listed` holds the candidates with their endpoints in the registry,
-    `unlisted` those whose endpoints only their traffic can tell."""
+    endpoint signature. `listed` holds the candidates the registry puts on the misdelivery's
+    endpoint, `unlisted` those whose endpoints only their traffic can tell.
+
+    Every join is on equal keys, the time slot among them, so that no misdelivery meets more
+    of an app's traffic than that of a few minutes."""
+    within = _gap("delivered_at", "other_at") <= window
     at = _near(
-        found.lazy().select(
-            "_m", "event_id", "app_id", "for_user_id", "delivered_at", BACKEND_EVIDENCE
-        ),
+        found.lazy().select("_m", "event_id", "app_id", "delivered_at", BACKEND_EVIDENCE),
         window,
     )
-    within = _gap("delivered_at", "other_at") <= window
     # Misdeliveries are not an app's own traffic (a retry, or a second leak, is not).
     traffic = context.join(
         found.select("event_id", "app_id", "for_user_id", "delivered_at"),
@@ -329,57 +332,58 @@ def _intended(
         how="anti",
         nulls_equal=True,
     )
-    near = context.lazy().select(
-        "app_id",
-        "_bucket",
-        "resolved_ip",
-        "webhook_url",
-        other_event="event_id",
-        other_at="delivered_at",
-        other_backend=BACKEND_EVIDENCE,
-    )
-
-    # The receiving app's own traffic from the same backend within the window.
+    slots = ["app_id", BACKEND_EVIDENCE, "_bucket"]
     active = (
-        at.join(
-            traffic.lazy().select(
-                "app_id", "_bucket", other_at="delivered_at", other_backend=BACKEND_EVIDENCE
-            ),
-            on=["app_id", "_bucket"],
-        )
-        .filter(within & (pl.col("other_backend") == pl.col(BACKEND_EVIDENCE)))
+        at.join(traffic.lazy().select(*slots, other_at="delivered_at"), on=slots)
+        .filter(within)
         .select("_m")
         .unique()
     )
+    at = at.join(active, on="_m", how="semi").drop("app_id")
 
-    # The candidates' deliveries near the misdelivery: they rank the candidates, and show
-    # where an unlisted one listened.
-    candidates = pl.concat([listed.select("_m", "app_id"), unlisted]).unique()
-    candidate_near = (
-        candidates.lazy()
-        .join(at.drop("app_id"), on="_m")
-        .join(near, on=["app_id", "_bucket"])
-        .filter(within)
-    )
+    # Where an unlisted candidate listened: its deliveries near the misdelivery.
     observed = app_endpoints(
-        candidate_near.join(unlisted.lazy(), on=["_m", "app_id"], how="semi"), "_m"
-    )
+        unlisted.lazy()
+        .join(at, on="_m")
+        .join(
+            context.lazy().select(
+                "app_id", "_bucket", "resolved_ip", "webhook_url", other_at="delivered_at"
+            ),
+            on=["app_id", "_bucket"],
+        )
+        .filter(within),
+        "_m",
+    ).join(received.lazy(), on=["_m", "ip", "path"], how="semi")
     on_endpoint = (
         pl.concat([listed.lazy(), observed.select("_m", "app_id", "ip", "path")])
-        .join(received.lazy(), on=["_m", "ip", "path"], how="semi")
         .join(active, on="_m", how="semi")
         .unique()
     )
 
     # The most likely intended app: it received the same event nearby, then it was active on
     # the same backend closest in time, then the first app_id (for a stable answer).
-    same_backend = pl.col("other_backend") == pl.col(BACKEND_EVIDENCE)
-    evidence = candidate_near.group_by("_m", "app_id").agg(
-        (pl.col("other_event") == pl.col("event_id")).any().alias("_same_event"),
-        _gap("delivered_at", "other_at").filter(same_backend).min().alias("_nearest"),
+    same_event = (
+        on_endpoint.select("_m", "app_id")
+        .join(found.lazy().select("_m", "event_id", "delivered_at"), on="_m")
+        .join(
+            context.lazy().select("app_id", "event_id", other_at="delivered_at"),
+            on=["app_id", "event_id"],
+        )
+        .filter(within)
+        .select("_m", "app_id", _same_event=pl.lit(True))
+        .unique()
+    )
+    nearest = (
+        on_endpoint.select("_m", "app_id")
+        .join(at, on="_m")
+        .join(context.lazy().select(*slots, other_at="delivered_at"), on=slots)
+        .filter(within)
+        .group_by("_m", "app_id")
+        .agg(_gap("delivered_at", "other_at").min().alias("_nearest"))
     )
     ranked = (
-        on_endpoint.join(evidence, on=["_m", "app_id"], how="left")
+        on_endpoint.join(same_event, on=["_m", "app_id"], how="left")
+        .join(nearest, on=["_m", "app_id"], how="left")
         .with_columns(pl.col("_same_event").fill_null(False))
         .sort(
             ["_m", "_same_event", "_nearest", "app_id", "ip", "path"],
