@@ -145,9 +145,8 @@ def explain(
     unlisted = candidates.join(registered, on="app_id", how="anti")
     # Only a misdelivery with a candidate on its endpoint, or one whose endpoint the registry
     # does not know, can be a collision: the traffic of the others is not read.
-    possible = pl.concat([listed.select("_m"), unlisted.select("_m")]).unique()
     plausible = pl.concat([listed.select("_m", "app_id"), unlisted])
-    context = _context(found.join(possible, on="_m"), plausible, deliveries, window)
+    context = _context(found, plausible, deliveries, window)
     intended = _intended(found, received, listed, unlisted, context, window)
     cause = (
         pl.when(pl.col(INTENDED_APP).is_not_null())
@@ -241,11 +240,13 @@ CONTEXT_SCHEMA: dict[str, pl.DataType] = {
 
 
 def _context(
-    possible: pl.DataFrame, candidates: pl.DataFrame, deliveries: LoadedInput, window: int
+    found: pl.DataFrame, candidates: pl.DataFrame, deliveries: LoadedInput, window: int
 ) -> pl.DataFrame:
     """The deliveries of the receiving and candidate apps within the collision window of the
-    misdeliveries that may be collisions."""
-    possible = possible.filter(pl.col(BACKEND_EVIDENCE).is_not_null())
+    misdeliveries that have a candidate."""
+    possible = found.join(candidates, on="_m", how="semi").filter(
+        pl.col(BACKEND_EVIDENCE).is_not_null()
+    )
     if not possible.height:
         # Without a candidate, or a backend, no collision can be shown: skip the scan.
         return pl.DataFrame(schema=CONTEXT_SCHEMA)
@@ -277,14 +278,18 @@ def nearby(deliveries: LoadedInput, keys: pl.DataFrame, window: int) -> pl.DataF
         if group.integer("app_id"):
             # Not needed for the answer: an app filter on the raw integers lets the reader
             # skip decoding the rows of other apps before it looks up the row numbers.
-            raw = group.sources["app_id"]
-            apps = keys["app_id"].unique().cast(group.raw_schema[raw], strict=False)
-            wanted = pl.col(raw).is_in(apps.drop_nulls().implode()) & wanted
+            apps = _as_read(group, keys["app_id"].unique()).drop_nulls()
+            wanted = pl.col(group.sources["app_id"]).is_in(apps.implode()) & wanted
         columns = [c for c in CONTEXT_SCHEMA if c in group.sources]
         frames.append(group.scan().filter(wanted).select(*map(group.column, columns)))
     stacked = stack(frames, Input.DELIVERIES).select(c for c in CONTEXT_SCHEMA if c != "_bucket")
     context = stacked.with_columns(_bucket(window)).collect(engine="streaming")
     return context.cast(CONTEXT_SCHEMA)  # type: ignore[arg-type]
+
+
+def _as_read(group: SourceGroup, app_ids: pl.Series) -> pl.Series:
+    """Text app IDs in the integer type of `group`'s app column; null where not an integer."""
+    return app_ids.cast(group.raw_schema[group.sources["app_id"]], strict=False)
 
 
 def _slot_rows(group: SourceGroup, keys: pl.DataFrame, window: int) -> pl.LazyFrame:
@@ -294,9 +299,8 @@ def _slot_rows(group: SourceGroup, keys: pl.DataFrame, window: int) -> pl.LazyFr
     text joins after drop."""
     app = group.column("app_id")
     if group.integer("app_id"):
-        raw = group.sources["app_id"]
-        keys = keys.with_columns(pl.col("app_id").cast(group.raw_schema[raw], strict=False))
-        app = pl.col(raw).alias("app_id")
+        keys = keys.with_columns(_as_read(group, keys["app_id"]))
+        app = pl.col(group.sources["app_id"]).alias("app_id")
     return (
         group.scan()
         .select(ROW, app, group.column("delivered_at"))
