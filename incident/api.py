@@ -236,7 +236,7 @@ def _scan_into(
     explained = explain(
         attributed.select(*canonical, *extras, *added).collect(),
         deliveries,
-        authorizations.valid,
+        authorizations,
         apps.valid if apps else None,
         registry,
         config.attribution,

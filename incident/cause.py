@@ -111,7 +111,7 @@ class Explained:
 def explain(
     misdeliveries: pl.DataFrame,
     deliveries: LoadedInput,
-    grants: pl.LazyFrame,
+    authorizations: LoadedInput,
     apps: pl.LazyFrame | None,
     registry: pl.DataFrame | None,
     settings: Attribution,
@@ -120,8 +120,9 @@ def explain(
     to `misdeliveries` (which carry `developer_id` and `reason`), and list the shared endpoints.
 
     `deliveries` is the input the misdeliveries came from (read again for the traffic near
-    them); `grants` the valid authorization rows, canonical; `apps` the valid registry rows
-    (for their endpoints); `registry` maps app_id -> developer_id as reported.
+    them), `authorizations` the grants (read again for the subscribers' grants); `apps` the
+    valid registry rows (for their endpoints); `registry` maps app_id -> developer_id as
+    reported.
     """
     found = misdeliveries.select(USED).with_row_index("_m")
     window = _nanoseconds(settings.collision_window)
@@ -133,7 +134,12 @@ def explain(
     held = (
         found.lazy()
         .select("_m", "for_user_id", "delivered_at", REASON, receiving=pl.col("app_id"))
-        .join(grants.select("for_user_id", "app_id", "granted_at", "revoked_at"), on="for_user_id")
+        .join(
+            _grants_of(authorizations, found["for_user_id"]).select(
+                "for_user_id", "app_id", "granted_at", "revoked_at"
+            ),
+            on="for_user_id",
+        )
         .collect()
     )
     lag = _revocation_lag(held, _nanoseconds(settings.revocation_grace))
@@ -170,6 +176,19 @@ def explain(
         endpoints=endpoints_report(explained, registered, context, registry),
         evidence_missing=_evidence_missing(found, received),
     )
+
+
+def _grants_of(authorizations: LoadedInput, users: pl.Series) -> pl.LazyFrame:
+    """The valid grants, canonical, narrowed to those of `users` before they are normalised:
+    integer user IDs are matched as read (a superset, which the join on text IDs settles)."""
+    frames = []
+    for group in authorizations.groups:
+        rows = group.scan()
+        if group.integer("for_user_id"):
+            raw = _as_read(group, "for_user_id", users.unique()).drop_nulls()
+            rows = rows.filter(pl.col(group.sources["for_user_id"]).is_in(raw.implode()))
+        frames.append(group.normalised(rows.filter(group.is_valid())).drop(ROW))
+    return stack(frames, Input.AUTHORIZATIONS)
 
 
 def _evidence_missing(found: pl.DataFrame, received: pl.DataFrame) -> list[str]:
@@ -278,7 +297,7 @@ def nearby(deliveries: LoadedInput, keys: pl.DataFrame, window: int) -> pl.DataF
         if group.integer("app_id"):
             # Not needed for the answer: an app filter on the raw integers lets the reader
             # skip decoding the rows of other apps before it looks up the row numbers.
-            apps = _as_read(group, keys["app_id"].unique()).drop_nulls()
+            apps = _as_read(group, "app_id", keys["app_id"].unique()).drop_nulls()
             wanted = pl.col(group.sources["app_id"]).is_in(apps.implode()) & wanted
         columns = [c for c in CONTEXT_SCHEMA if c in group.sources]
         frames.append(group.scan().filter(wanted).select(*map(group.column, columns)))
@@ -287,9 +306,9 @@ def nearby(deliveries: LoadedInput, keys: pl.DataFrame, window: int) -> pl.DataF
     return context.cast(CONTEXT_SCHEMA)  # type: ignore[arg-type]
 
 
-def _as_read(group: SourceGroup, app_ids: pl.Series) -> pl.Series:
-    """Text app IDs in the integer type of `group`'s app column; null where not an integer."""
-    return app_ids.cast(group.raw_schema[group.sources["app_id"]], strict=False)
+def _as_read(group: SourceGroup, column: str, ids: pl.Series) -> pl.Series:
+    """Text IDs in the integer type of `group`'s `column`; null where not an integer."""
+    return ids.cast(group.raw_schema[group.sources[column]], strict=False)
 
 
 def _slot_rows(group: SourceGroup, keys: pl.DataFrame, window: int) -> pl.LazyFrame:
@@ -299,7 +318,7 @@ def _slot_rows(group: SourceGroup, keys: pl.DataFrame, window: int) -> pl.LazyFr
     text joins after drop."""
     app = group.column("app_id")
     if group.integer("app_id"):
-        keys = keys.with_columns(_as_read(group, keys["app_id"]))
+        keys = keys.with_columns(_as_read(group, "app_id", keys["app_id"]))
         app = pl.col(group.sources["app_id"]).alias("app_id")
     return (
         group.scan()
@@ -307,6 +326,24 @@ def _slot_rows(group: SourceGroup, keys: pl.DataFrame, window: int) -> pl.LazyFr
         .with_columns(_bucket(window))
         .join(keys.drop_nulls().lazy(), on=["app_id", "_bucket"], how="semi")
         .select(ROW)
+    )
+
+
+def _nearest(left: pl.LazyFrame, right: pl.LazyFrame, by: list[str]) -> pl.LazyFrame:
+    """`left` with `_gap`: how far in time (ns) the nearest row of `right` with the same `by`
+    is from `delivered_at`; null when there is none. An as-of join walks both sides once in
+    time order, so a busy app costs its rows, not its rows times its misdeliveries."""
+    return (
+        left.sort("delivered_at")
+        .join_asof(
+            right.select(*by, "delivered_at", other_at="delivered_at").sort("delivered_at"),
+            on="delivered_at",
+            by=by,
+            strategy="nearest",
+            check_sortedness=False,  # both sides sorted just above
+        )
+        .with_columns(_gap=_gap("delivered_at", "other_at"))
+        .drop("other_at")
     )
 
 
@@ -322,13 +359,10 @@ def _intended(
     endpoint signature. `listed` holds the candidates the registry puts on the misdelivery's
     endpoint, `unlisted` those whose endpoints only their traffic can tell.
 
-    Every join is on equal keys, the time slot among them, so that no misdelivery meets more
-    of an app's traffic than that of a few minutes."""
-    within = _gap("delivered_at", "other_at") <= window
-    at = _near(
-        found.lazy().select("_m", "event_id", "app_id", "delivered_at", BACKEND_EVIDENCE),
-        window,
-    )
+    Each test of "a delivery within the window" is an as-of join to the nearest one, so no
+    misdelivery is paired with all of an app's traffic around it."""
+    within = pl.col("_gap") <= window
+    at = found.lazy().select("_m", "app_id", "delivered_at", BACKEND_EVIDENCE)
     # Misdeliveries are not an app's own traffic (a retry, or a second leak, is not).
     traffic = context.join(
         found.select("event_id", "app_id", "for_user_id", "delivered_at"),
@@ -336,34 +370,24 @@ def _intended(
         how="anti",
         nulls_equal=True,
     )
-    slots = ["app_id", BACKEND_EVIDENCE, "_bucket"]
-    # Collected before the rest: in one plan with it, the joins below took twice the memory.
+    slots = ["app_id", BACKEND_EVIDENCE]
     active = (
-        at.join(traffic.lazy().select(*slots, other_at="delivered_at"), on=slots)
-        .filter(within)
-        .select("_m")
-        .unique()
-        .collect()
-        .lazy()
+        _nearest(at.drop_nulls(slots), traffic.lazy(), slots).filter(within).select("_m").collect()
     )
-    at = at.join(active, on="_m", how="semi").drop("app_id")
+    at = at.join(active.lazy(), on="_m", how="semi").drop("app_id")
 
     # Where an unlisted candidate listened: its deliveries near the misdelivery.
-    observed = app_endpoints(
+    endpoints = ["app_id", "ip", "path"]
+    observed = _nearest(
         unlisted.lazy()
-        .join(at, on="_m")
-        .join(
-            context.lazy().select(
-                "app_id", "_bucket", "resolved_ip", "webhook_url", other_at="delivered_at"
-            ),
-            on=["app_id", "_bucket"],
-        )
-        .filter(within),
-        "_m",
-    ).join(received.lazy(), on=["_m", "ip", "path"], how="semi")
+        .join(received.lazy(), on="_m")
+        .join(at.select("_m", "delivered_at"), on="_m"),
+        app_endpoints(context.lazy(), "delivered_at"),
+        endpoints,
+    ).filter(within)
     on_endpoint = (
         pl.concat([listed.lazy(), observed.select("_m", "app_id", "ip", "path")])
-        .join(active, on="_m", how="semi")
+        .join(active.lazy(), on="_m", how="semi")
         .unique()
     )
 
@@ -376,18 +400,13 @@ def _intended(
             context.lazy().select("app_id", "event_id", other_at="delivered_at"),
             on=["app_id", "event_id"],
         )
-        .filter(within)
+        .filter(_gap("delivered_at", "other_at") <= window)
         .select("_m", "app_id", _same_event=pl.lit(True))
         .unique()
     )
-    nearest = (
-        on_endpoint.select("_m", "app_id")
-        .join(at, on="_m")
-        .join(context.lazy().select(*slots, other_at="delivered_at"), on=slots)
-        .filter(within)
-        .group_by("_m", "app_id")
-        .agg(_gap("delivered_at", "other_at").min().alias("_nearest"))
-    )
+    nearest = _nearest(
+        on_endpoint.select("_m", "app_id").unique().join(at, on="_m"), context.lazy(), slots
+    ).select("_m", "app_id", _nearest=pl.when(within).then("_gap"))
     ranked = (
         on_endpoint.join(same_event, on=["_m", "app_id"], how="left")
         .join(nearest, on=["_m", "app_id"], how="left")
