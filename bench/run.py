@@ -2,6 +2,8 @@
 
     python bench/run.py --deliveries 20000000 [--rounds 3] [--data DIR] [--keep]
     python bench/run.py --memory-curve 20000000,50000000,100000000 [--data ROOT] [--keep]
+    python bench/run.py --memory-curve 20000000,50000000,100000000 --fixed-grants [--base B]
+        [--data ROOT] [--keep]
 
 The first form makes sure ``DIR`` holds the data set ``incident sample --deliveries N --seed 1``
 (generated unless ``DIR/.bench-N`` says it is already there), then times three jobs on it,
@@ -25,6 +27,20 @@ writes at most 40 M deliveries, so a larger data set is made of parts generated 
 per part so that the parts are disjoint populations: the same statistical shape as one big
 sample, with grants that match their deliveries.
 
+The third form is the second with the grants held fixed, so that only the deliveries grow:
+every size reads the authorizations.parquet and apps.parquet of one base sample
+(``incident sample --deliveries B --seed 1``, B = ``--base``, default 20 M, in ROOT/fixed/base-B,
+reused like the first form's data sets) and copies of its deliveries. Copy j (j = 0, 1, ...)
+has each event id replaced by its dense rank over the whole base times 1024 plus j, and each
+delivery id prefixed with ``r<j>-`` for j > 0: distinct deliveries of distinct events, with
+the same users, apps, times and evidence, so every copy matches the same grants. Size N takes
+N // B whole copies and, for the rest, a partial copy made of the first rows of each base file
+(its share of the rest), specific to N. Each copy is written once, under
+ROOT/fixed/copies/copy-j (copy-j-for-N for a partial one), and reused while its ``.copy`` marker
+says it is complete; ROOT/fixed/N holds only symbolic links to the copies' files and to the
+base's grants and apps. The table adds, per size, the grants and the misdeliveries that the
+scan's summary.json reports; a scan that did not read exactly N rows is an error.
+
 MB are 10^6 bytes. Progress goes to stderr; the figures go to stdout.
 """
 
@@ -45,6 +61,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -61,6 +79,7 @@ SEED = 1
 GENERATOR_CAP = 40_000_000  # incident.sample.MAX_DELIVERIES
 DEFAULT_PART_SIZE = 25_000_000  # below the cap: generating 40 M at once needs ~14 GB
 DEFAULT_ROOT = Path(tempfile.gettempdir()) / "incident-bench"
+DEFAULT_BASE = 20_000_000  # deliveries of the base sample of --fixed-grants
 
 # Targets of issue 3, as (label, ratio, comparison, bound).
 TARGETS = (
@@ -466,6 +485,169 @@ def compare_outputs(work: Path, jobs: list[Job]) -> list[str]:
     return lines
 
 
+# --------------------------------------------------------------------------- fixed grants
+
+MAX_COPIES = 1024  # copy j's event ids are (dense rank) * MAX_COPIES + j
+
+
+@dataclass(frozen=True)
+class Base:
+    """The base sample of the fixed-grants curve: its delivery files and their row counts."""
+
+    data: Path
+    files: tuple[Path, ...]
+    rows: tuple[int, ...]
+    event_ids: npt.NDArray[np.int64]  # the distinct event ids of all its deliveries, sorted
+
+    @property
+    def deliveries(self) -> int:
+        return sum(self.rows)
+
+
+def load_base(data: Path) -> Base:
+    """The base's delivery files, their row counts, and its distinct event ids (one query)."""
+    files = tuple(sorted((data / "deliveries").glob("day=*/*.parquet")))
+    if not files:
+        raise BenchError(f"{data}: no deliveries/day=*/*.parquet")
+    rows = tuple(pq.read_metadata(file).num_rows for file in files)
+    events = pl.scan_parquet(list(files)).select("event_id")
+    dtype = events.collect_schema()["event_id"]
+    if dtype != pl.Int64:
+        raise BenchError(f"{data}: event_id is {dtype}, expected Int64")
+    ids = events.unique().sort("event_id").collect()["event_id"]
+    if ids.null_count():
+        raise BenchError(f"{data}: event_id has nulls")
+    return Base(data, files, rows, ids.to_numpy())
+
+
+def copy_marker(copy: Path) -> Path:
+    """The file that says `copy` is complete."""
+    return copy / ".copy"
+
+
+def ensure_copy(base: Base, copy: Path, j: int, rows: int) -> bool:
+    """Make `copy` hold copy `j` of the base's deliveries, `rows` of them (all, or a first
+    share of each file); True when this call wrote it, False when a complete one was reused.
+
+    Copy j is the base with every event id replaced by its dense rank over the whole base
+    (1, 2, ..., in the ids' order) times MAX_COPIES plus j, and, for j > 0, every delivery id
+    prefixed with `r<j>-`: distinct deliveries of distinct events, with the same users, apps,
+    times and evidence, so every copy matches the same grants.
+    """
+    description = json.dumps({"base": str(base.data), "copy": j, "rows": rows}) + "\n"
+    if copy_marker(copy).exists() and copy_marker(copy).read_text() == description:
+        return False
+    shutil.rmtree(copy, ignore_errors=True)
+    # A partial copy takes from each file its share of `rows`, rounded so they add up exactly.
+    before = np.cumsum((0, *base.rows))
+    shares = np.diff(rows * before // base.deliveries)
+    for source, share in zip(base.files, shares, strict=True):
+        table = pq.read_table(source).slice(0, int(share))
+        ranks = np.searchsorted(base.event_ids, table.column("event_id").to_numpy()) + 1
+        event_ids = pa.array(ranks * MAX_COPIES + j, pa.int64())
+        table = table.set_column(table.schema.get_field_index("event_id"), "event_id", event_ids)
+        if j > 0:
+            delivery_ids = pc.binary_join_element_wise(f"r{j}-", table.column("delivery_id"), "")
+            index = table.schema.get_field_index("delivery_id")
+            table = table.set_column(index, "delivery_id", delivery_ids)
+        target = copy / source.parent.name / source.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, target, **DELIVERY_WRITE_OPTIONS)
+    copy_marker(copy).write_text(description)
+    return True
+
+
+def copies_of(deliveries: int, base_rows: int, copies: Path) -> list[tuple[Path, int, int]]:
+    """(directory, j, rows) of the copies a data set of `deliveries` rows is made of: full
+    copies 0, 1, ..., shared by every size, then a partial copy specific to this size."""
+    full, rest = divmod(deliveries, base_rows)
+    if full + (rest > 0) > MAX_COPIES:
+        raise BenchError(f"{deliveries:,} deliveries need more than {MAX_COPIES} copies")
+    plan = [(copies / f"copy-{j}", j, base_rows) for j in range(full)]
+    if rest:
+        plan.append((copies / f"copy-{full}-for-{deliveries}", full, rest))
+    return plan
+
+
+def link_data_set(data: Path, base: Base, copies: Sequence[Path]) -> None:
+    """Make `data` a data set of symbolic links: deliveries/day=D/<copy>-<file> to the copies'
+    files, authorizations.parquet and apps.parquet to the base's."""
+    shutil.rmtree(data, ignore_errors=True)  # links only: rmtree does not follow them
+    for copy in copies:
+        for file in sorted(copy.glob("day=*/*.parquet")):
+            link = data / "deliveries" / file.parent.name / f"{copy.name}-{file.name}"
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(file)
+    for name in ("authorizations.parquet", "apps.parquet"):
+        (data / name).symlink_to(base.data / name)
+
+
+def disk_mb(directory: Path) -> float:
+    """The size of the Parquet files under `directory`, in MB."""
+    return sum(file.stat().st_size for file in directory.rglob("*.parquet")) / 1e6
+
+
+def fixed_grants_curve(args: argparse.Namespace, work: Path) -> int:
+    """(c) once per size, every size with the same grants and apps; its wall time and peak
+    RSS, with the grants and misdeliveries its summary.json reports."""
+    root = (args.data or DEFAULT_ROOT).resolve() / "fixed"
+    job = make_jobs()[2]
+    made: list[Path] = []  # what this run wrote, removed at the end unless --keep
+    written: list[tuple[float, float]] = []  # (seconds, MB) per copy written by this run
+    rows: list[tuple[int, Measurement]] = []
+    found: list[tuple[int, int]] = []  # (grants, misdeliveries) per size
+    try:
+        base_dir = root / f"base-{args.base}"
+        if ensure_data(base_dir, args.base, args.part_size, work):
+            made.append(base_dir)
+        base = load_base(base_dir)
+        for deliveries in args.memory_curve:
+            plan = copies_of(deliveries, base.deliveries, root / "copies")
+            for copy, j, copy_rows in plan:
+                started = time.perf_counter()
+                if ensure_copy(base, copy, j, copy_rows):
+                    made.append(copy)
+                    written.append((time.perf_counter() - started, disk_mb(copy)))
+                    log(
+                        f"wrote {copy} ({copy_rows:,} deliveries): {written[-1][0]:.1f} s, "
+                        f"{written[-1][1]:,.0f} MB"
+                    )
+                else:
+                    log(f"reusing {copy}")
+            data = root / str(deliveries)
+            link_data_set(data, base, [copy for copy, _, _ in plan])
+            made.append(data)
+            warm_page_cache(data)
+            m = job.run(data, work, len(rows) + 1)
+            summary = json.loads((job.out(work) / "summary.json").read_text())  # before the next
+            rows_read = summary["accounting"]["rows_read"]
+            if rows_read != deliveries:
+                raise BenchError(
+                    f"{data}: incident scan read {rows_read:,} rows, not {deliveries:,}"
+                )
+            grants = summary["inputs"]["authorizations"]["rows"]
+            misdeliveries = summary["accounting"]["rows_misdelivered"]
+            log(
+                f"{deliveries:,} deliveries: {m.seconds:.2f} s, {m.peak_rss_mb:,.0f} MB, "
+                f"{misdeliveries:,} misdeliveries"
+            )
+            rows.append((deliveries, m))
+            found.append((grants, misdeliveries))
+    finally:
+        if not args.keep:
+            for path in reversed(made):
+                shutil.rmtree(path, ignore_errors=True)
+    print_curve(rows, found)
+    print(f"\nevery size: the grants and apps of {base_dir}, copies of its deliveries")
+    if written:
+        seconds, sizes_mb = zip(*written, strict=True)
+        print(
+            f"copies written by this run: {len(written)}, {sum(seconds):.1f} s in all, "
+            f"{sum(sizes_mb):,.0f} MB on disk ({sizes_mb[0]:,.0f} MB for the first)"
+        )
+    return 0
+
+
 # --------------------------------------------------------------------------- modes
 
 
@@ -495,6 +677,8 @@ def benchmark(args: argparse.Namespace, work: Path) -> int:
 
 def memory_curve(args: argparse.Namespace, work: Path) -> int:
     """(c) once per size; its wall time and peak RSS, relative to the first size."""
+    if args.fixed_grants:
+        return fixed_grants_curve(args, work)
     root = (args.data or DEFAULT_ROOT).resolve()
     job = make_jobs()[2]
     rows: list[tuple[int, Measurement]] = []
@@ -509,14 +693,24 @@ def memory_curve(args: argparse.Namespace, work: Path) -> int:
                 shutil.rmtree(data)
         log(f"{deliveries:,} deliveries: {m.seconds:.2f} s, {m.peak_rss_mb:,.0f} MB")
         rows.append((deliveries, m))
+    print_curve(rows)
+    return 0
+
+
+def print_curve(
+    rows: list[tuple[int, Measurement]], found: list[tuple[int, int]] | None = None
+) -> None:
+    """The curve: wall time and peak RSS per size, relative to the first size; with `found`,
+    (grants, misdeliveries) per size, their columns too."""
     base = rows[0][1].peak_rss_mb
-    print(f"\n{'deliveries':>14}{'wall s':>10}{'peak RSS':>14}{'x first':>9}")
-    for deliveries, m in rows:
+    extra = f"{'grants':>12}{'misdeliveries':>15}" if found else ""
+    print(f"\n{'deliveries':>14}{'wall s':>10}{'peak RSS':>14}{'x first':>9}{extra}")
+    for index, (deliveries, m) in enumerate(rows):
+        extra = f"{found[index][0]:>12,}{found[index][1]:>15,}" if found else ""
         print(
             f"{deliveries:>14,}{m.seconds:>10.2f}{m.peak_rss_mb:>11,.0f} MB"
-            f"{m.peak_rss_mb / base:>9.2f}"
+            f"{m.peak_rss_mb / base:>9.2f}{extra}"
         )
-    return 0
 
 
 def sizes(text: str) -> list[int]:
@@ -561,11 +755,27 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="larger data sets are generated in parts of at most this many deliveries "
         f"(default {DEFAULT_PART_SIZE:,}; the generator's cap is {GENERATOR_CAP:,})",
     )
+    parser.add_argument(
+        "--fixed-grants",
+        action="store_true",
+        help="with --memory-curve: every size has the grants and apps of one base sample, "
+        "and its deliveries are copies of the base's",
+    )
+    parser.add_argument(
+        "--base",
+        type=int,
+        default=DEFAULT_BASE,
+        help=f"with --fixed-grants: the base sample's deliveries (default {DEFAULT_BASE:,})",
+    )
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.deliveries < 1:
         parser.error("--rounds and --deliveries must be positive")
     if not 1 <= args.part_size <= GENERATOR_CAP:
         parser.error(f"--part-size must be between 1 and {GENERATOR_CAP:,}")
+    if args.fixed_grants and not args.memory_curve:
+        parser.error("--fixed-grants needs --memory-curve")
+    if args.base < 1:
+        parser.error("--base must be positive")
     return args
 
 
