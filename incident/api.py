@@ -232,16 +232,20 @@ def _scan_into(
     attributed = attribute_developers(findings.misdeliveries.lazy(), registry)
     added = [SOURCE_FILE, "developer_id", REASON]
     extras = [c for c in attributed.collect_schema() if c not in {*canonical, *added}]
+    # Sorted before attribution adds its columns, which is the same order: rows alike in every
+    # input column are attributed alike. The passes' copy is dropped: at scale it is large.
+    misdelivered = _sorted_rows(attributed.select(*canonical, *extras, *added)).collect()
+    del findings, attributed
     report("explaining misdeliveries")
     explained = explain(
-        attributed.select(*canonical, *extras, *added).collect(),
+        misdelivered,
         deliveries,
         authorizations,
         apps.valid if apps else None,
         registry,
         config.attribution,
     )
-    attributed = _sorted_rows(explained.misdeliveries.lazy())
+    attributed = explained.misdeliveries.lazy()
     exposed = exposure(attributed)
     users, developers, by_type, by_reason, by_cause, misdeliveries = pl.collect_all(
         [

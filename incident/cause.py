@@ -48,12 +48,14 @@ def url_path(url: pl.Expr) -> pl.Expr:
 
 def app_endpoints(frame: pl.LazyFrame, *by: str) -> pl.LazyFrame:
     """Distinct (*by, app_id, ip, path) of rows with both an IP and a URL."""
-    return (
+    return _distinct_endpoints(
         frame.select(*by, "app_id", ip=pl.col("resolved_ip"), path=url_path(pl.col("webhook_url")))
-        .drop_nulls()
-        .unique()
-        .cast({"app_id": ID, "ip": pl.String, "path": pl.String})
     )
+
+
+def _distinct_endpoints(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """Distinct rows with both `ip` and `path`, typed alike whatever their source."""
+    return frame.drop_nulls().unique().cast({"app_id": ID, "ip": pl.String, "path": pl.String})
 
 
 def _nanoseconds(duration: timedelta) -> int:
@@ -161,8 +163,10 @@ def explain(
         .then(pl.lit(Cause.REVOCATION_LAG.value))
         .otherwise(pl.lit(Cause.UNEXPLAINED.value))
     )
-    explained = (
+    # Only the new columns, in the rows' order: the input columns are not copied.
+    attribution = (
         found.lazy()
+        .select("_m")
         .join(lag.lazy(), on="_m", how="left")
         .join(intended.lazy(), on="_m", how="left")
         .with_columns(cause.alias(CAUSE), pl.col(CANDIDATES).fill_null(0).cast(COUNT))
@@ -170,10 +174,11 @@ def explain(
         .sort("_m")
         .collect()
     )
+    explained = misdeliveries.with_columns(attribution.select(ATTRIBUTION_COLUMNS))
+    matched = explained.with_columns(attribution.select("_ip", "_path"))
     return Explained(
-        # Rows in their order, so the attribution columns line up with every input column.
-        misdeliveries=misdeliveries.with_columns(explained.select(ATTRIBUTION_COLUMNS)),
-        endpoints=endpoints_report(explained, registered, context, registry),
+        misdeliveries=explained,
+        endpoints=endpoints_report(matched, registered, context, registry),
         evidence_missing=_evidence_missing(found, received),
     )
 
@@ -247,14 +252,17 @@ def _authorized_others(held: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+# What is read of the deliveries near the misdeliveries, besides their endpoint evidence; the
+# context holds it with the endpoint as (ip, path).
+EVIDENCE_READ = ("event_id", "app_id", "for_user_id", "delivered_at", BACKEND_EVIDENCE)
 CONTEXT_SCHEMA: dict[str, pl.DataType] = {
     "event_id": ID(),
     "app_id": ID(),
     "for_user_id": ID(),
     "delivered_at": TIMESTAMP,
     BACKEND_EVIDENCE: pl.String(),
-    **{column: pl.String() for column in ENDPOINT_EVIDENCE},
-    "_bucket": pl.Int64(),
+    "ip": pl.String(),
+    "path": pl.String(),
 }
 
 
@@ -282,7 +290,8 @@ def _context(
 
 
 def nearby(deliveries: LoadedInput, keys: pl.DataFrame, window: int) -> pl.DataFrame:
-    """The delivery rows in the (app_id, _bucket) slots of `keys`, with their evidence.
+    """The delivery rows in the (app_id, _bucket) slots of `keys`, with their backend and
+    endpoint (`CONTEXT_SCHEMA`).
 
     Two reads: the app and time of every row find the few row numbers in those slots, then
     only those rows are read whole; decoding the text evidence of every row would cost
@@ -299,11 +308,13 @@ def nearby(deliveries: LoadedInput, keys: pl.DataFrame, window: int) -> pl.DataF
             # skip decoding the rows of other apps before it looks up the row numbers.
             apps = _as_read(group, "app_id", keys["app_id"].unique()).drop_nulls()
             wanted = pl.col(group.sources["app_id"]).is_in(apps.implode()) & wanted
-        columns = [c for c in CONTEXT_SCHEMA if c in group.sources]
+        columns = [c for c in (*EVIDENCE_READ, *ENDPOINT_EVIDENCE) if c in group.sources]
         frames.append(group.scan().filter(wanted).select(*map(group.column, columns)))
-    stacked = stack(frames, Input.DELIVERIES).select(c for c in CONTEXT_SCHEMA if c != "_bucket")
-    context = stacked.with_columns(_bucket(window)).collect(engine="streaming")
-    return context.cast(CONTEXT_SCHEMA)  # type: ignore[arg-type]
+    context = stack(frames, Input.DELIVERIES).select(
+        *EVIDENCE_READ, ip=pl.col("resolved_ip"), path=url_path(pl.col("webhook_url"))
+    )
+    # The URL is read as its path at once: the context holds no more text than it uses.
+    return context.collect(engine="streaming").cast(CONTEXT_SCHEMA)  # type: ignore[arg-type]
 
 
 def _as_read(group: SourceGroup, column: str, ids: pl.Series) -> pl.Series:
@@ -364,16 +375,14 @@ def _intended(
     within = pl.col("_gap") <= window
     at = found.lazy().select("_m", "app_id", "delivered_at", BACKEND_EVIDENCE)
     # Misdeliveries are not an app's own traffic (a retry, or a second leak, is not).
-    traffic = context.join(
-        found.select("event_id", "app_id", "for_user_id", "delivered_at"),
+    traffic = context.lazy().join(
+        found.lazy().select("event_id", "app_id", "for_user_id", "delivered_at"),
         on=["event_id", "app_id", "for_user_id", "delivered_at"],
         how="anti",
         nulls_equal=True,
     )
     slots = ["app_id", BACKEND_EVIDENCE]
-    active = (
-        _nearest(at.drop_nulls(slots), traffic.lazy(), slots).filter(within).select("_m").collect()
-    )
+    active = _nearest(at.drop_nulls(slots), traffic, slots).filter(within).select("_m").collect()
     at = at.join(active.lazy(), on="_m", how="semi").drop("app_id")
 
     # Where an unlisted candidate listened: its deliveries near the misdelivery.
@@ -382,7 +391,7 @@ def _intended(
         unlisted.lazy()
         .join(received.lazy(), on="_m")
         .join(at.select("_m", "delivered_at"), on="_m"),
-        app_endpoints(context.lazy(), "delivered_at"),
+        _distinct_endpoints(context.lazy().select("delivered_at", *endpoints)),
         endpoints,
     ).filter(within)
     on_endpoint = (
@@ -438,7 +447,11 @@ def endpoints_report(
     """One row per (IP, URL path) shared by two or more apps, with the misdeliveries the
     shared endpoint explains; sorted by IP and path. Apps are placed on endpoints by the
     registry and by the deliveries the scan saw with evidence."""
-    sources = [app_endpoints(explained.lazy()), app_endpoints(context.lazy()), registered.lazy()]
+    sources = [
+        app_endpoints(explained.lazy()),
+        _distinct_endpoints(context.lazy().select("app_id", "ip", "path")),
+        registered.lazy(),
+    ]
     members = attribute_developers(pl.concat(sources).unique(), registry)
     shared = (
         members.group_by("ip", "path")

@@ -134,15 +134,26 @@ def _settle_checks(flagged: pl.DataFrame, grants: tuple[pl.LazyFrame, list[str]]
     return pl.concat([flagged.filter(pl.col(STATUS) != Status.CHECK.value), resolved])
 
 
-def _second_pass(group: SourceGroup, flagged: pl.DataFrame) -> pl.LazyFrame:
-    """The raw rows numbered in `flagged`."""
-    if not flagged.height:
-        return group.scan().head(0)
-    # The event ID, decoded first, rules out almost every row before the other columns are
-    # decoded; the row number then picks the exact rows.
-    event = pl.col(group.sources["event_id"])
-    events = event.is_in(flagged[EVENT].drop_nulls().unique().implode()) | event.is_null()
-    return group.scan().filter(events & pl.col(ROW).is_in(flagged[ROW].implode()))
+def _second_pass(group: SourceGroup, flagged: pl.DataFrame) -> list[pl.LazyFrame]:
+    """Two results from one read of the rows numbered in `flagged`: the misdeliveries,
+    normalised, with their `reason`; the rejected rows as read. The raw rows are never held
+    whole, only the rows each result keeps."""
+    rows = group.scan()
+    if flagged.height:
+        # The event ID, decoded first, rules out almost every row before the other columns
+        # are decoded; the row number then picks the exact rows.
+        event = pl.col(group.sources["event_id"])
+        events = event.is_in(flagged[EVENT].drop_nulls().unique().implode()) | event.is_null()
+        rows = rows.filter(events & pl.col(ROW).is_in(flagged[ROW].implode()))
+    else:
+        rows = rows.head(0)
+    found = rows.join(flagged.lazy().select(ROW, STATUS), on=ROW)
+    misdelivered = found.filter(pl.col(STATUS).is_in(MISDELIVERED))
+    reasons = misdelivered.select(ROW, pl.col(STATUS).cast(pl.String).alias(REASON))
+    return [
+        group.normalised(misdelivered).join(reasons, on=ROW),
+        group.as_read(found.filter(pl.col(STATUS) == Status.REJECTED.value)),
+    ]
 
 
 def run(deliveries: LoadedInput, authorizations: LoadedInput, window: Window) -> Findings:
@@ -176,24 +187,16 @@ def run(deliveries: LoadedInput, authorizations: LoadedInput, window: Window) ->
         holding.append(narrowed)
         reported.append(found.select(renumbered.alias(ROW), EVENT, STATUS))
     fetched = _collect(
-        [_second_pass(group, flagged) for group, flagged in zip(holding, reported, strict=True)],
+        [
+            query
+            for group, flagged in zip(holding, reported, strict=True)
+            for query in _second_pass(group, flagged)
+        ],
         deliveries.source.path,
     )
-
-    misdeliveries, rejected_frames = [], []
-    for group, rows_found, flagged in zip(holding, fetched, reported, strict=True):
-        found_rows = rows_found.lazy().join(flagged.lazy().select(ROW, STATUS), on=ROW)
-        misdelivered = found_rows.filter(pl.col(STATUS).is_in(MISDELIVERED))
-        misdeliveries.append(
-            group.normalised(misdelivered).join(
-                misdelivered.select(ROW, pl.col(STATUS).cast(pl.String).alias(REASON)), on=ROW
-            )
-        )
-        rejected_frames.append(
-            group.as_read(found_rows.filter(pl.col(STATUS) == Status.REJECTED.value))
-        )
+    misdeliveries = stack([frame.lazy() for frame in fetched[0::2]], Input.DELIVERIES)
     return Findings(
         statuses=+statuses,
-        misdeliveries=stack(misdeliveries, Input.DELIVERIES).drop(ROW).collect(),
-        rejected=pl.concat(rejected_frames, how="diagonal_relaxed").collect(),
+        misdeliveries=misdeliveries.drop(ROW).collect(),
+        rejected=pl.concat(fetched[1::2], how="diagonal_relaxed"),
     )
