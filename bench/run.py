@@ -587,6 +587,26 @@ def disk_mb(directory: Path) -> float:
     return sum(file.stat().st_size for file in directory.rglob("*.parquet")) / 1e6
 
 
+def scan_size(
+    job: Job, data: Path, work: Path, index: int, deliveries: int
+) -> tuple[Measurement, int, int]:
+    """Run (c) once on `data`; its measurement, and the grants and misdeliveries its
+    summary.json reports (read before the next run replaces it)."""
+    warm_page_cache(data)
+    m = job.run(data, work, index)
+    summary = json.loads((job.out(work) / "summary.json").read_text())
+    rows_read = summary["accounting"]["rows_read"]
+    if rows_read != deliveries:
+        raise BenchError(f"{data}: incident scan read {rows_read:,} rows, not {deliveries:,}")
+    grants = summary["inputs"]["authorizations"]["rows"]
+    misdeliveries = summary["accounting"]["rows_misdelivered"]
+    log(
+        f"{deliveries:,} deliveries: {m.seconds:.2f} s, {m.peak_rss_mb:,.0f} MB, "
+        f"{misdeliveries:,} misdeliveries"
+    )
+    return m, grants, misdeliveries
+
+
 def fixed_grants_curve(args: argparse.Namespace, work: Path) -> int:
     """(c) once per size, every size with the same grants and apps; its wall time and peak
     RSS, with the grants and misdeliveries its summary.json reports."""
@@ -617,20 +637,7 @@ def fixed_grants_curve(args: argparse.Namespace, work: Path) -> int:
             data = root / str(deliveries)
             link_data_set(data, base, [copy for copy, _, _ in plan])
             made.append(data)
-            warm_page_cache(data)
-            m = job.run(data, work, len(rows) + 1)
-            summary = json.loads((job.out(work) / "summary.json").read_text())  # before the next
-            rows_read = summary["accounting"]["rows_read"]
-            if rows_read != deliveries:
-                raise BenchError(
-                    f"{data}: incident scan read {rows_read:,} rows, not {deliveries:,}"
-                )
-            grants = summary["inputs"]["authorizations"]["rows"]
-            misdeliveries = summary["accounting"]["rows_misdelivered"]
-            log(
-                f"{deliveries:,} deliveries: {m.seconds:.2f} s, {m.peak_rss_mb:,.0f} MB, "
-                f"{misdeliveries:,} misdeliveries"
-            )
+            m, grants, misdeliveries = scan_size(job, data, work, len(rows) + 1, deliveries)
             rows.append((deliveries, m))
             found.append((grants, misdeliveries))
     finally:
@@ -682,34 +689,33 @@ def memory_curve(args: argparse.Namespace, work: Path) -> int:
     root = (args.data or DEFAULT_ROOT).resolve()
     job = make_jobs()[2]
     rows: list[tuple[int, Measurement]] = []
+    found: list[tuple[int, int]] = []  # (grants, misdeliveries) per size
     for deliveries in args.memory_curve:
         data = root / str(deliveries)
         generated = ensure_data(data, deliveries, args.part_size, work)
         try:
-            warm_page_cache(data)
-            m = job.run(data, work, len(rows) + 1)
+            m, grants, misdeliveries = scan_size(job, data, work, len(rows) + 1, deliveries)
         finally:
             if generated and not args.keep:
                 shutil.rmtree(data)
-        log(f"{deliveries:,} deliveries: {m.seconds:.2f} s, {m.peak_rss_mb:,.0f} MB")
         rows.append((deliveries, m))
-    print_curve(rows)
+        found.append((grants, misdeliveries))
+    print_curve(rows, found)
     return 0
 
 
-def print_curve(
-    rows: list[tuple[int, Measurement]], found: list[tuple[int, int]] | None = None
-) -> None:
-    """The curve: wall time and peak RSS per size, relative to the first size; with `found`,
-    (grants, misdeliveries) per size, their columns too."""
+def print_curve(rows: list[tuple[int, Measurement]], found: list[tuple[int, int]]) -> None:
+    """The curve: wall time and peak RSS per size, relative to the first size, with the
+    grants and misdeliveries of each size."""
     base = rows[0][1].peak_rss_mb
-    extra = f"{'grants':>12}{'misdeliveries':>15}" if found else ""
-    print(f"\n{'deliveries':>14}{'wall s':>10}{'peak RSS':>14}{'x first':>9}{extra}")
-    for index, (deliveries, m) in enumerate(rows):
-        extra = f"{found[index][0]:>12,}{found[index][1]:>15,}" if found else ""
+    print(
+        f"\n{'deliveries':>14}{'wall s':>10}{'peak RSS':>14}{'x first':>9}"
+        f"{'grants':>12}{'misdeliveries':>15}"
+    )
+    for (deliveries, m), (grants, misdeliveries) in zip(rows, found, strict=True):
         print(
             f"{deliveries:>14,}{m.seconds:>10.2f}{m.peak_rss_mb:>11,.0f} MB"
-            f"{m.peak_rss_mb / base:>9.2f}{extra}"
+            f"{m.peak_rss_mb / base:>9.2f}{grants:>12,}{misdeliveries:>15,}"
         )
 
 
