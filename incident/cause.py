@@ -374,12 +374,11 @@ def _intended(
     misdelivery is paired with all of an app's traffic around it."""
     within = pl.col("_gap") <= window
     at = found.lazy().select("_m", "app_id", "delivered_at", BACKEND_EVIDENCE)
-    # Misdeliveries are not an app's own traffic (a retry, or a second leak, is not).
+    # Misdeliveries are not an app's own traffic, nor is any delivery of a misdelivered event
+    # to the same app for the same subscriber: a retry, or a rejected copy, is the leak again.
+    leaks = ["event_id", "app_id", "for_user_id"]
     traffic = context.lazy().join(
-        found.lazy().select("event_id", "app_id", "for_user_id", "delivered_at"),
-        on=["event_id", "app_id", "for_user_id", "delivered_at"],
-        how="anti",
-        nulls_equal=True,
+        found.lazy().select(leaks), on=leaks, how="anti", nulls_equal=True
     )
     slots = ["app_id", BACKEND_EVIDENCE]
     active = _nearest(at.drop_nulls(slots), traffic, slots).filter(within).select("_m").collect()
