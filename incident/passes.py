@@ -134,26 +134,31 @@ def _settle_checks(flagged: pl.DataFrame, grants: tuple[pl.LazyFrame, list[str]]
     return pl.concat([flagged.filter(pl.col(STATUS) != Status.CHECK.value), resolved])
 
 
-def _second_pass(group: SourceGroup, flagged: pl.DataFrame) -> list[pl.LazyFrame]:
-    """Two results from one read of the rows numbered in `flagged`: the misdeliveries,
-    normalised, with their `reason`; the rejected rows as read. The raw rows are never held
-    whole, only the rows each result keeps."""
-    rows = group.scan()
-    if flagged.height:
+def _fetch(group: SourceGroup, flagged: pl.DataFrame) -> pl.LazyFrame:
+    """The raw rows numbered in `flagged`, with their `_status`, read from just the files
+    that hold them (none when there are none)."""
+    narrowed, rows = group.holding(flagged[ROW])
+    wanted = flagged.select(rows.alias(ROW), EVENT, STATUS)
+    raw = narrowed.scan()
+    if wanted.height:
         # The event ID, decoded first, rules out almost every row before the other columns
         # are decoded; the row number then picks the exact rows.
         event = pl.col(group.sources["event_id"])
-        events = event.is_in(flagged[EVENT].drop_nulls().unique().implode()) | event.is_null()
-        rows = rows.filter(events & pl.col(ROW).is_in(flagged[ROW].implode()))
+        events = event.is_in(wanted[EVENT].drop_nulls().unique().implode()) | event.is_null()
+        raw = raw.filter(events & pl.col(ROW).is_in(wanted[ROW].implode()))
     else:
-        rows = rows.head(0)
-    found = rows.join(flagged.lazy().select(ROW, STATUS), on=ROW)
-    misdelivered = found.filter(pl.col(STATUS).is_in(MISDELIVERED))
+        raw = raw.head(0)
+    return raw.join(wanted.lazy().select(ROW, STATUS), on=ROW)
+
+
+def _second_pass(group: SourceGroup, found: pl.DataFrame) -> list[pl.LazyFrame]:
+    """The rows to report, fetched: the misdeliveries normalised as they are read, with their
+    `reason`, so that their raw form is never held whole; the rejected rows as read. Each
+    reads only the files holding its rows: rejected rows are few, and usually none."""
+    misdelivered = _fetch(group, found.filter(pl.col(STATUS).is_in(MISDELIVERED)))
     reasons = misdelivered.select(ROW, pl.col(STATUS).cast(pl.String).alias(REASON))
-    return [
-        group.normalised(misdelivered).join(reasons, on=ROW),
-        group.as_read(found.filter(pl.col(STATUS) == Status.REJECTED.value)),
-    ]
+    rejected = _fetch(group, found.filter(pl.col(STATUS) == Status.REJECTED.value))
+    return [group.normalised(misdelivered).join(reasons, on=ROW), group.as_read(rejected)]
 
 
 def run(deliveries: LoadedInput, authorizations: LoadedInput, window: Window) -> Findings:
@@ -172,7 +177,7 @@ def run(deliveries: LoadedInput, authorizations: LoadedInput, window: Window) ->
     )
 
     statuses: Counter[str] = Counter()
-    holding, reported = [], []
+    second = []
     for index, group in enumerate(groups):
         counts, flagged = first[2 * index : 2 * index + 2]
         settled = _settle_checks(flagged, grants[_packed(group)])
@@ -182,18 +187,8 @@ def run(deliveries: LoadedInput, authorizations: LoadedInput, window: Window) ->
         statuses[Status.OUTSIDE_WINDOW.value] += outside
         # Every row read and not otherwise accounted for was authorized.
         statuses[Status.AUTHORIZED.value] += rows - outside - found.height
-        # The second pass reads only the files that hold rows to report.
-        narrowed, renumbered = group.holding(found[ROW])
-        holding.append(narrowed)
-        reported.append(found.select(renumbered.alias(ROW), EVENT, STATUS))
-    fetched = _collect(
-        [
-            query
-            for group, flagged in zip(holding, reported, strict=True)
-            for query in _second_pass(group, flagged)
-        ],
-        deliveries.source.path,
-    )
+        second += _second_pass(group, found)
+    fetched = _collect(second, deliveries.source.path)
     misdeliveries = stack([frame.lazy() for frame in fetched[0::2]], Input.DELIVERIES)
     return Findings(
         statuses=+statuses,
