@@ -188,11 +188,11 @@ def _grants_of(authorizations: LoadedInput, users: pl.Series) -> pl.LazyFrame:
     integer user IDs are matched as read (a superset, which the join on text IDs settles)."""
     frames = []
     for group in authorizations.groups:
-        rows = group.scan()
+        where = None
         if group.integer("for_user_id"):
             raw = _as_read(group, "for_user_id", users.unique()).drop_nulls()
-            rows = rows.filter(pl.col(group.sources["for_user_id"]).is_in(raw.implode()))
-        frames.append(group.normalised(rows.filter(group.is_valid())).drop(ROW))
+            where = pl.col(group.sources["for_user_id"]).is_in(raw.implode())
+        frames.append(group.valid(where))
     return stack(frames, Input.AUTHORIZATIONS)
 
 

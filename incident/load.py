@@ -320,9 +320,11 @@ class SourceGroup:
             self.reject_reason(),
         )
 
-    def valid(self) -> pl.LazyFrame:
-        """The valid rows, canonical."""
-        return self.normalised(self.scan().filter(self.is_valid())).drop(ROW)
+    def valid(self, where: pl.Expr | None = None) -> pl.LazyFrame:
+        """The valid rows, canonical; with `where`, only the rows it keeps, tested on the raw
+        columns before any row is normalised."""
+        rows = self.scan() if where is None else self.scan().filter(where)
+        return self.normalised(rows.filter(self.is_valid())).drop(ROW)
 
     def rejected(self) -> pl.LazyFrame:
         """The rejected rows, as read."""
