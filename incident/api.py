@@ -14,12 +14,12 @@ from typing import Any
 
 import polars as pl
 
-from incident import __version__, passes
-from incident.cause import Explained, explain
 from incident.config import ReportFormat, ScanConfig, format_instant
-from incident.detect import MISDELIVERED, Status
 from incident.errors import ConfigError, IncidentError, InputError, TooManyRejectedError
-from incident.impact import (
+from incident.pipeline import passes
+from incident.pipeline.cause import Explained, explain
+from incident.pipeline.detect import MISDELIVERED, Status
+from incident.pipeline.impact import (
     UNKNOWN_DEVELOPER,
     attribute_developers,
     breakdown,
@@ -27,13 +27,14 @@ from incident.impact import (
     exposure,
     users_report,
 )
-from incident.load import REJECT_REASON, SOURCE_FILE, LoadedInput, app_registry, load_input
-from incident.manifest import MANIFEST, hash_inputs, write_manifest
+from incident.pipeline.load import REJECT_REASON, SOURCE_FILE, LoadedInput, app_registry, load_input
 from incident.report import write_json, write_table
 from incident.report.html import html_report
 from incident.report.markdown import summary_markdown
-from incident.result import read_summary
+from incident.results.manifest import MANIFEST, hash_inputs, write_manifest
+from incident.results.read import read_summary
 from incident.schema import CAUSE, COLUMNS, COUNT, REASON, Input
+from incident.version import __version__
 
 HTML_REPORT = "report.html"
 

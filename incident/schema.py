@@ -34,7 +34,7 @@ class Reason(StrEnum):
     BEFORE_GRANT = "before_grant"
 
 
-# The columns `incident.cause` adds to a misdelivery.
+# The columns `incident.pipeline.cause` adds to a misdelivery.
 CAUSE = "cause"
 INTENDED_APP = "intended_app_id"
 INTENDED_DEVELOPER = "intended_developer_id"

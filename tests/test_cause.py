@@ -9,10 +9,10 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from incident.cause import url_path
 from incident.cli import cli
 from incident.config import Attribution
 from incident.errors import ExitCode
+from incident.pipeline.cause import url_path
 from tests.conftest import ScanFn, delivery, grant, utc, write
 
 T = utc(2018, 3, 1, 12)

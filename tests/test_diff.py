@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from incident.cli import cli
-from incident.diff import Change, diff_results
 from incident.errors import ExitCode
-from incident.result import Report, read_report
+from incident.results.diff import Change, diff_results
+from incident.results.read import Report, read_report
 from tests.conftest import ScanFn, delivery, grant, utc
 
 # A DM from user 2 to user 3 for 2's account and a like for user 5, both to app 10; a post

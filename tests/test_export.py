@@ -21,7 +21,7 @@ from incident import ScanConfig, scan
 from incident.cli import cli
 from incident.config import ReportFormat
 from incident.errors import ConfigError, ExitCode, IncidentError, InputError
-from incident.export import (
+from incident.results.export import (
     FORMATS,
     MIN_KEY_BYTES,
     ExportFormat,
@@ -359,7 +359,7 @@ def test_cli_pseudonymize_with_an_explicit_mapping_and_jsonl(result: Path, key_f
 def test_a_collision_of_pseudonyms_is_never_silent(
     result: Path, key_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("incident.export.PSEUDONYM_HEX_DIGITS", 0)
+    monkeypatch.setattr("incident.results.export.PSEUDONYM_HEX_DIGITS", 0)
     with pytest.raises(IncidentError, match="two IDs have the same pseudonym"):
         export_result(result, Path("shared"), ExportFormat.CSV, key=key_file.read_bytes())
     assert not Path("shared").exists()
@@ -378,7 +378,7 @@ def test_a_failed_export_leaves_nothing_behind(
             raise OSError("disk full")
         real_replace(source, target)
 
-    monkeypatch.setattr("incident.export.os.replace", publish_fails)
+    monkeypatch.setattr("incident.results.export.os.replace", publish_fails)
     with pytest.raises(OSError, match="disk full"):
         export_result(result, Path("shared"), ExportFormat.CSV, key=key_file.read_bytes())
     # The mapping was in place before the export failed to publish, and is taken back.

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from incident import __version__
 from incident.cli import cli
+from incident.version import __version__
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = "sample_logs"

@@ -10,7 +10,7 @@ import pytest
 
 from incident import ColumnMap, ScanConfig, scan
 from incident.errors import InputError
-from incident.load import find_files, load_input
+from incident.pipeline.load import find_files, load_input
 from incident.schema import Input
 from tests.conftest import ScanFn, delivery, grant, utc, write
 
@@ -204,7 +204,7 @@ def test_files_beyond_the_row_number_range_split_into_groups(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Row numbers are 32-bit: a group of files is split before it would overflow them.
-    monkeypatch.setattr("incident.load._MAX_GROUP_ROWS", 3)
+    monkeypatch.setattr("incident.pipeline.load._MAX_GROUP_ROWS", 3)
     for day in range(1, 4):
         rows = [delivery(f"{day}-{i}", utc(2018, 3, day), for_user_id=i) for i in (1, 2)]
         write(rows, tmp_path / "deliveries" / f"day={day}" / "part-0.parquet")

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from incident.cli import cli
 from incident.errors import ExitCode, InputError
-from incident.notify import CATEGORIES, NOTIFICATION_COLUMNS, Category, notification_list
+from incident.results.notify import CATEGORIES, NOTIFICATION_COLUMNS, Category, notification_list
 from incident.schema import Role
 from tests.conftest import ScanFn, delivery, grant, utc
 

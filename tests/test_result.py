@@ -1,4 +1,4 @@
-"""`incident.result`: a scan result directory, read back, and the errors when it is not one."""
+"""`incident.results.read`: a result directory read back, and the errors when it is not one."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import polars as pl
 import pytest
 
 from incident.config import ReportFormat
-from incident.diff import diff_results
 from incident.errors import InputError
-from incident.export import ExportFormat, export_result
 from incident.report import write_table
 from incident.report.html import render_html
-from incident.result import SCHEMAS, Report, read_report, read_summary, report_path
+from incident.results.diff import diff_results
+from incident.results.export import ExportFormat, export_result
+from incident.results.read import SCHEMAS, Report, read_report, read_summary, report_path
 from tests.conftest import ScanFn, delivery, grant, utc
 
 # Long and zero-led IDs, commas and quotes in an ID, a developer unknown to the registry,

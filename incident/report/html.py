@@ -22,7 +22,7 @@ import polars as pl
 
 from incident.errors import ConfigError
 from incident.report import iso_timestamps
-from incident.result import Report, read_report, read_summary
+from incident.results.read import Report, read_report, read_summary
 from incident.schema import COUNT, EventType, Role
 
 TOP = 10

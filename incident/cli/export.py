@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from incident.export import ExportFormat, export_result, read_key
+from incident.results.export import ExportFormat, export_result, read_key
 
 
 @click.command("export")

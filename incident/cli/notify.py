@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from incident.errors import ConfigError
-from incident.notify import notification_csv, notification_list
+from incident.results.notify import notification_csv, notification_list
 
 
 @click.command("notify")

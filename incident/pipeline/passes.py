@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import polars as pl
 
 from incident.config import Window
-from incident.detect import (
+from incident.errors import InputError
+from incident.pipeline.detect import (
     KEY,
     MISDELIVERED,
     PACKED_KEY,
@@ -28,8 +29,7 @@ from incident.detect import (
     key_table,
     resolve_checks,
 )
-from incident.errors import InputError
-from incident.load import ROW, LoadedInput, SourceGroup, stack
+from incident.pipeline.load import ROW, LoadedInput, SourceGroup, stack
 from incident.schema import REASON, Input
 
 EVENT = "_event"

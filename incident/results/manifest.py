@@ -20,11 +20,11 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from incident import __version__
 from incident.config import ScanConfig, format_instant
 from incident.errors import IncidentError
-from incident.load import InputSource, find_files
+from incident.pipeline.load import InputSource, find_files
 from incident.schema import Input
+from incident.version import __version__
 
 MANIFEST = "manifest.json"
 _CHUNK = 1 << 20

@@ -18,8 +18,8 @@ from datetime import timedelta
 import polars as pl
 
 from incident.config import Attribution
-from incident.impact import attribute_developers, exposure
-from incident.load import ROW, LoadedInput, SourceGroup, stack
+from incident.pipeline.impact import attribute_developers, exposure
+from incident.pipeline.load import ROW, LoadedInput, SourceGroup, stack
 from incident.schema import (
     ATTRIBUTION_COLUMNS,
     CANDIDATES,

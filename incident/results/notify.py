@@ -1,7 +1,7 @@
 """The notification list: one row per exposed user, saying what of theirs was exposed.
 
 For the communications team's mail merge. Every figure is recomputed from the result's
-`misdeliveries.parquet` with the scan's own exposure rules (`incident.impact`), so the list
+`misdeliveries.parquet` with the scan's own exposure rules (`incident.pipeline.impact`), so the list
 holds whether the scan wrote its users report as Parquet, CSV or both; the users report is
 read only to check that it agrees.
 """
@@ -15,9 +15,9 @@ from pathlib import Path
 import polars as pl
 
 from incident.errors import InputError
-from incident.impact import exposure, users_report
+from incident.pipeline.impact import exposure, users_report
 from incident.report import iso_timestamps
-from incident.result import Report, read_report, read_summary
+from incident.results.read import Report, read_report, read_summary
 from incident.schema import COUNT, Role
 
 MISDELIVERIES = "misdeliveries.parquet"

@@ -12,12 +12,12 @@ from typing import Any
 import click
 from rich.console import Console
 
-from incident import __version__
 from incident.api import ScanResult, scan
-from incident.commands.diff import diff_command
-from incident.commands.export import export_command
-from incident.commands.notify import notify_command
-from incident.commands.report import report_command
+from incident.cli.diff import diff_command
+from incident.cli.export import export_command
+from incident.cli.notify import notify_command
+from incident.cli.report import report_command
+from incident.cli.terminal import render_summary
 from incident.config import (
     DEFAULT_FORMATS,
     Attribution,
@@ -30,8 +30,8 @@ from incident.config import (
     parse_instant,
 )
 from incident.errors import ConfigError, ExitCode, IncidentError, VerificationError
-from incident.manifest import verify
-from incident.terminal import render_summary
+from incident.results.manifest import verify
+from incident.version import __version__
 
 # Messages, progress and tables go to stderr; stdout carries only what the user asked for.
 console = Console(stderr=True, highlight=False)

@@ -51,9 +51,9 @@ from pathlib import Path
 import polars as pl
 
 from incident.errors import ConfigError, IncidentError
-from incident.load import _as_text
+from incident.pipeline.load import _as_text
 from incident.report import ISO_UTC
-from incident.result import LIST_SEPARATOR, Report, has_report, read_report, read_summary
+from incident.results.read import LIST_SEPARATOR, Report, has_report, read_report, read_summary
 
 MIN_KEY_BYTES = 32
 PSEUDONYM_HEX_DIGITS = 32

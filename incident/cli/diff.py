@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import polars as pl
 
-from incident.diff import Change, ChangeCounts, ResultDiff, diff_results
+from incident.results.diff import Change, ChangeCounts, ResultDiff, diff_results
 
 # IDs listed per section in the text report; --json lists every one.
 LISTED = 20

@@ -1,7 +1,7 @@
 """Two results compared: users and developers added, removed or changed, and the totals.
 
 For when authorization data is corrected and the scan is run again. The reports are read by
-`incident.result` as written (Parquet, or CSV when the scan wrote only CSV), into the schema
+`incident.results.read` as written (Parquet, or CSV when the scan wrote only CSV), into the schema
 of this version.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import polars as pl
 
-from incident.result import KEYS, Report, read_report, read_summary
+from incident.results.read import KEYS, Report, read_report, read_summary
 from incident.schema import COUNT
 
 # The summary sections whose numbers are compared, in the order they are shown.
