@@ -71,12 +71,12 @@ import pyarrow.parquet as pq
 # The working tree's incident, as the child processes use (PYTHONPATH below).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 # Rewritten parts are laid out as the generator writes them.
-from incident.sample import DELIVERY_WRITE_OPTIONS, TABLE_WRITE_OPTIONS
+from incident.sample import DELIVERY_WRITE_OPTIONS, MAX_DELIVERIES, TABLE_WRITE_OPTIONS
 
 BENCH = Path(__file__).resolve().parent
 PROJECT = BENCH.parent
 SEED = 1
-GENERATOR_CAP = 40_000_000  # incident.sample.MAX_DELIVERIES
+GENERATOR_CAP = MAX_DELIVERIES
 DEFAULT_PART_SIZE = 25_000_000  # below the cap: generating 40 M at once needs ~14 GB
 DEFAULT_ROOT = Path(tempfile.gettempdir()) / "incident-bench"
 DEFAULT_BASE = 20_000_000  # deliveries of the base sample of --fixed-grants
