@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from incident.errors import ConfigError
 from incident.schema import COLUMNS, Input
@@ -140,15 +141,19 @@ class RejectLimit:
 
 
 class ReportFormat(StrEnum):
-    """Formats a scan can write its reports in: tables (users, developers) in Parquet or CSV,
-    and the whole result as one HTML page."""
+    """Formats of the reports: tables in Parquet, CSV, TSV or JSON Lines, and the whole result
+    as one HTML page (`incident.report` has the writer of each)."""
 
     PARQUET = "parquet"
     CSV = "csv"
+    TSV = "tsv"
+    JSONL = "jsonl"
     HTML = "html"
 
 
 DEFAULT_FORMATS = (ReportFormat.PARQUET, ReportFormat.CSV)
+# The formats a result is read back from (`incident.results`): every scan writes one of them.
+READABLE_FORMATS = (ReportFormat.PARQUET, ReportFormat.CSV)
 
 
 _MAPPING = re.compile(r"^(?P<input>\w+)\.(?P<column>\w+)=(?P<source>.+)$")
@@ -238,3 +243,24 @@ class ScanConfig:
     def __post_init__(self) -> None:
         # Accept a str for the output directory, as a notebook user would write it.
         object.__setattr__(self, "out", Path(self.out))
+        # Every other command reads a result from its Parquet or CSV tables: a scan asked for
+        # other formats alone (html, say) writes the default tables too.
+        chosen = tuple(dict.fromkeys(ReportFormat(f) for f in self.formats))
+        if not any(f in READABLE_FORMATS for f in chosen):
+            chosen = DEFAULT_FORMATS + chosen
+        object.__setattr__(self, "formats", chosen)
+
+    @classmethod
+    def from_directory(cls, directory: Path | str, **options: Any) -> ScanConfig:
+        """The inputs of `DIR` by convention: `DIR/deliveries/` (or `DIR/deliveries.parquet`),
+        `DIR/authorizations.parquet` and, if present, `DIR/apps.parquet`; `options` are the
+        other fields, and an input given among them wins over the convention."""
+        root = Path(directory)
+        folder = root / "deliveries"
+        conventional: dict[str, Any] = {
+            "deliveries": str(folder if folder.exists() else root / "deliveries.parquet"),
+            "authorizations": str(root / "authorizations.parquet"),
+            "apps": str(root / "apps.parquet") if (root / "apps.parquet").exists() else None,
+        }
+        given = {name: value for name, value in options.items() if value is not None}
+        return cls(**{**conventional, **given})

@@ -121,7 +121,7 @@ def test_a_shared_endpoint_collision_names_the_intended_app_and_developer(run_sc
             "intended_app_candidates": 1,
         }
     ]
-    assert result.summary["by_cause"] == {
+    assert result.summary.to_json()["by_cause"] == {
         "shared_endpoint_collision": {"events": 1, "deliveries": 1}
     }
     assert result.developers.select("developer_id", "intended_developer_ids").to_dicts() == [
@@ -142,7 +142,7 @@ def test_a_shared_endpoint_collision_names_the_intended_app_and_developer(run_sc
         }
     ]
     assert endpoints["first_misdelivered_at"].to_list() == [T + SECOND]
-    assert (result.out / "endpoints.csv").read_text().startswith("resolved_ip,url_path,")
+    assert (result.out / "endpoints.csv").read_text().startswith("\ufeffresolved_ip,url_path,")
 
 
 @pytest.mark.parametrize(
@@ -172,7 +172,7 @@ def test_the_collision_window_is_inclusive_and_configurable(run_scan: ScanFn) ->
     wide = Attribution(collision_window=10 * MINUTE)
     result = run_scan(late, GRANTS, APPS, attribution=wide)
     assert explained(result)[0]["cause"] == "shared_endpoint_collision"
-    assert result.summary["attribution"]["collision_window_seconds"] == 600
+    assert result.summary.to_json()["attribution"]["collision_window_seconds"] == 600
 
 
 def test_a_retry_of_the_same_event_is_not_the_receiving_apps_own_traffic(
@@ -243,7 +243,7 @@ def test_a_collision_whose_receiving_app_is_authorized_is_no_misdelivery(
     assert result.accounting.rows_authorized == 3
     endpoints = pl.read_parquet(result.out / "endpoints.parquet")
     assert endpoints["misdeliveries"].to_list() == [0]
-    assert result.summary["by_cause"] == {}
+    assert result.summary.to_json()["by_cause"] == {}
 
 
 def test_the_registry_gives_the_endpoint_when_the_deliveries_do_not(run_scan: ScanFn) -> None:
@@ -253,7 +253,7 @@ def test_the_registry_gives_the_endpoint_when_the_deliveries_do_not(run_scan: Sc
     ]
     result = run_scan(bare, GRANTS, APPS)
     assert explained(result)[0]["cause"] == "shared_endpoint_collision"
-    assert result.summary["attribution"]["evidence_missing"] == []
+    assert result.summary.to_json()["attribution"]["evidence_missing"] == []
 
 
 def test_the_deliveries_give_the_endpoint_when_the_registry_does_not(run_scan: ScanFn) -> None:
@@ -274,12 +274,15 @@ def test_without_evidence_only_revocation_lag_or_unexplained_and_the_summary_say
     registry = [{"app_id": r["app_id"], "developer_id": r["developer_id"]} for r in APPS]
     result = run_scan(bare, GRANTS, registry)
     assert [r["cause"] for r in explained(result)] == ["unexplained"]
-    assert result.summary["attribution"]["evidence_missing"] == [
+    assert result.summary.to_json()["attribution"]["evidence_missing"] == [
         "deliveries.backend_host",
         "deliveries.webhook_url",
         "deliveries.resolved_ip",
     ]
-    assert any("cannot be attributed to a shared endpoint" in w for w in result.summary["warnings"])
+    assert any(
+        "cannot be attributed to a shared endpoint" in w
+        for w in result.summary.to_json()["warnings"]
+    )
     assert pl.read_parquet(result.out / "endpoints.parquet").height == 0
 
 
@@ -426,4 +429,6 @@ def test_the_same_event_delivered_for_the_receiving_apps_own_user_is_its_traffic
 def test_a_backend_column_without_values_is_missing_evidence(run_scan: ScanFn) -> None:
     rows = [row | {"backend_host": None} for row in collision()]
     result = run_scan(rows, GRANTS, APPS)
-    assert result.summary["attribution"]["evidence_missing"] == ["deliveries.backend_host"]
+    assert result.summary.to_json()["attribution"]["evidence_missing"] == [
+        "deliveries.backend_host"
+    ]

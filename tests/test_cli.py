@@ -56,7 +56,7 @@ def test_scan_dir_writes_reports_and_summary(case: Path) -> None:
         "users.parquet",
     ]
     assert (case / "out" / "developers.csv").read_text().splitlines() == [
-        "developer_id,app_ids,events,deliveries,direct_messages,protected_tweets,"
+        "\ufeffdeveloper_id,app_ids,events,deliveries,direct_messages,protected_tweets,"
         "users_exposed,first_received_at,last_received_at,intended_developer_ids",
         'dev-b,11,1,1,1,0,2,2018-03-01T00:00:00Z,2018-03-01T00:00:00Z,""',
     ]
@@ -179,7 +179,7 @@ def test_internal_error_says_it_is_a_bug(case: Path, monkeypatch: pytest.MonkeyP
     def broken(*_args: object, **_kwargs: object) -> None:
         raise ZeroDivisionError("boom")
 
-    monkeypatch.setattr("incident.cli.scan", broken)
+    monkeypatch.setattr("incident.cli.scan.scan", broken)
     code, _, stderr = invoke("scan", str(case / "logs"))
     assert code == ExitCode.INTERNAL_ERROR
     assert "internal error (a bug in incident" in stderr

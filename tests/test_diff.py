@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from incident.cli import cli
 from incident.errors import ExitCode
 from incident.results.diff import Change, diff_results
-from incident.results.read import Report, read_report
+from incident.results.read import Table, read_report
 from tests.conftest import ScanFn, delivery, grant, utc
 
 # A DM from user 2 to user 3 for 2's account and a like for user 5, both to app 10; a post
@@ -160,7 +160,7 @@ def test_diff_a_csv_only_result_reads_it_like_parquet(old: Path, tmp_path: Path)
     )
     assert code == ExitCode.OK
     assert not (csv_only / "users.parquet").exists()
-    for report in Report:
+    for report in Table:
         assert read_report(csv_only, report).equals(read_report(old, report))
     assert not diff_results(old, csv_only).has_differences
 

@@ -21,10 +21,10 @@ from incident import ScanConfig, scan
 from incident.cli import cli
 from incident.config import ReportFormat
 from incident.errors import ConfigError, ExitCode, IncidentError, InputError
+from incident.report import FORMATS
 from incident.results.export import (
-    FORMATS,
+    EXPORT_FORMATS,
     MIN_KEY_BYTES,
-    ExportFormat,
     IdKind,
     export_result,
     pseudonym,
@@ -168,13 +168,13 @@ EXPECTED_CSV = {
 
 
 def test_csv_bytes_for_spreadsheets(result: Path) -> None:
-    written = export_result(result, Path("shared"), ExportFormat.CSV)
+    written = export_result(result, Path("shared"), ReportFormat.CSV)
     assert written == [Path("shared") / name for name in EXPECTED_CSV]
     assert {path.name: path.read_bytes() for path in written} == EXPECTED_CSV
 
 
 def test_tsv_bytes_quote_only_what_a_tab_separated_cell_needs(result: Path) -> None:
-    export_result(result, Path("shared"), ExportFormat.TSV)
+    export_result(result, Path("shared"), ReportFormat.TSV)
     assert (Path("shared") / "developers.tsv").read_bytes() == (
         BOM + b"developer_id\tapp_ids\tevents\tdeliveries\tdirect_messages\tprotected_tweets\t"
         b"users_exposed\tfirst_received_at\tlast_received_at\tintended_developer_ids\n"
@@ -191,14 +191,14 @@ def test_tsv_bytes_quote_only_what_a_tab_separated_cell_needs(result: Path) -> N
 
 
 def test_csv_reads_back_as_text_that_equals_the_parquet_report(result: Path) -> None:
-    export_result(result, Path("shared"), ExportFormat.CSV)
+    export_result(result, Path("shared"), ReportFormat.CSV)
     cells = pl.read_csv(Path("shared") / "users.csv", infer_schema=False)
     unwrapped = cells["user_id"].str.replace(r'^="(.*)"$', "$1")
     assert unwrapped.to_list() == pl.read_parquet(result / "users.parquet")["user_id"].to_list()
 
 
 def test_jsonl_round_trip(result: Path) -> None:
-    written = export_result(result, Path("shared"), ExportFormat.JSONL)
+    written = export_result(result, Path("shared"), ReportFormat.JSONL)
     assert [path.name for path in written] == [
         "users.jsonl",
         "developers.jsonl",
@@ -236,7 +236,7 @@ def _json_type(dtype: pl.DataType) -> pl.DataType:
 
 
 def test_every_format_writes_four_reports(result: Path) -> None:
-    for export_format in ExportFormat:
+    for export_format in EXPORT_FORMATS:
         to = Path(f"shared-{export_format.value}")
         written = export_result(result, to, export_format)
         extension = FORMATS[export_format].extension
@@ -249,7 +249,7 @@ def test_every_format_writes_four_reports(result: Path) -> None:
 def test_a_csv_only_result_exports_the_same_bytes(result: Path) -> None:
     csv_only = _awkward_result("csv-only", formats=(ReportFormat.CSV,))
     assert not (csv_only / "users.parquet").exists()
-    for export_format in ExportFormat:
+    for export_format in EXPORT_FORMATS:
         a = export_result(result, Path(f"a-{export_format.value}"), export_format)
         b = export_result(csv_only, Path(f"b-{export_format.value}"), export_format)
         assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b]
@@ -361,7 +361,7 @@ def test_a_collision_of_pseudonyms_is_never_silent(
 ) -> None:
     monkeypatch.setattr("incident.results.export.PSEUDONYM_HEX_DIGITS", 0)
     with pytest.raises(IncidentError, match="two IDs have the same pseudonym"):
-        export_result(result, Path("shared"), ExportFormat.CSV, key=key_file.read_bytes())
+        export_result(result, Path("shared"), ReportFormat.CSV, key=key_file.read_bytes())
     assert not Path("shared").exists()
     assert not Path("shared.mapping.csv").exists()
 
@@ -378,9 +378,9 @@ def test_a_failed_export_leaves_nothing_behind(
             raise OSError("disk full")
         real_replace(source, target)
 
-    monkeypatch.setattr("incident.results.export.os.replace", publish_fails)
-    with pytest.raises(OSError, match="disk full"):
-        export_result(result, Path("shared"), ExportFormat.CSV, key=key_file.read_bytes())
+    monkeypatch.setattr("incident.outputs.os.replace", publish_fails)
+    with pytest.raises(ConfigError, match="disk full"):
+        export_result(result, Path("shared"), ReportFormat.CSV, key=key_file.read_bytes())
     # The mapping was in place before the export failed to publish, and is taken back.
     assert calls == ["shared.mapping.csv", "shared"]
     assert sorted(p.name for p in Path().iterdir()) == ["in", "result", "secret.key"]
@@ -423,7 +423,7 @@ def test_a_failed_export_leaves_nothing_behind(
         ),
         (
             ["--to", "shared", "--pseudonymize", "--key-file", "KEY", "--mapping", "result/m.csv"],
-            "error: --mapping result/m.csv: is inside the result result\n",
+            "error: --mapping result/m.csv: is inside the result result; choose a path outside\n",
         ),
         (
             ["--to", "shared", "--pseudonymize", "--key-file", "KEY", "--mapping", "KEY"],
@@ -508,11 +508,11 @@ def test_broken_reports_exit_4(result: Path) -> None:
 
 def test_library_errors(result: Path, key_file: Path) -> None:
     with pytest.raises(ConfigError, match="only with a key"):
-        export_result(result, Path("shared"), ExportFormat.CSV, mapping=Path("m.csv"))
+        export_result(result, Path("shared"), ReportFormat.CSV, mapping=Path("m.csv"))
     with pytest.raises(ConfigError, match="key: 3 bytes; expected at least 32"):
-        export_result(result, Path("shared"), ExportFormat.CSV, key=b"abc")
+        export_result(result, Path("shared"), ReportFormat.CSV, key=b"abc")
     with pytest.raises(InputError, match="not an incident result"):
-        export_result(Path("in"), Path("shared"), ExportFormat.CSV)
+        export_result(Path("in"), Path("shared"), ReportFormat.CSV)
     assert read_key(key_file) == bytes(range(32))
 
 
@@ -611,7 +611,7 @@ def test_pseudonyms_are_keyed_stable_injective_and_invertible(
         result = _fake_result(base / "result", users, developers)
 
         def export(name: str, secret: bytes) -> dict[str, bytes]:
-            paths = export_result(result, base / name, ExportFormat.JSONL, key=secret)
+            paths = export_result(result, base / name, ReportFormat.JSONL, key=secret)
             return {p.name: p.read_bytes() for p in paths}
 
         first, again, other = export("a", key), export("b", key), export("c", other_key)

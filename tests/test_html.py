@@ -324,11 +324,12 @@ def test_report_on_a_directory_that_is_not_a_result_exits_4(tmp_path: Path) -> N
 
 
 def test_report_to_an_unwritable_file_is_a_clear_error(hostile: ScanResult, tmp_path: Path) -> None:
-    target = tmp_path / "missing" / "report.html"
+    (tmp_path / "a-file").write_text("")
+    target = tmp_path / "a-file" / "report.html"
     code, stdout, stderr = invoke("report", str(hostile.out), "--html", str(target))
     assert code == ExitCode.USAGE_ERROR
     assert stdout == ""
-    assert stderr == f"error: {target}: cannot write the HTML report (No such file or directory)\n"
+    assert stderr == f"error: --html {target}: {tmp_path / 'a-file'} is not a directory\n"
     code, _, stderr = invoke("report", str(hostile.out), "--html", str(tmp_path))
     assert code == ExitCode.USAGE_ERROR
     assert f"Invalid value for '--html': File '{tmp_path}' is a directory." in stderr

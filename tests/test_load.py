@@ -140,7 +140,7 @@ def test_bad_authorization_rows_are_quarantined(run_scan: ScanFn) -> None:
         "granted_at: null",
         "revoked_at: before granted_at",
     ]
-    assert result.summary["inputs"]["authorizations"]["rows_rejected"] == 2
+    assert result.summary.to_json()["inputs"]["authorizations"]["rows_rejected"] == 2
 
 
 def test_app_with_two_developers_is_an_input_error(run_scan: ScanFn) -> None:

@@ -14,7 +14,7 @@ from incident.results.notify import CATEGORIES, NOTIFICATION_COLUMNS, Category, 
 from incident.schema import Role
 from tests.conftest import ScanFn, delivery, grant, utc
 
-HEADER = ",".join(NOTIFICATION_COLUMNS)
+HEADER = "\ufeff" + ",".join(NOTIFICATION_COLUMNS)  # UTF-8 with BOM, as every CSV
 
 
 def invoke(*args: str) -> tuple[int, str, str]:

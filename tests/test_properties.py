@@ -127,8 +127,12 @@ def as_expected(result: ScanResult) -> Expected:
         developers=result.developers.drop("intended_developer_ids"),
         misdeliveries=result.misdeliveries.select(columns).sort(columns),
         accounting={
-            **{k: v for k, v in result.summary["accounting"].items()},
-            **{k: v for k, v in result.summary["totals"].items() if k != "deliveries_misdelivered"},
+            **{k: v for k, v in result.summary.to_json()["accounting"].items()},
+            **{
+                k: v
+                for k, v in result.summary.to_json()["totals"].items()
+                if k != "deliveries_misdelivered"
+            },
         },
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -10,11 +11,18 @@ import pytest
 
 from incident.config import ReportFormat
 from incident.errors import InputError
-from incident.report import write_table
 from incident.report.html import render_html
+from incident.report.tables import write_csv
 from incident.results.diff import diff_results
-from incident.results.export import ExportFormat, export_result
-from incident.results.read import SCHEMAS, Report, read_report, read_summary, report_path
+from incident.results.export import export_result
+from incident.results.read import (
+    SCHEMAS,
+    Table,
+    check_result,
+    read_report,
+    read_summary,
+    report_path,
+)
 from tests.conftest import ScanFn, delivery, grant, utc
 
 # Long and zero-led IDs, commas and quotes in an ID, a developer unknown to the registry,
@@ -116,18 +124,30 @@ def test_a_summary_not_written_by_incident_is_not_a_result(tmp_path: Path, text:
 
 def test_a_summary_without_a_required_section_is_incomplete(tmp_path: Path) -> None:
     (tmp_path / "summary.json").write_text('{"tool": {"name": "incident"}, "totals": {}}')
-    assert read_summary(tmp_path, require=("totals",))["totals"] == {}
+    check_result(tmp_path)  # an incident result, for the commands that need no summary
     with pytest.raises(InputError) as raised:
-        read_summary(tmp_path, require=("window", "totals", "accounting"))
+        read_summary(tmp_path)
+    assert (
+        message(raised) == f"{tmp_path / 'summary.json'}: incomplete incident summary (no 'window')"
+    )
+
+
+def test_a_malformed_summary_names_it(run_scan: ScanFn) -> None:
+    out = scanned(run_scan, ReportFormat.PARQUET)
+    summary = json.loads((out / "summary.json").read_text())
+    summary["accounting"]["rows_read"] = "many"
+    (out / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(InputError) as raised:
+        read_summary(out)
     assert message(raised) == (
-        f"{tmp_path}: incomplete incident result (summary.json has no window, accounting)"
+        f"{out / 'summary.json'}: malformed incident summary (expected a count, found 'many')"
     )
 
 
 def test_a_result_reads_back(run_scan: ScanFn) -> None:
     out = scanned(run_scan, ReportFormat.PARQUET)
-    assert read_summary(out)["tool"]["name"] == "incident"
-    for report in Report:
+    assert read_summary(out).to_json() == json.loads((out / "summary.json").read_text())
+    for report in Table:
         assert report_path(out, report) == out / f"{report.value}.parquet"
         assert read_report(out, report).equals(pl.read_parquet(out / f"{report.value}.parquet"))
 
@@ -145,12 +165,12 @@ def test_a_csv_only_result_reads_back_equal_to_the_parquet_one(run_scan: ScanFn)
         assert from_csv.schema == pl.Schema(SCHEMAS[report])
         assert from_csv.equals(from_parquet)
         assert from_csv.height > 0
-    assert read_report(parquet, Report.USERS)["user_id"].to_list() == [
+    assert read_report(parquet, Table.USERS)["user_id"].to_list() == [
         "0042",
         "12345678901234567890",
         "Zoë",
     ]
-    assert read_report(csv_only, Report.DEVELOPERS)["developer_id"].to_list() == [
+    assert read_report(csv_only, Table.DEVELOPERS)["developer_id"].to_list() == [
         'dev,"acme"',
         "unknown:13",
     ]
@@ -159,7 +179,7 @@ def test_a_csv_only_result_reads_back_equal_to_the_parquet_one(run_scan: ScanFn)
 def test_an_empty_list_survives_the_csv(run_scan: ScanFn) -> None:
     out = scanned(run_scan, ReportFormat.PARQUET)
     zoe = pl.col("user_id") == "Zoë"
-    users = read_report(out, Report.USERS).with_columns(
+    users = read_report(out, Table.USERS).with_columns(
         pl.when(zoe)
         .then(pl.lit([], pl.List(pl.String)))
         .otherwise("developer_ids")
@@ -167,18 +187,18 @@ def test_an_empty_list_survives_the_csv(run_scan: ScanFn) -> None:
         pl.when(zoe).then(0).otherwise("developers").alias("developers"),
     )
     (out / "users.parquet").unlink()
-    write_table(users, out, "users", (ReportFormat.CSV,))
-    assert read_report(out, Report.USERS).equals(users)
+    write_csv(users, out / "users.csv")
+    assert read_report(out, Table.USERS).equals(users)
 
 
 def test_a_semicolon_in_an_id_makes_the_csv_lists_ambiguous(run_scan: ScanFn) -> None:
     deliveries = [delivery(1, app_id="a;b"), delivery(2, app_id="c")]
     formats = (ReportFormat.PARQUET, ReportFormat.CSV)
     both = run_scan(deliveries, [grant(2, 10)], formats=formats).out
-    assert read_report(both, Report.USERS)["developer_ids"].to_list() == [["a;b", "c"]]
+    assert read_report(both, Table.USERS)["developer_ids"].to_list() == [["a;b", "c"]]
     (both / "users.parquet").unlink()
     with pytest.raises(InputError) as raised:
-        read_report(both, Report.USERS)
+        read_report(both, Table.USERS)
     assert message(raised) == (
         f"{both / 'users.csv'}: a developer_id contains ';', so the developer_ids lists cannot "
         "be split; re-run the scan with --format parquet"
@@ -192,27 +212,27 @@ def test_a_missing_report_makes_the_result_incomplete(run_scan: ScanFn) -> None:
     out = scanned(run_scan, ReportFormat.PARQUET)
     (out / "users.parquet").unlink()
     with pytest.raises(InputError) as raised:
-        read_report(out, Report.USERS)
+        read_report(out, Table.USERS)
     assert message(raised) == f"{out}: incomplete incident result (no users.parquet or users.csv)"
     (out / "misdeliveries.parquet").unlink()
     with pytest.raises(InputError) as raised:
-        read_report(out, Report.MISDELIVERIES)
+        read_report(out, Table.MISDELIVERIES)
     assert message(raised) == f"{out}: incomplete incident result (no misdeliveries.parquet)"
 
 
 def test_only_the_columns_asked_for_are_read(run_scan: ScanFn) -> None:
     out = scanned(run_scan, ReportFormat.PARQUET)
-    frame = read_report(out, Report.MISDELIVERIES, columns=["event_id", "developer_id"])
+    frame = read_report(out, Table.MISDELIVERIES, columns=["event_id", "developer_id"])
     assert frame.columns == ["event_id", "developer_id"]
-    assert read_report(out, Report.USERS, columns=["user_id"]).columns == ["user_id"]
+    assert read_report(out, Table.USERS, columns=["user_id"]).columns == ["user_id"]
     with pytest.raises(InputError) as raised:
-        read_report(out, Report.MISDELIVERIES, columns=["event_id", "colour"])
+        read_report(out, Table.MISDELIVERIES, columns=["event_id", "colour"])
     assert message(raised) == (
         f"{out / 'misdeliveries.parquet'}: missing column 'colour' of the misdeliveries report"
     )
 
 
-def refusal(result: Path, report: Report) -> str:
+def refusal(result: Path, report: Table) -> str:
     with pytest.raises(InputError) as raised:
         read_report(result, report)
     return str(raised.value)
@@ -227,23 +247,23 @@ def test_broken_reports_are_named(run_scan: ScanFn) -> None:
     out = scanned(run_scan, ReportFormat.PARQUET, ReportFormat.CSV)
     (out / "developers.parquet").write_text("not parquet")
     assert with_reason(
-        refusal(out, Report.DEVELOPERS),
+        refusal(out, Table.DEVELOPERS),
         f"{out / 'developers.parquet'}: not a readable developers report",
     )
     users = pl.read_parquet(out / "users.parquet")
     users.drop("roles", "events").write_parquet(out / "users.parquet")
-    assert refusal(out, Report.USERS) == (
+    assert refusal(out, Table.USERS) == (
         f"{out / 'users.parquet'}: missing columns 'roles', 'events' of the users report"
     )
     pl.concat([users, users.head(1)]).write_parquet(out / "users.parquet")
-    assert refusal(out, Report.USERS) == (
+    assert refusal(out, Table.USERS) == (
         f"{out / 'users.parquet'}: user_id is not unique; not a report written by incident"
     )
     (out / "users.parquet").unlink()
     csv = (out / "users.csv").read_text(encoding="utf-8")
     (out / "users.csv").write_text(csv.replace("2018-03-01T09:00:00Z", "yesterday", 1))
     assert with_reason(
-        refusal(out, Report.USERS), f"{out / 'users.csv'}: unexpected values in the users report"
+        refusal(out, Table.USERS), f"{out / 'users.csv'}: unexpected values in the users report"
     )
 
 
@@ -259,12 +279,12 @@ def test_a_result_from_before_attribution_is_still_read(
         (old / name).unlink()
     developers = pl.read_parquet(old / "developers.parquet").drop("intended_developer_ids")
     developers.write_parquet(old / "developers.parquet")
-    read_back = read_report(old, Report.DEVELOPERS)
+    read_back = read_report(old, Table.DEVELOPERS)
     assert read_back["intended_developer_ids"].null_count() == read_back.height
     assert read_back.drop("intended_developer_ids").equals(developers)
 
     monkeypatch.chdir(tmp_path)
-    exported = export_result(old, Path("shared"), ExportFormat.CSV)
+    exported = export_result(old, Path("shared"), ReportFormat.CSV)
     assert [p.name for p in exported] == ["users.csv", "developers.csv", "misdeliveries.csv"]
     assert "<html" in render_html(old)
     changes = diff_results(old, new)
@@ -284,7 +304,7 @@ def test_a_semicolon_in_an_endpoint_list_of_a_csv_result_is_refused(run_scan: Sc
     apps = [{**app, "app_id": str(app["app_id"])} for app in apps]
     out = run_scan(DELIVERIES, GRANTS, apps, formats=(ReportFormat.CSV,)).out
     with pytest.raises(InputError) as raised:
-        read_report(out, Report.ENDPOINTS)
+        read_report(out, Table.ENDPOINTS)
     assert message(raised) == (
         f"{out / 'endpoints.csv'}: app_ids do not match apps; an ID holds ';', so the lists "
         "cannot be split; re-run the scan with --format parquet"

@@ -6,7 +6,10 @@ from pathlib import Path
 
 import click
 
-from incident.results.export import ExportFormat, export_result, read_key
+from incident.cli.messages import say
+from incident.config import ReportFormat
+from incident.report import FORMATS
+from incident.results.export import EXPORT_FORMATS, export_result, read_key
 
 
 @click.command("export")
@@ -20,10 +23,10 @@ from incident.results.export import ExportFormat, export_result, read_key
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice([f.value for f in ExportFormat]),
-    default=ExportFormat.CSV.value,
+    type=click.Choice([f.value for f in EXPORT_FORMATS]),
+    default=ReportFormat.CSV.value,
     show_default=True,
-    help="csv or tsv for spreadsheets (UTF-8 with BOM, long IDs as text), jsonl for programs.",
+    help="; ".join(f"{f}: {FORMATS[f].description}" for f in EXPORT_FORMATS) + ".",
 )
 @click.option(
     "--pseudonymize",
@@ -54,8 +57,8 @@ def export_command(
     if not pseudonymize and (key_file is not None or mapping is not None):
         raise click.UsageError("--key-file and --mapping go with --pseudonymize")
     key = read_key(key_file) if key_file is not None else None
-    written = export_result(result, to, ExportFormat(fmt), key=key, mapping=mapping)
+    written = export_result(result, to, ReportFormat(fmt), key=key, mapping=mapping)
     for path in written:
-        click.echo(f"wrote {path}", err=True)
+        say(f"wrote {path}")
     if key is not None:
-        click.echo(f"keep {written[-1]} apart from {to}: it re-identifies the export", err=True)
+        say(f"keep {written[-1]} apart from {to}: it re-identifies the export")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import click
 
-from incident.errors import ConfigError
-from incident.results.notify import notification_csv, notification_list
+from incident.outputs import check_outside, staged_file
+from incident.results.notify import notification_list, write_notifications
 
 
 @click.command("notify")
@@ -26,15 +27,14 @@ def notify_command(result: Path, to: Path | None) -> None:
     of what was exposed, the period, the number of developers, and a sentence for a mail merge.
     """
     # Checked first: a list written into the result would no longer be a result.
-    if to is not None and to.resolve().is_relative_to(result.resolve()):
-        raise ConfigError(f"--to {to}: is inside the result {result}; write the list elsewhere")
+    if to is not None:
+        check_outside(to, "--to", result, "the result", "write the list elsewhere")
     notices = notification_list(result)
-    text = notification_csv(notices)
     if to is None:
-        click.echo(text.encode("utf-8"), nl=False)  # bytes: UTF-8 whatever the locale
+        buffer = io.BytesIO()
+        write_notifications(notices, buffer)
+        click.echo(buffer.getvalue(), nl=False)  # bytes: UTF-8 whatever the locale
         return
-    try:
-        to.write_text(text, encoding="utf-8")
-    except OSError as error:
-        raise ConfigError(f"--to {to}: cannot write: {error.strerror}") from None
+    with staged_file(to, "--to") as staging:
+        write_notifications(notices, staging)
     click.echo(f"wrote {notices.height} users to {to}", err=True)

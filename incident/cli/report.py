@@ -6,17 +6,8 @@ from pathlib import Path
 
 import click
 
-from incident.errors import ConfigError
+from incident.outputs import check_outside
 from incident.report.html import render_html, write_html
-
-
-def _check_destination(result: Path, html: Path) -> None:
-    # A result is sealed by its manifest (`scan --format html` writes report.html into it).
-    if html.resolve().is_relative_to(result.resolve()):
-        raise ConfigError(
-            f"--html {html}: inside the result directory {result}, which its manifest seals; "
-            "write the report elsewhere, or scan with --format html"
-        )
 
 
 @click.command("report")
@@ -34,6 +25,7 @@ def report_command(result: Path, html: Path) -> None:
     breakdowns, the top developers and users, the row accounting and the GDPR Art. 33(3)(a)
     figures."""
     document = render_html(result)
-    _check_destination(result, html)
+    # A result is sealed by its manifest (`scan --format html` writes report.html into it).
+    check_outside(html, "--html", result, "the result directory")
     write_html(document, html)
     click.echo(f"wrote {html}", err=True)

@@ -2,42 +2,40 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from incident.api import ScanResult
+from incident.cli.messages import printable, say
+from incident.config import format_instant
 from incident.schema import Cause
+from incident.summary import Counts
 
 TOP_DEVELOPERS = 10
+# Tables and the spinner; plain messages go through `say`, which never wraps.
+console = Console(stderr=True, highlight=False)
 
 
 Section = tuple[str, list[tuple[str, ...]], tuple[str, ...]]
 
 
+def _counts_rows(counts: Mapping[str, Counts]) -> list[tuple[str, ...]]:
+    return [(name, f"{c.events:,}", f"{c.deliveries:,}") for name, c in counts.items()]
+
+
 def _sections(result: ScanResult) -> list[Section]:
-    summary: dict[str, Any] = result.summary
-    accounting = summary["accounting"]
-    totals = summary["totals"]
+    summary = result.summary
     rows: list[tuple[str, ...]] = [
-        *((name, f"{value:,}") for name, value in accounting.items()),
-        *((name, f"{value:,}") for name, value in totals.items()),
-    ]
-    by_type: list[tuple[str, ...]] = [
-        (name, f"{c['events']:,}", f"{c['deliveries']:,}")
-        for name, c in summary["by_event_type"].items()
+        *((name, f"{value:,}") for name, value in vars(summary.accounting).items()),
+        *((name, f"{value:,}") for name, value in vars(summary.totals).items()),
     ]
     # Unexplained misdeliveries first: they are the ones a responder must look into.
-    causes = sorted(summary["by_cause"].items(), key=lambda item: item[0] != Cause.UNEXPLAINED)
-    by_cause: list[tuple[str, ...]] = [
-        (name, f"{c['events']:,}", f"{c['deliveries']:,}") for name, c in causes
-    ]
-    by_reason: list[tuple[str, ...]] = [
-        (name, f"{c['events']:,}", f"{c['deliveries']:,}")
-        for name, c in summary["by_reason"].items()
-    ]
+    causes = dict(sorted(summary.by_cause.items(), key=lambda item: item[0] != Cause.UNEXPLAINED))
+    by_cause, by_type = _counts_rows(causes), _counts_rows(summary.by_event_type)
+    by_reason = _counts_rows(summary.by_reason)
     top = result.developers.sort(["events", "developer_id"], descending=[True, False]).head(
         TOP_DEVELOPERS
     )
@@ -54,30 +52,47 @@ def _sections(result: ScanResult) -> list[Section]:
     ]
 
 
+def _plain_lines(rows: list[tuple[str, ...]], headers: tuple[str, ...]) -> list[str]:
+    lines = [headers, *rows] if any(headers) else rows
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    return [
+        "  "
+        + "  ".join(
+            [line[0].ljust(widths[0])]
+            + [cell.rjust(width) for cell, width in zip(line[1:], widths[1:], strict=True)]
+        ).rstrip()
+        for line in lines
+    ]
+
+
+def _table(title: str, rows: list[tuple[str, ...]], headers: tuple[str, ...]) -> Table:
+    table = Table(title=title, title_justify="left", show_header=any(headers))
+    for index, header in enumerate(headers):
+        table.add_column(header, justify="left" if index == 0 else "right")
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))  # IDs are data, not markup
+    return table
+
+
 def render_summary(console: Console, result: ScanResult) -> None:
-    """Print the window, the row accounting, totals, breakdowns and the top developers."""
-    window = result.summary["window"]
-    console.print(f"window {window['since']} .. {window['until']} (end exclusive)", soft_wrap=True)
+    """Print the window, the row accounting, totals, breakdowns and the top developers: rich
+    tables on a terminal, plain lines that never wrap elsewhere. Values from the data are
+    shown with their control characters escaped."""
+    window = result.summary.window
+    say(f"window {format_instant(window.since)} .. {format_instant(window.until)} (end exclusive)")
     for title, rows, headers in _sections(result):
         if not rows:
             continue
+        rows = [tuple(printable(cell) for cell in row) for row in rows]
         if console.is_terminal:
-            table = Table(title=title, title_justify="left", show_header=any(headers))
-            for index, header in enumerate(headers):
-                table.add_column(header, justify="left" if index == 0 else "right")
-            for row in rows:
-                table.add_row(*(Text(cell) for cell in row))  # IDs are data, not markup
-            console.print(table)
+            console.print(_table(title, rows, headers))
         else:
-            console.print(f"{title}:", soft_wrap=True)
-            lines = [headers, *rows] if any(headers) else rows
-            widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
-            for line in lines:
-                cells = [line[0].ljust(widths[0])]
-                cells += [
-                    cell.rjust(width) for cell, width in zip(line[1:], widths[1:], strict=True)
-                ]
-                console.print("  " + "  ".join(cells).rstrip(), markup=False, soft_wrap=True)
-    for warning in result.summary["warnings"]:
-        console.print(f"warning: {warning}", markup=False, style="yellow", soft_wrap=True)
-    console.print(f"reports written to {result.out}", markup=False, soft_wrap=True)
+            say(f"{title}:")
+            for line in _plain_lines(rows, headers):
+                say(line)
+    for warning in result.summary.warnings:
+        if console.is_terminal:
+            console.print(Text(f"warning: {printable(warning)}", style="yellow"))
+        else:
+            say(f"warning: {warning}")
+    say(f"reports written to {result.out}")

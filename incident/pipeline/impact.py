@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import polars as pl
 
+from incident.report.tables import ISO_UTC
 from incident.schema import COUNT, ID, INTENDED_DEVELOPER, EventType, Role
+from incident.summary import Counts, RegulatorFigures
 
 UNKNOWN_DEVELOPER = "unknown:"
 
@@ -120,4 +122,53 @@ def breakdown(misdeliveries: pl.LazyFrame, by: str) -> pl.LazyFrame:
         misdeliveries.group_by(by)
         .agg(_distinct_events().alias("events"), pl.len().cast(COUNT).alias("deliveries"))
         .sort(by)
+    )
+
+
+def _records(misdeliveries: pl.DataFrame) -> dict[str, Counts]:
+    """Distinct events and deliveries per category of personal data record."""
+    event_type = pl.col("event_type")
+    sensitive = [EventType.DIRECT_MESSAGE.value, EventType.PROTECTED_TWEET.value]
+    categories = {
+        "direct_messages": event_type == EventType.DIRECT_MESSAGE.value,
+        "protected_posts": event_type == EventType.PROTECTED_TWEET.value,
+        "other_events": ~event_type.is_in(sensitive),
+    }
+    counts = misdeliveries.select(
+        expression
+        for name, where in categories.items()
+        for expression in (
+            pl.col("event_id").filter(where).n_unique().cast(COUNT).alias(f"{name}.events"),
+            where.sum().cast(COUNT).alias(f"{name}.deliveries"),
+        )
+    ).row(0, named=True)
+    return {
+        name: Counts(counts[f"{name}.events"], counts[f"{name}.deliveries"]) for name in categories
+    }
+
+
+def regulator_figures(users: pl.DataFrame, misdeliveries: pl.DataFrame) -> RegulatorFigures:
+    """The GDPR Art. 33(3)(a) figures from the users report and the misdeliveries: exposed
+    users per role, records per category, and the first and last misdelivery."""
+    roles = pl.col("roles")
+    subjects = users.select(
+        roles.list.contains(role.value).sum().cast(COUNT).alias(role.value) for role in Role
+    ).row(0, named=True)
+    correspondents = users.select(
+        (roles.list.contains(Role.SENDER.value) | roles.list.contains(Role.RECIPIENT.value)).sum()
+    ).item()
+    period = misdeliveries.select(
+        pl.col("delivered_at").min().dt.strftime(ISO_UTC).alias("first"),
+        pl.col("delivered_at").max().dt.strftime(ISO_UTC).alias("last"),
+    ).row(0)
+    sensitive = {EventType.DIRECT_MESSAGE.value, EventType.PROTECTED_TWEET.value}
+    return RegulatorFigures(
+        subjects={role: int(count) for role, count in subjects.items()},
+        correspondents=int(correspondents),
+        records=_records(misdeliveries),
+        other_event_types=tuple(
+            sorted(set(misdeliveries["event_type"].unique().to_list()) - sensitive)
+        ),
+        first_misdelivered_at=period[0],
+        last_misdelivered_at=period[1],
     )

@@ -9,30 +9,28 @@ Same result, same bytes: nothing depends on the clock, the locale or where the r
 from __future__ import annotations
 
 import math
-import os
-import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from html import escape
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 
-from incident.errors import ConfigError
-from incident.report import iso_timestamps
-from incident.results.read import Report, read_report, read_summary
-from incident.schema import COUNT, EventType, Role
+from incident.config import format_instant
+from incident.outputs import staged_file
+from incident.pipeline.impact import regulator_figures
+from incident.report.tables import iso_timestamps
+from incident.results.read import Table, read_report, read_summary
+from incident.schema import COUNT, Role
+from incident.summary import Counts, RegulatorFigures, Summary
 
 TOP = 10
-ISO = "%Y-%m-%dT%H:%M:%S%.fZ"
 # Up to this many days the timeline spans exactly the days with findings; beyond, whole months.
 SHORT_SPAN_DAYS = 62
 # The columns of misdeliveries.parquet that the report reads.
 MISDELIVERY_COLUMNS = ("event_id", "delivered_at", "event_type")
 
-_SUMMARY_KEYS = ("window", "accounting", "totals", "by_event_type", "by_reason")
 _ACCOUNTING = (
     ("rows_rejected", "rejected (unusable rows, see rejected.parquet)"),
     ("rows_outside_window", "outside the window"),
@@ -87,12 +85,6 @@ def _table(
 
 def _time(instant: str | None) -> str:
     return f'<span class="time">{_e(instant)}</span>' if instant is not None else ""
-
-
-def _iso(frame: pl.DataFrame, expression: pl.Expr) -> str | None:
-    """One UTC instant of `frame` as ISO-8601 with `Z`, or None when the frame has none."""
-    value = frame.select(expression.dt.strftime(ISO)).item()
-    return str(value) if value is not None else None
 
 
 def daily_events(misdeliveries: pl.DataFrame) -> pl.DataFrame:
@@ -238,21 +230,18 @@ def _bar(value: int, maximum: int) -> str:
     )
 
 
-def _breakdown(summary: dict[str, Any], key: str, label: str) -> str:
-    counts: dict[str, dict[str, int]] = summary.get(
-        key, {}
-    )  # results made before attribution have no by_cause
-    ordered = sorted(counts.items(), key=lambda item: (-item[1]["events"], item[0]))
-    maximum = max((c["events"] for _, c in ordered), default=0)
+def _breakdown(counts: Mapping[str, Counts], key: str, label: str) -> str:
+    ordered = sorted(counts.items(), key=lambda item: (-item[1].events, item[0]))
+    maximum = max((c.events for _, c in ordered), default=0)
     rows = [
         (
             f' data-breakdown="{_e(key)}" data-key="{_e(name)}" '
-            f'data-events="{c["events"]}" data-deliveries="{c["deliveries"]}"',
+            f'data-events="{c.events}" data-deliveries="{c.deliveries}"',
             (
                 f"<code>{_e(name)}</code>",
-                _n(c["events"]),
-                _n(c["deliveries"]),
-                _bar(c["events"], maximum),
+                _n(c.events),
+                _n(c.deliveries),
+                _bar(c.events, maximum),
             ),
         )
         for name, c in ordered
@@ -341,51 +330,16 @@ def _top_users(users: pl.DataFrame) -> str:
     return _table(headers, rows, "ttnnnndd", caption)
 
 
-def _records(misdeliveries: pl.DataFrame) -> dict[str, tuple[int, int]]:
-    """(events, deliveries) per category of personal data record."""
-    event_type = pl.col("event_type")
-    sensitive = [EventType.DIRECT_MESSAGE.value, EventType.PROTECTED_TWEET.value]
-    categories = {
-        "direct_messages": event_type == EventType.DIRECT_MESSAGE.value,
-        "protected_posts": event_type == EventType.PROTECTED_TWEET.value,
-        "other_events": ~event_type.is_in(sensitive),
-    }
-    counts = misdeliveries.select(
-        expression
-        for name, where in categories.items()
-        for expression in (
-            pl.col("event_id").filter(where).n_unique().cast(COUNT).alias(f"{name}.events"),
-            where.sum().cast(COUNT).alias(f"{name}.deliveries"),
-        )
-    ).row(0, named=True)
-    return {name: (counts[f"{name}.events"], counts[f"{name}.deliveries"]) for name in categories}
-
-
-def _subjects(users: pl.DataFrame) -> dict[str, int]:
-    """Exposed users per role, and per category of data subject (roles may overlap)."""
-    roles = pl.col("roles")
-    return users.select(
-        *(roles.list.contains(role.value).sum().cast(COUNT).alias(role.value) for role in Role),
-        (roles.list.contains(Role.SENDER.value) | roles.list.contains(Role.RECIPIENT.value))
-        .sum()
-        .cast(COUNT)
-        .alias("correspondents"),
-    ).row(0, named=True)
-
-
-def _regulator(summary: dict[str, Any], users: pl.DataFrame, misdeliveries: pl.DataFrame) -> str:
-    totals, window = summary["totals"], summary["window"]
-    subjects = _subjects(users)
-    records = _records(misdeliveries)
-    first = _iso(misdeliveries, pl.col("delivered_at").min())
-    last = _iso(misdeliveries, pl.col("delivered_at").max())
-    other_types = sorted(
-        set(misdeliveries["event_type"].unique().to_list())
-        - {EventType.DIRECT_MESSAGE.value, EventType.PROTECTED_TWEET.value}
-    )
+def _regulator(summary: Summary, figures: RegulatorFigures) -> str:
+    totals, window = summary.totals, summary.window
+    subjects = dict(figures.subjects)
+    subjects["correspondents"] = figures.correspondents
+    records = figures.records
+    first, last = figures.first_misdelivered_at, figures.last_misdelivered_at
+    other_types = figures.other_event_types
 
     def record(name: str, label: str, note: str = "") -> tuple[str, Sequence[str]]:
-        events, deliveries = records[name]
+        events, deliveries = records[name].events, records[name].deliveries
         return (
             "",
             (
@@ -424,7 +378,7 @@ def _regulator(summary: dict[str, Any], users: pl.DataFrame, misdeliveries: pl.D
             ' class="total"',
             (
                 "Approximate number of data subjects <span class=muted>(distinct users)</span>",
-                _figure("data_subjects", totals["users_exposed"]),
+                _figure("data_subjects", totals.users_exposed),
             ),
         ),
     ]
@@ -441,8 +395,8 @@ def _regulator(summary: dict[str, Any], users: pl.DataFrame, misdeliveries: pl.D
             ' class="total"',
             (
                 "Approximate number of personal data records",
-                _figure("data_records", totals["events_misdelivered"]),
-                _n(totals["deliveries_misdelivered"]),
+                _figure("data_records", totals.events_misdelivered),
+                _n(totals.deliveries_misdelivered),
             ),
         ),
     ]
@@ -470,17 +424,17 @@ def _regulator(summary: dict[str, Any], users: pl.DataFrame, misdeliveries: pl.D
         "<h3>Exposure period</h3>"
         '<dl class="period">'
         f"<dt>First and last misdelivery</dt><dd>{period}</dd>"
-        f"<dt>Scan window</dt><dd>{_figure('window_since', window['since'])} to "
-        f"{_figure('window_until', window['until'])} <span class=muted>(end exclusive)"
+        f"<dt>Scan window</dt><dd>{_figure('window_since', format_instant(window.since))} to "
+        f"{_figure('window_until', format_instant(window.until))} <span class=muted>(end exclusive)"
         "</span></dd>"
-        f"<dt>Recipients</dt><dd>{_figure('recipients', totals['developers_exposed'])} "
+        f"<dt>Recipients</dt><dd>{_figure('recipients', totals.developers_exposed)} "
         "developers received the data</dd>"
         "</dl></section>"
     )
 
 
-def _accounting(summary: dict[str, Any]) -> str:
-    accounting: dict[str, int] = summary["accounting"]
+def _accounting(summary: Summary) -> str:
+    accounting: dict[str, int] = vars(summary.accounting)
     read = accounting["rows_read"]
     parts = sum(accounting[name] for name, _ in _ACCOUNTING)
 
@@ -519,28 +473,29 @@ def _accounting(summary: dict[str, Any]) -> str:
     )
 
 
-def _inputs(summary: dict[str, Any]) -> str:
+def _inputs(summary: Summary) -> str:
+    inputs = summary.inputs
+    if inputs is None:
+        return ""
     rows = []
-    for name, source in (summary.get("inputs") or {}).items():
-        if not source:
+    for name, source in vars(inputs).items():
+        if source is None:
             continue
-        rejected = source.get("rows_rejected")
+        rejected = source.rows_rejected
         if name == "deliveries":
-            rejected = summary["accounting"]["rows_rejected"]
+            rejected = summary.accounting.rows_rejected
         rows.append(
             (
                 "",
                 (
                     _e(name),
-                    f"<code>{_e(source.get('path', ''))}</code>",
-                    _n(int(source.get("files", 0))),
-                    _n(int(source.get("rows", 0))),
-                    _n(int(rejected)) if rejected is not None else "",
+                    f"<code>{_e(source.path)}</code>",
+                    _n(source.files),
+                    _n(source.rows),
+                    _n(rejected) if rejected is not None else "",
                 ),
             )
         )
-    if not rows:
-        return ""
     return (
         '<section id="inputs"><h2>Inputs</h2>'
         + _table(("input", "path", "files", "rows", "rows rejected"), rows, "ttnnn")
@@ -548,8 +503,8 @@ def _inputs(summary: dict[str, Any]) -> str:
     )
 
 
-def _warnings(summary: dict[str, Any]) -> str:
-    warnings = summary.get("warnings") or []
+def _warnings(summary: Summary) -> str:
+    warnings = summary.warnings
     if not warnings:
         return ""
     items = "".join(f"<li>{_e(w)}</li>" for w in warnings)
@@ -624,14 +579,16 @@ _CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
 
 def html_report(
-    summary: dict[str, Any],
+    summary: Summary,
     users: pl.DataFrame,
     developers: pl.DataFrame,
     misdeliveries: pl.DataFrame,
 ) -> str:
     """The HTML report of one scan, from its summary and its users, developers and
     misdeliveries reports (misdeliveries needs `event_id`, `delivered_at` and `event_type`)."""
-    totals, window = summary["totals"], summary["window"]
+    totals, window = summary.totals, summary.window
+    # Results written before the summary held them: the same figures, from the reports.
+    figures = summary.regulator or regulator_figures(users, misdeliveries)
     daily = daily_events(misdeliveries)
     if daily.height:
         days = _table(
@@ -650,30 +607,31 @@ def html_report(
         )
     else:
         timeline = '<p class="empty">No misdelivered events in the window.</p>'
-    version = summary.get("tool", {}).get("version", "")
+    version = summary.version
     body = "".join(
         [
             "<header><h1>Misdelivery impact report</h1>",
-            f'<p class="muted">Scan window {_e(window["since"])} to {_e(window["until"])} '
+            f'<p class="muted">Scan window {_e(format_instant(window.since))} to '
+            f"{_e(format_instant(window.until))} "
             "(end exclusive). Misdelivery: a delivery to an app that held no authorization of "
             "that account at the time.</p></header>",
             '<section class="cards" id="headline" aria-label="Headline figures">',
             _card(
                 "events_misdelivered",
-                totals["events_misdelivered"],
+                totals.events_misdelivered,
                 "events misdelivered",
                 "distinct event IDs",
             ),
             _card(
                 "deliveries_misdelivered",
-                totals["deliveries_misdelivered"],
+                totals.deliveries_misdelivered,
                 "deliveries",
                 "webhook calls, retries included",
             ),
-            _card("users_exposed", totals["users_exposed"], "users exposed", "distinct user IDs"),
+            _card("users_exposed", totals.users_exposed, "users exposed", "distinct user IDs"),
             _card(
                 "developers_exposed",
-                totals["developers_exposed"],
+                totals.developers_exposed,
                 "developers",
                 "received misdelivered data",
             ),
@@ -681,13 +639,13 @@ def html_report(
             f'<section id="timeline"><h2>Misdelivered events per UTC day</h2>{timeline}</section>',
             '<section id="breakdowns" class="columns">',
             "<div><h2>By event type</h2>",
-            _breakdown(summary, "by_event_type", "event type"),
+            _breakdown(summary.by_event_type, "by_event_type", "event type"),
             "</div><div><h2>By reason</h2>",
-            _breakdown(summary, "by_reason", "reason"),
+            _breakdown(summary.by_reason, "by_reason", "reason"),
             "</div><div><h2>By cause</h2>",
-            _breakdown(summary, "by_cause", "cause"),
+            _breakdown(summary.by_cause, "by_cause", "cause"),
             "</div></section>",
-            _regulator(summary, users, misdeliveries),
+            _regulator(summary, figures),
             f'<section id="top-developers"><h2>Top developers</h2>{_top_developers(developers)}'
             "</section>",
             f'<section id="top-users"><h2>Top users</h2>{_top_users(users)}</section>',
@@ -713,32 +671,18 @@ def html_report(
 
 def render_html(result: Path) -> str:
     """The HTML report of the result directory `result`; `InputError` if it is not one."""
-    summary = read_summary(result, require=_SUMMARY_KEYS)
+    summary = read_summary(result)
     return html_report(
         summary,
-        read_report(result, Report.USERS),
-        read_report(result, Report.DEVELOPERS),
-        read_report(result, Report.MISDELIVERIES, columns=MISDELIVERY_COLUMNS),
+        read_report(result, Table.USERS),
+        read_report(result, Table.DEVELOPERS),
+        read_report(result, Table.MISDELIVERIES, columns=MISDELIVERY_COLUMNS),
     )
 
 
-def write_html(document: str, file: Path) -> Path:
-    """Write `document` to `file` whole or not at all (a temporary file beside it, renamed);
-    `ConfigError` naming the file when it cannot be written."""
-    try:
-        descriptor, staging = tempfile.mkstemp(
-            prefix=f".{file.name}.", suffix=".partial", dir=file.parent
-        )
-    except OSError as error:
-        raise ConfigError(f"{file}: cannot write the HTML report ({error.strerror})") from None
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8", newline="\n") as stream:
-            stream.write(document)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(staging, 0o666 & ~umask)  # mkstemp makes it private; a report is for sharing
-        os.replace(staging, file)
-    except OSError as error:
-        Path(staging).unlink(missing_ok=True)
-        raise ConfigError(f"{file}: cannot write the HTML report ({error.strerror})") from None
+def write_html(document: str, file: Path, option: str = "--html") -> Path:
+    """Write `document` to `file` whole or not at all; `ConfigError` naming the file when it
+    cannot be written."""
+    with staged_file(file, option) as staging:
+        staging.write_text(document, encoding="utf-8", newline="\n")
     return file

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import polars as pl
 
+from incident.config import format_instant
 from incident.schema import Cause
+from incident.summary import Summary
 
 TOP_DEVELOPERS = 10
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+def _markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
     def line(cells: Sequence[object]) -> str:
         return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
 
@@ -20,33 +21,40 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str
     return [line(headers), line(aligns), *(line(r) for r in rows)]
 
 
-def summary_markdown(summary: dict[str, Any], developers: pl.DataFrame) -> str:
+def summary_markdown(summary: Summary, developers: pl.DataFrame) -> str:
     """The window, the row accounting, the totals, breakdowns and the top developers."""
-    window, accounting, totals = summary["window"], summary["accounting"], summary["totals"]
+    window, totals = summary.window, summary.totals
+    accounting = vars(summary.accounting)
     lines = [
         "# Misdelivery scan",
         "",
-        f"Window: {window['since']} to {window['until']} (end exclusive).",
+        f"Window: {format_instant(window.since)} to {format_instant(window.until)} "
+        "(end exclusive).",
         "",
-        f"- **{totals['events_misdelivered']:,}** events misdelivered "
-        f"({totals['deliveries_misdelivered']:,} deliveries)",
-        f"- **{totals['users_exposed']:,}** users exposed",
-        f"- **{totals['developers_exposed']:,}** developers received data",
+        f"- **{totals.events_misdelivered:,}** events misdelivered "
+        f"({totals.deliveries_misdelivered:,} deliveries)",
+        f"- **{totals.users_exposed:,}** users exposed",
+        f"- **{totals.developers_exposed:,}** developers received data",
         "",
         "## Row accounting",
         "",
-        *_table(("rows", "count"), [(str(k), f"{v:,}") for k, v in accounting.items()]),
+        *_markdown_table(("rows", "count"), [(str(k), f"{v:,}") for k, v in accounting.items()]),
     ]
-    for title, key, label in (
-        ("By cause", "by_cause", "cause"),
-        ("By event type", "by_event_type", "event type"),
-        ("By reason", "by_reason", "reason"),
+    for title, breakdown, label in (
+        ("By cause", summary.by_cause, "cause"),
+        ("By event type", summary.by_event_type, "event type"),
+        ("By reason", summary.by_reason, "reason"),
     ):
         # Unexplained misdeliveries first: they are the ones a responder must look into.
-        counts = sorted(summary[key].items(), key=lambda item: item[0] != Cause.UNEXPLAINED)
-        rows = [(name, f"{c['events']:,}", f"{c['deliveries']:,}") for name, c in counts]
+        counts = sorted(breakdown.items(), key=lambda item: item[0] != Cause.UNEXPLAINED)
+        rows = [(name, f"{c.events:,}", f"{c.deliveries:,}") for name, c in counts]
         if rows:
-            lines += ["", f"## {title}", "", *_table((label, "events", "deliveries"), rows)]
+            lines += [
+                "",
+                f"## {title}",
+                "",
+                *_markdown_table((label, "events", "deliveries"), rows),
+            ]
     top = developers.sort(["events", "developer_id"], descending=[True, False]).head(TOP_DEVELOPERS)
     if top.height:
         rows = [
@@ -57,8 +65,8 @@ def summary_markdown(summary: dict[str, Any], developers: pl.DataFrame) -> str:
             "",
             f"## Top {TOP_DEVELOPERS} developers",
             "",
-            *_table(("developer", "events", "users exposed"), rows),
+            *_markdown_table(("developer", "events", "users exposed"), rows),
         ]
-    if summary["warnings"]:
-        lines += ["", "## Warnings", "", *(f"- {w}" for w in summary["warnings"])]
+    if summary.warnings:
+        lines += ["", "## Warnings", "", *(f"- {w}" for w in summary.warnings)]
     return "\n".join(lines) + "\n"

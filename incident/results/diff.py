@@ -14,11 +14,10 @@ from typing import Any
 
 import polars as pl
 
-from incident.results.read import KEYS, Report, read_report, read_summary
+from incident.results.read import KEYS, Table, read_report, read_summary
 from incident.schema import COUNT
+from incident.summary import Summary
 
-# The summary sections whose numbers are compared, in the order they are shown.
-TOTAL_SECTIONS = ("totals", "accounting")
 _NEW = "_new"
 
 
@@ -123,7 +122,7 @@ def _changes(old: pl.DataFrame, new: pl.DataFrame, key: str) -> pl.DataFrame:
     )
 
 
-def _counts(changes: pl.DataFrame, old: pl.DataFrame, new: pl.DataFrame) -> ChangeCounts:
+def _change_counts(changes: pl.DataFrame, old: pl.DataFrame, new: pl.DataFrame) -> ChangeCounts:
     tally = {change: int((changes["change"] == change.value).sum()) for change in Change}
     return ChangeCounts(
         added=tally[Change.ADDED],
@@ -134,16 +133,11 @@ def _counts(changes: pl.DataFrame, old: pl.DataFrame, new: pl.DataFrame) -> Chan
     )
 
 
-def _numbers(summary: dict[str, Any]) -> dict[str, int]:
-    return {
-        name: value
-        for section in TOTAL_SECTIONS
-        for name, value in (summary.get(section) or {}).items()
-        if isinstance(value, int)
-    }
+def _numbers(summary: Summary) -> dict[str, int]:
+    return {**vars(summary.totals), **vars(summary.accounting)}
 
 
-def _totals(old: dict[str, Any], new: dict[str, Any]) -> pl.DataFrame:
+def _totals(old: Summary, new: Summary) -> pl.DataFrame:
     old_numbers, new_numbers = _numbers(old), _numbers(new)
     names = list(new_numbers) + [name for name in old_numbers if name not in new_numbers]
     return pl.DataFrame(
@@ -160,7 +154,7 @@ def diff_results(old: Path, new: Path) -> ResultDiff:
     """Compare two results; `InputError` naming the directory when either is not a result."""
     old, new = Path(old), Path(new)
     summaries = read_summary(old), read_summary(new)
-    frames: dict[Report, tuple[pl.DataFrame, pl.DataFrame]] = {
+    frames: dict[Table, tuple[pl.DataFrame, pl.DataFrame]] = {
         report: (read_report(old, report), read_report(new, report)) for report in KEYS
     }
     changes = {
@@ -169,9 +163,9 @@ def diff_results(old: Path, new: Path) -> ResultDiff:
     return ResultDiff(
         old=old,
         new=new,
-        users=changes[Report.USERS],
-        developers=changes[Report.DEVELOPERS],
-        user_counts=_counts(changes[Report.USERS], *frames[Report.USERS]),
-        developer_counts=_counts(changes[Report.DEVELOPERS], *frames[Report.DEVELOPERS]),
+        users=changes[Table.USERS],
+        developers=changes[Table.DEVELOPERS],
+        user_counts=_change_counts(changes[Table.USERS], *frames[Table.USERS]),
+        developer_counts=_change_counts(changes[Table.DEVELOPERS], *frames[Table.DEVELOPERS]),
         totals=_totals(*summaries),
     )

@@ -23,10 +23,10 @@ import pyarrow.parquet as pq
 from incident.config import ScanConfig, format_instant
 from incident.errors import IncidentError
 from incident.pipeline.load import InputSource, find_files
+from incident.results.read import MANIFEST
 from incident.schema import Input
 from incident.version import __version__
 
-MANIFEST = "manifest.json"
 _CHUNK = 1 << 20
 
 

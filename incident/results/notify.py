@@ -16,8 +16,8 @@ import polars as pl
 
 from incident.errors import InputError
 from incident.pipeline.impact import exposure, users_report
-from incident.report import iso_timestamps
-from incident.results.read import Report, read_report, read_summary
+from incident.report.tables import Destination, write_csv
+from incident.results.read import Table, check_result, read_report
 from incident.schema import COUNT, Role
 
 MISDELIVERIES = "misdeliveries.parquet"
@@ -192,8 +192,8 @@ def notification_list(result: Path) -> pl.DataFrame:
     Raises `InputError` naming the directory when it is not an incident result, or when its
     users report disagrees with its misdeliveries."""
     result = Path(result)
-    read_summary(result)
-    exposed = exposure(read_report(result, Report.MISDELIVERIES, columns=_NEEDED).lazy())
+    check_result(result)
+    exposed = exposure(read_report(result, Table.MISDELIVERIES, columns=_NEEDED).lazy())
     users, categories = pl.collect_all([users_report(exposed), _category_counts(exposed)])
     _check_against_users_report(result, users)
     labels = pl.concat_list(
@@ -211,7 +211,7 @@ def notification_list(result: Path) -> pl.DataFrame:
 
 def _check_against_users_report(result: Path, users: pl.DataFrame) -> None:
     # A result whose files were mixed up or edited must not send notices to the wrong people.
-    report = read_report(result, Report.USERS)
+    report = read_report(result, Table.USERS)
     compared = ["user_id", "events", "developers", "first_exposed_at", "last_exposed_at"]
     if not report.select(compared).equals(users.select(compared)):
         raise InputError(
@@ -220,7 +220,6 @@ def _check_against_users_report(result: Path, users: pl.DataFrame) -> None:
         )
 
 
-def notification_csv(notices: pl.DataFrame) -> str:
-    """The list as CSV text: UTF-8, times ISO-8601 with Z, categories `;`-joined."""
-    flat = iso_timestamps(notices).with_columns(pl.col("categories").list.join(";"))
-    return flat.write_csv(include_header=True, line_terminator="\n", quote_style="necessary")
+def write_notifications(notices: pl.DataFrame, destination: Destination) -> None:
+    """The list as CSV, under the spreadsheet policy of every CSV the tool writes."""
+    write_csv(notices, destination)

@@ -2,9 +2,10 @@
 
 Every command that reads an earlier result (`diff`, `export`, `notify`, `report`) reads it
 here, so that each refuses a directory that is not a result with the same words, and reads a
-report the same way: from its Parquet file, or, for the users, developers and endpoints
-reports of a scan run with `--format csv` only, from its CSV, every column parsed back to the
-type the Parquet report holds (IDs stay text, `;`-joined lists become lists, times end in `Z`).
+table the same way: from its Parquet file, or, for the users, developers and endpoints
+reports of a scan run with `--format csv` only, from its CSV, every cell decoded as written
+(`incident.report.tables`) and parsed back to the type the Parquet report holds (IDs stay
+text, `;`-joined lists become lists, times end in `Z`).
 
 Every error is an `InputError` that names the directory or the file.
 """
@@ -20,14 +21,15 @@ from typing import Any
 import polars as pl
 
 from incident.errors import InputError
-from incident.report import ISO_UTC
+from incident.report import FORMATS, TABLE_FORMATS
+from incident.report.tables import ISO_UTC, LIST_SEPARATOR, decoded_cell
 from incident.schema import DEVELOPERS_SCHEMA, ENDPOINTS_SCHEMA, TIMESTAMP, USERS_SCHEMA
+from incident.summary import TOOL, Summary
 
 SUMMARY = "summary.json"
-# How a scan writes times and lists in its CSV reports (`incident.report`).
-LIST_SEPARATOR = ";"
-# In a CSV report a list cell is `;`-joined: splitting it back needs IDs without `;`. Each list
-# column, and the misdeliveries column that holds the IDs it lists.
+SUMMARY_MARKDOWN = "summary.md"
+MANIFEST = "manifest.json"
+HTML_REPORT = "report.html"
 # Report columns added after the first results were written: read as null from older ones.
 ADDED_LATER = frozenset({"intended_developer_ids"})
 # A list and the column that counts its IDs: a CSV list split wrong would not match.
@@ -39,8 +41,8 @@ _LIST_IDS = {
 }
 
 
-class Report(StrEnum):
-    """The reports of a result, named as their files are."""
+class Table(StrEnum):
+    """The tables of a result, named as their files are."""
 
     USERS = "users"
     DEVELOPERS = "developers"
@@ -55,13 +57,22 @@ class Report(StrEnum):
         return SCHEMAS.get(self)
 
 
-SCHEMAS: dict[Report, dict[str, pl.DataType]] = {
-    Report.USERS: USERS_SCHEMA,
-    Report.DEVELOPERS: DEVELOPERS_SCHEMA,
-    Report.ENDPOINTS: ENDPOINTS_SCHEMA,
+SCHEMAS: dict[Table, dict[str, pl.DataType]] = {
+    Table.USERS: USERS_SCHEMA,
+    Table.DEVELOPERS: DEVELOPERS_SCHEMA,
+    Table.ENDPOINTS: ENDPOINTS_SCHEMA,
 }
 # The per-entity reports and their ID column: one row per value.
-KEYS: dict[Report, str] = {Report.USERS: "user_id", Report.DEVELOPERS: "developer_id"}
+KEYS: dict[Table, str] = {Table.USERS: "user_id", Table.DEVELOPERS: "developer_id"}
+# The reports a scan writes in every table format asked for; the others are always Parquet.
+REPORTS = (Table.USERS, Table.DEVELOPERS, Table.ENDPOINTS)
+ALWAYS_PARQUET = (Table.MISDELIVERIES, Table.REJECTED, "rejected_authorizations")
+# Every file a result may hold: an --out directory with anything else is not replaced.
+RESULT_FILES = frozenset(
+    {f"{table}.{FORMATS[f].extension}" for table in REPORTS for f in TABLE_FORMATS}
+    | {f"{name}.parquet" for name in ALWAYS_PARQUET}
+    | {HTML_REPORT, SUMMARY, SUMMARY_MARKDOWN, MANIFEST}
+)
 
 
 def _not_a_result(result: Path, why: str) -> InputError:
@@ -80,11 +91,8 @@ def _detail(error: Exception) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-def read_summary(result: Path, require: Iterable[str] = ()) -> dict[str, Any]:
-    """The result's `summary.json`, checked to be an incident result: a directory whose
-    `summary.json` incident wrote and that has every section in `require`.
-
-    Raises `InputError` naming the directory otherwise."""
+def _summary_document(result: Path) -> dict[str, Any]:
+    """The parsed `summary.json` of a directory that incident wrote; `InputError` otherwise."""
     result = Path(result)
     if not result.is_dir():
         raise _not_a_result(result, "not a directory" if result.exists() else "does not exist")
@@ -92,23 +100,38 @@ def read_summary(result: Path, require: Iterable[str] = ()) -> dict[str, Any]:
     if not path.is_file():
         raise _not_a_result(result, f"no {SUMMARY}")
     try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
+        document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise _not_a_result(result, f"{SUMMARY} unreadable: {_detail(error)}") from None
-    tool = summary.get("tool") if isinstance(summary, dict) else None
-    if (
-        not isinstance(summary, dict)
-        or not isinstance(tool, dict)
-        or tool.get("name") != "incident"
-    ):
+    tool = document.get("tool") if isinstance(document, dict) else None
+    if not isinstance(tool, dict) or tool.get("name") != TOOL:
         raise _not_a_result(result, f"{SUMMARY} not written by incident")
-    missing = [section for section in require if section not in summary]
-    if missing:
-        raise _incomplete(result, f"{SUMMARY} has no {', '.join(missing)}")
-    return summary
+    return document  # type: ignore[no-any-return]
 
 
-def report_path(result: Path, report: Report) -> Path:
+def check_result(result: Path) -> None:
+    """Raise `InputError` naming the directory unless it is an incident result: a directory
+    whose `summary.json` incident wrote."""
+    _summary_document(result)
+
+
+def is_result(directory: Path) -> bool:
+    """True for an incident result holding nothing but the files a result holds."""
+    try:
+        check_result(directory)
+    except InputError:
+        return False
+    return {p.name for p in directory.iterdir()} <= RESULT_FILES
+
+
+def read_summary(result: Path) -> Summary:
+    """The result's summary; `InputError` naming the directory when it is not a result, or
+    naming `summary.json` when a section is missing or malformed."""
+    document = _summary_document(result)
+    return Summary.from_json(document, origin=str(Path(result) / SUMMARY))
+
+
+def report_path(result: Path, report: Table) -> Path:
     """The report's Parquet file, else its CSV (users, developers, endpoints of a scan run with
     `--format csv` only); `InputError` naming the directory when it has neither."""
     extensions = ("parquet", "csv") if report.schema is not None else ("parquet",)
@@ -120,7 +143,7 @@ def report_path(result: Path, report: Report) -> Path:
     raise _incomplete(Path(result), f"no {files}")
 
 
-def has_report(result: Path, report: Report) -> bool:
+def has_report(result: Path, report: Table) -> bool:
     """True when the result holds the report, in Parquet or CSV."""
     try:
         report_path(result, report)
@@ -130,7 +153,7 @@ def has_report(result: Path, report: Report) -> bool:
 
 
 def _check_columns(
-    path: Path, report: Report, present: Iterable[str], needed: Iterable[str]
+    path: Path, report: Table, present: Iterable[str], needed: Iterable[str]
 ) -> None:
     have = set(present)
     missing = [f"'{name}'" for name in needed if name not in have]
@@ -139,7 +162,7 @@ def _check_columns(
         raise InputError(f"{path}: missing {noun} {', '.join(missing)} of the {report} report")
 
 
-def _read_parquet(path: Path, report: Report, columns: Sequence[str] | None) -> pl.DataFrame:
+def _read_parquet(path: Path, report: Table, columns: Sequence[str] | None) -> pl.DataFrame:
     frame = pl.scan_parquet(path)
     try:
         if columns is None:
@@ -151,7 +174,7 @@ def _read_parquet(path: Path, report: Report, columns: Sequence[str] | None) -> 
         raise InputError(f"{path}: not a readable {report} report ({_detail(error)})") from None
 
 
-def _read_csv(path: Path, report: Report, columns: Sequence[str]) -> pl.DataFrame:
+def _read_csv(path: Path, report: Table, columns: Sequence[str]) -> pl.DataFrame:
     # Every cell is read as text, to be parsed back by `_typed`: no guessing that would round
     # long numeric IDs or drop their leading zeros.
     try:
@@ -159,7 +182,7 @@ def _read_csv(path: Path, report: Report, columns: Sequence[str]) -> pl.DataFram
     except (OSError, pl.exceptions.PolarsError) as error:
         raise InputError(f"{path}: not a readable {report} report ({_detail(error)})") from None
     _check_columns(path, report, text.columns, (c for c in columns if c not in ADDED_LATER))
-    return text.select(c for c in columns if c in text.columns)
+    return text.select(decoded_cell(c) for c in columns if c in text.columns)
 
 
 def _check_lists_split(result: Path, path: Path, schema: dict[str, pl.DataType]) -> None:
@@ -167,7 +190,7 @@ def _check_lists_split(result: Path, path: Path, schema: dict[str, pl.DataType])
     for list_column, id_column in _LIST_IDS.items():
         if list_column not in schema:
             continue
-        ids = read_report(result, Report.MISDELIVERIES, columns=[id_column])[id_column]
+        ids = read_report(result, Table.MISDELIVERIES, columns=[id_column])[id_column]
         if ids.cast(pl.String).str.contains(LIST_SEPARATOR, literal=True).any():
             raise InputError(
                 f"{path}: a {id_column} contains {LIST_SEPARATOR!r}, so the {list_column} "
@@ -189,7 +212,7 @@ def _typed(name: str, dtype: pl.DataType, from_text: bool) -> pl.Expr:
     return column.cast(dtype)
 
 
-def read_report(result: Path, report: Report, columns: Sequence[str] | None = None) -> pl.DataFrame:
+def read_report(result: Path, report: Table, columns: Sequence[str] | None = None) -> pl.DataFrame:
     """One report of a result: users and developers in the Parquet report's schema (its
     columns, in its order and types), from the CSV report when there is no Parquet one; the
     others as written, only `columns` when given.

@@ -1,0 +1,148 @@
+"""Publishing outputs: destination checks, and atomic publication of directories and files.
+
+Everything is written to a hidden staging path beside its destination and renamed into place
+at the end, so that a failure or an interruption never leaves a partial output, and an
+earlier output stays untouched until the new one is whole. Every command that writes (scan,
+export, report, notify) goes through here. A destination that cannot be used is a usage
+error (`ConfigError`, exit 2) naming the option and the path.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
+
+from incident.errors import ConfigError
+
+
+@cache
+def _umask() -> int:
+    # The umask can only be read by setting it: read once, set back at once.
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+def _cannot_write(option: str, path: Path, error: OSError) -> ConfigError:
+    reason = error.strerror or str(error) or type(error).__name__
+    return ConfigError(f"{option} {path}: cannot be written ({reason})")
+
+
+def check_directory(
+    path: Path, option: str, replaceable: Callable[[Path], bool] | None = None
+) -> None:
+    """A directory to write a new output to: not the working directory or a root, not a
+    file, and empty (or, with `replaceable`, holding what it accepts)."""
+    target = path.resolve()
+    if target in (Path.cwd(), Path(target.anchor)):
+        raise ConfigError(f"{option} {path}: name a directory of its own for the output")
+    if target.exists() and not target.is_dir():
+        raise ConfigError(f"{option} {path}: exists and is not a directory")
+    try:
+        occupied = target.is_dir() and any(target.iterdir())
+    except OSError as error:
+        raise _cannot_write(option, path, error) from None
+    if occupied and replaceable is None:
+        raise ConfigError(
+            f"{option} {path}: directory is not empty; choose a new or empty directory"
+        )
+    if occupied and replaceable is not None and not replaceable(target):
+        raise ConfigError(
+            f"{option} {path}: directory is not empty and holds no incident result; "
+            "choose a new directory"
+        )
+
+
+def check_outside(
+    path: Path, option: str, directory: Path, what: str, hint: str = "choose a path outside"
+) -> None:
+    """`path` must not lie inside `directory` (a result, an input, an export)."""
+    if path.resolve().is_relative_to(directory.resolve()):
+        raise ConfigError(f"{option} {path}: is inside {what} {directory}; {hint}")
+
+
+def check_new_file(path: Path, option: str, why: str = "") -> None:
+    """A file that must not exist yet (`why`: what it may be the only copy of)."""
+    if path.exists() or path.is_symlink():
+        reason = f" ({why})" if why else ""
+        raise ConfigError(
+            f"{option} {path}: exists; move it away or choose another {option}{reason}"
+        )
+
+
+def _make_parent(path: Path, option: str, shown: Path) -> None:
+    """Create the missing directories above `path`; a file in the way is named."""
+    blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise ConfigError(f"{option} {shown}: {blocking} is not a directory")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise _cannot_write(option, shown, error) from None
+
+
+@contextmanager
+def staged_directory(destination: Path, option: str) -> Iterator[Path]:
+    """A new, empty staging directory beside `destination`; when the block ends without an
+    error, it replaces `destination` (and whatever was there) at once. Otherwise it is
+    removed, and `destination` is untouched."""
+    target = destination.resolve()
+    _make_parent(target, option, destination)
+    try:
+        staging = Path(
+            tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+        )
+    except OSError as error:
+        raise _cannot_write(option, destination, error) from None
+    try:
+        staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; outputs are to share
+        yield staging
+        _replace_directory(staging, target, option, destination)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _replace_directory(staging: Path, target: Path, option: str, shown: Path) -> None:
+    try:
+        if not target.exists():
+            os.replace(staging, target)
+            return
+        retired = Path(
+            tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent)
+        )
+        try:
+            os.replace(target, retired / target.name)
+            os.replace(staging, target)
+        finally:
+            shutil.rmtree(retired, ignore_errors=True)
+    except OSError as error:
+        raise _cannot_write(option, shown, error) from None
+
+
+@contextmanager
+def staged_file(destination: Path, option: str, private: bool = False) -> Iterator[Path]:
+    """A staging file beside `destination`, renamed onto it when the block ends without an
+    error and removed otherwise. `private`: readable by its owner only."""
+    _make_parent(destination, option, destination)
+    try:
+        descriptor, name = tempfile.mkstemp(
+            prefix=f".{destination.name}.", suffix=".partial", dir=destination.parent
+        )  # mkstemp creates it with mode 0600
+        os.close(descriptor)
+    except OSError as error:
+        raise _cannot_write(option, destination, error) from None
+    staging = Path(name)
+    try:
+        yield staging
+        if not private:
+            staging.chmod(0o666 & ~_umask())
+        os.replace(staging, destination)
+    except OSError as error:
+        raise _cannot_write(option, destination, error) from None
+    finally:
+        staging.unlink(missing_ok=True)

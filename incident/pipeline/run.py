@@ -1,0 +1,151 @@
+"""The scan, computed: inputs -> detection -> attribution -> impact -> summary.
+
+`run` returns a typed `Outcome`, every table of a result and its summary; it writes nothing.
+Writing and publishing the result is `incident.api`'s and `incident.outputs`'.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import polars as pl
+
+from incident.config import ScanConfig, Window
+from incident.pipeline import passes
+from incident.pipeline.cause import explain
+from incident.pipeline.detect import MISDELIVERED, Status
+from incident.pipeline.impact import (
+    attribute_developers,
+    breakdown,
+    developers_report,
+    exposure,
+    regulator_figures,
+    users_report,
+)
+from incident.pipeline.load import SOURCE_FILE, LoadedInput, app_registry, load_input
+from incident.pipeline.summarise import Detection, Impact, summarise
+from incident.schema import CAUSE, COLUMNS, REASON, Input
+from incident.summary import RowAccounting, Summary
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ScanInputs:
+    """The inputs of a scan, checked and planned (only Parquet footers are read), and the
+    apps registry as app_id -> developer_id."""
+
+    deliveries: LoadedInput
+    authorizations: LoadedInput
+    apps: LoadedInput | None
+    registry: pl.DataFrame | None
+
+    @property
+    def all(self) -> tuple[LoadedInput, ...]:
+        """Every input given."""
+        return tuple(i for i in (self.deliveries, self.authorizations, self.apps) if i)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a scan found: the tables of a result and its summary."""
+
+    summary: Summary
+    users: pl.DataFrame
+    developers: pl.DataFrame
+    endpoints: pl.DataFrame
+    misdeliveries: pl.DataFrame
+    rejected: pl.DataFrame
+    rejected_grants: pl.DataFrame
+
+    @property
+    def accounting(self) -> RowAccounting:
+        """Where every delivery row went."""
+        return self.summary.accounting
+
+
+def load_inputs(config: ScanConfig) -> ScanInputs:
+    """Find and check every input of `config`; `InputError` naming the file and column."""
+    deliveries = load_input(Input.DELIVERIES, config.deliveries, config.columns)
+    authorizations = load_input(Input.AUTHORIZATIONS, config.authorizations, config.columns)
+    apps = load_input(Input.APPS, config.apps, config.columns) if config.apps else None
+    registry = app_registry(apps) if apps else None
+    return ScanInputs(deliveries, authorizations, apps, registry)
+
+
+def _sorted_rows(frame: pl.LazyFrame) -> pl.LazyFrame:
+    # Every sortable column takes part, so that a re-run writes rows in the same order.
+    schema = frame.collect_schema()
+    keys = [name for name, dtype in schema.items() if not dtype.is_nested()]
+    return frame.sort(keys, nulls_last=True, maintain_order=True)
+
+
+def _detect(inputs: ScanInputs, window: Window) -> Detection:
+    """Classify every delivery; the misdeliveries with their developer, in a stable order."""
+    found = passes.run(inputs.deliveries, inputs.authorizations, window)
+    statuses = found.statuses
+    accounting = RowAccounting(
+        rows_read=inputs.deliveries.source.rows,
+        rows_rejected=statuses[Status.REJECTED.value],
+        rows_outside_window=statuses[Status.OUTSIDE_WINDOW.value],
+        rows_authorized=statuses[Status.AUTHORIZED.value],
+        rows_misdelivered=sum(statuses[s] for s in MISDELIVERED),
+    )
+    canonical = list(COLUMNS[Input.DELIVERIES])
+    attributed = attribute_developers(found.misdeliveries.lazy(), inputs.registry)
+    added = [SOURCE_FILE, "developer_id", REASON]
+    extras = [c for c in attributed.collect_schema() if c not in {*canonical, *added}]
+    # Sorted before attribution adds its columns, which is the same order: rows alike in every
+    # input column are attributed alike.
+    misdelivered = _sorted_rows(attributed.select(*canonical, *extras, *added)).collect()
+    return Detection(
+        accounting=accounting,
+        misdeliveries=misdelivered,
+        rejected=found.rejected.sort(pl.all(), nulls_last=True, maintain_order=True),
+        rejected_grants=inputs.authorizations.rejected.sort(pl.all(), nulls_last=True).collect(),
+    )
+
+
+def _impact(misdeliveries: pl.DataFrame) -> Impact:
+    """Who was exposed and who received what, from the attributed misdeliveries."""
+    attributed = misdeliveries.lazy()
+    exposed = exposure(attributed)
+    users, developers, by_type, by_reason, by_cause = pl.collect_all(
+        [
+            users_report(exposed),
+            developers_report(attributed, exposed),
+            breakdown(attributed, "event_type"),
+            breakdown(attributed, REASON),
+            breakdown(attributed, CAUSE),
+        ]
+    )
+    regulator = regulator_figures(users, misdeliveries)
+    return Impact(users, developers, by_type, by_reason, by_cause, regulator)
+
+
+def run(config: ScanConfig, inputs: ScanInputs, progress: Progress) -> Outcome:
+    """Detect, attribute and measure every misdelivery of `inputs` under `config`."""
+    progress("detecting misdeliveries")
+    findings = _detect(inputs, config.window)
+    progress("explaining misdeliveries")
+    explained = explain(
+        findings.misdeliveries,
+        inputs.deliveries,
+        inputs.authorizations,
+        inputs.apps.valid if inputs.apps else None,
+        inputs.registry,
+        config.attribution,
+    )
+    progress("measuring impact")
+    impact = _impact(explained.misdeliveries)
+    summary = summarise(config, inputs.all, findings, explained, impact)
+    return Outcome(
+        summary=summary,
+        users=impact.users,
+        developers=impact.developers,
+        endpoints=explained.endpoints,
+        misdeliveries=explained.misdeliveries,
+        rejected=findings.rejected,
+        rejected_grants=findings.rejected_grants,
+    )
