@@ -49,12 +49,30 @@ def _check_out(config: ScanConfig) -> None:
             raise ConfigError(f"--out {config.out}: is inside the input directory {source}")
 
 
+def _check_rejected(config: ScanConfig, summary: Summary) -> None:
+    """`--max-rejected` holds for the delivery rows and for the authorization rows alike:
+    a rejected grant makes deliveries look misdelivered."""
+    accounting, inputs, limit = summary.accounting, summary.inputs, config.max_rejected
+    checked = [(config.deliveries, "delivery", accounting.rows_rejected, accounting.rows_read)]
+    grants = inputs.authorizations if inputs is not None else None
+    if grants is not None and grants.rows_rejected is not None:
+        checked.append((config.authorizations, "authorization", grants.rows_rejected, grants.rows))
+    for path, what, rejected, read in checked:
+        if limit.exceeded(rejected, read):
+            file = "rejected.parquet" if what == "delivery" else "rejected_authorizations.parquet"
+            raise TooManyRejectedError(
+                f"{path}: {rejected} of {read} {what} rows rejected, over --max-rejected "
+                f"{limit}; see {config.out / file}"
+            )
+
+
 def scan(config: ScanConfig, progress: Progress | None = None) -> ScanResult:
     """Run a scan and publish its result in `config.out`, whole or not at all.
 
-    Raises `InputError` for unreadable inputs, `ConfigError` for an `out` that cannot be used,
-    and `TooManyRejectedError` (after publishing) when more delivery rows were rejected than
-    `config.max_rejected` allows.
+    Raises `InputError` for unreadable inputs or inputs that vouch for nothing (DESIGN rule 7;
+    nothing is published then), `ConfigError` for an `out` that cannot be used, and
+    `TooManyRejectedError` (after publishing) when more delivery or authorization rows were
+    rejected than `config.max_rejected` allows.
     """
     stage = progress or (lambda _stage: None)
     stage("reading inputs")
@@ -68,12 +86,6 @@ def scan(config: ScanConfig, progress: Progress | None = None) -> ScanResult:
             stage("writing reports")
             write_result(staging, outcome, config.formats)
             write_manifest(config, staging, evidence)
-    accounting = outcome.accounting
-    if config.max_rejected.exceeded(accounting.rows_rejected, accounting.rows_read):
-        raise TooManyRejectedError(
-            f"{config.deliveries}: {accounting.rows_rejected} of {accounting.rows_read} "
-            f"delivery rows rejected, over --max-rejected {config.max_rejected}; "
-            f"see {config.out / 'rejected.parquet'}"
-        )
+    _check_rejected(config, outcome.summary)
     summary = outcome.summary
     return ScanResult(config.out, summary, outcome.users, outcome.developers, outcome.misdeliveries)

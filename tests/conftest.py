@@ -70,6 +70,13 @@ def write(rows: Rows | pl.DataFrame, path: Path, schema: dict[str, Any] | None =
 
 
 ScanFn = Callable[..., ScanResult]
+# A grant for a user and an app that no test delivery uses.
+BYSTANDER_GRANT = {
+    "for_user_id": 987_654_321,
+    "app_id": 987_654_321,
+    "granted_at": datetime(2000, 1, 1, tzinfo=UTC),
+    "revoked_at": None,
+}
 
 
 @pytest.fixture
@@ -85,20 +92,14 @@ def run_scan(tmp_path: Path) -> ScanFn:
         **config: Any,
     ) -> ScanResult:
         case = tmp_path / f"case{next(counter)}"
-        grant_schema = None
         if not isinstance(grants, pl.DataFrame) and not grants:
-            grant_schema = {
-                "for_user_id": pl.Int64,
-                "app_id": pl.Int64,
-                "granted_at": pl.Datetime("us", "UTC"),
-                "revoked_at": pl.Datetime("us", "UTC"),
-            }
+            # DESIGN rule 7 refuses a scan without a valid grant: "no grant covers anything"
+            # is one grant of a pair that no delivery uses.
+            grants = [BYSTANDER_GRANT]
         return scan(
             ScanConfig(
                 deliveries=str(write(deliveries, case / "deliveries.parquet")),
-                authorizations=str(
-                    write(grants, case / "authorizations.parquet", schema=grant_schema)
-                ),
+                authorizations=str(write(grants, case / "authorizations.parquet")),
                 apps=str(write(apps, case / "apps.parquet")) if apps is not None else None,
                 out=case / "out",
                 window=window or Window(),

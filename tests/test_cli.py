@@ -221,19 +221,57 @@ def test_reserved_and_nested_columns(case: Path) -> None:
     assert rejected["tags"].to_list() == ['["a","b"]']
 
 
-def test_warns_when_no_delivery_is_in_the_window(case: Path) -> None:
-    code, _, stderr = invoke(
-        "scan",
-        str(case / "logs"),
-        "--out",
-        str(case / "o"),
-        "--since",
-        "2019-01-01",
-        "--until",
-        "2020-01-01",
+def test_a_scan_that_vouches_for_nothing_fails_whatever_the_flags(case: Path) -> None:
+    """DESIGN rule 7: no valid delivery in the window, every delivery rejected, or no valid
+    grant is an input error, even with --fail-on-findings unset or --max-rejected generous;
+    no result is published."""
+    logs, out = case / "logs", case / "o"
+    window = ["--since", "2019-01-01", "--until", "2020-01-01"]
+    code, stdout, stderr = invoke("scan", str(logs), "--out", str(out), *window)
+    assert (code, stdout) == (ExitCode.INPUT_ERROR, "")
+    assert stderr == (
+        f"error: {logs / 'deliveries'}: no valid delivery falls in the window; check "
+        "--since/--until, and that integer timestamps are epoch milliseconds\n"
     )
+    assert not out.exists()
+
+    unreadable = [delivery(1, "soon", 10, 1), delivery(2, "later", 10, 1)]
+    write(unreadable, logs / "deliveries" / "day=2018-03-01" / "part-0.parquet")
+    code, _, stderr = invoke("scan", str(logs), "--out", str(out), "--max-rejected", "100%")
+    assert code == ExitCode.INPUT_ERROR
+    assert stderr == (
+        f"error: {logs / 'deliveries'}: every delivery row was rejected "
+        "(delivered_at: not a timestamp (2)); nothing could be checked\n"
+    )
+    assert not out.exists()
+
+
+def test_no_valid_grant_is_an_input_error(case: Path) -> None:
+    logs = case / "logs"
+    write([grant(None, 10), grant(1, None)], logs / "authorizations.parquet")
+    code, _, stderr = invoke("scan", str(logs), "--out", str(case / "o"), "--fail-on-findings")
+    assert code == ExitCode.INPUT_ERROR
+    assert stderr == (
+        f"error: {logs / 'authorizations.parquet'}: no valid grant (app_id: null (1), "
+        "for_user_id: null (1)); without grants every delivery would count as misdelivered\n"
+    )
+    assert not (case / "o").exists()
+
+
+def test_max_rejected_counts_rejected_grants_too(case: Path) -> None:
+    logs = case / "logs"
+    write([grant(1, 10), grant(None, 10)], logs / "authorizations.parquet")
+    code, _, stderr = invoke(
+        "scan", str(logs), "--out", str(case / "o"), "-q", "--max-rejected", "40%"
+    )
+    assert code == ExitCode.TOO_MANY_REJECTED
+    assert stderr == (
+        f"error: {logs / 'authorizations.parquet'}: 1 of 2 authorization rows rejected, over "
+        f"--max-rejected 40%; see {case / 'o' / 'rejected_authorizations.parquet'}\n"
+    )
+    code, _, stderr = invoke("scan", str(logs), "--out", str(case / "o"), "--max-rejected", "50%")
     assert code == ExitCode.OK
-    assert "warning: no delivery falls in the window" in stderr
+    assert "warning: 1 authorization rows rejected (for_user_id: null (1));" in stderr
 
 
 def test_summary_markdown_for_a_ticket(case: Path) -> None:

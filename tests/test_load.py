@@ -61,8 +61,13 @@ def test_nanoseconds_are_not_rounded(run_scan: ScanFn) -> None:
     assert run_scan(deliveries, grants).accounting.rows_misdelivered == 1
 
 
+# 2018-03-02T14:13:20Z in epoch milliseconds: a valid delivery time.
+EPOCH_MS = 1_520_000_000_000
+
+
 def test_out_of_range_epoch_is_rejected(run_scan: ScanFn) -> None:
-    deliveries = pl.DataFrame([delivery(delivered_at=10**17)])
+    # With one valid row beside it: a scan whose every row is rejected is refused (rule 7).
+    deliveries = pl.DataFrame([delivery(delivered_at=10**17), delivery(delivered_at=EPOCH_MS)])
     result = run_scan(deliveries, [grant()])
     assert result.accounting.rows_rejected == 1
 
@@ -171,7 +176,13 @@ def test_times_beyond_the_nanosecond_range(run_scan: ScanFn) -> None:
         pl.lit(datetime(9999, 12, 31)).cast(pl.Datetime("us", "UTC")).alias("revoked_at")
     )
     assert run_scan([delivery()], far).accounting.rows_authorized == 1
-    epoch = pl.DataFrame([delivery(delivered_at=-(2**63)), delivery(delivered_at=2**63 - 1)])
+    epoch = pl.DataFrame(
+        [
+            delivery(delivered_at=-(2**63)),
+            delivery(delivered_at=2**63 - 1),
+            delivery(delivered_at=EPOCH_MS),
+        ]
+    )
     assert run_scan(epoch, [grant()]).accounting.rows_rejected == 2
 
 

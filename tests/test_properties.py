@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from incident import ScanConfig, ScanResult, Window, scan
-from tests.reference import Expected, diff_expected, reference_scan
+from incident.errors import InputError
+from tests.reference import Expected, diff_expected, reference_scan, valid_grant
 
 SINCE = datetime(2018, 1, 1, tzinfo=UTC)
 UNTIL = datetime(2018, 2, 1, tzinfo=UTC)
@@ -173,13 +175,20 @@ def test_scan_matches_naive_reference(
             pl.DataFrame(
                 apps, schema={"app_id": pl.Int64, "developer_id": pl.String}
             ).write_parquet(root / "apps.parquet")
-        result = scan(
-            ScanConfig(
-                deliveries=str(root / "deliveries.parquet"),
-                authorizations=str(root / "authorizations.parquet"),
-                apps=str(root / "apps.parquet") if apps is not None else None,
-                out=root / "out",
-                window=Window(SINCE, UNTIL),
-            )
+        config = ScanConfig(
+            deliveries=str(root / "deliveries.parquet"),
+            authorizations=str(root / "authorizations.parquet"),
+            apps=str(root / "apps.parquet") if apps is not None else None,
+            out=root / "out",
+            window=Window(SINCE, UNTIL),
         )
+        accounting = expected.accounting
+        in_window = accounting["rows_authorized"] + accounting["rows_misdelivered"]
+        if not in_window or not any(valid_grant(row) for row in grant_values):
+            # DESIGN rule 7: a scan that can vouch for nothing is an input error.
+            with pytest.raises(InputError):
+                scan(config)
+            assert not (root / "out").exists()
+            return
+        result = scan(config)
     assert diff_expected(as_expected(result), expected) == []

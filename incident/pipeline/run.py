@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from incident.config import ScanConfig, Window
+from incident.errors import InputError
 from incident.pipeline import passes
 from incident.pipeline.cause import explain
 from incident.pipeline.detect import MISDELIVERED, Status
@@ -23,8 +24,13 @@ from incident.pipeline.impact import (
     regulator_figures,
     users_report,
 )
-from incident.pipeline.load import SOURCE_FILE, LoadedInput, app_registry, load_input
-from incident.pipeline.summarise import Detection, Impact, summarise
+from incident.pipeline.load import (
+    SOURCE_FILE,
+    LoadedInput,
+    app_registry,
+    load_input,
+)
+from incident.pipeline.summarise import Detection, Impact, reasons, summarise
 from incident.schema import CAUSE, COLUMNS, REASON, Input
 from incident.summary import RowAccounting, Summary
 
@@ -124,10 +130,35 @@ def _impact(misdeliveries: pl.DataFrame) -> Impact:
     return Impact(users, developers, by_type, by_reason, by_cause, regulator)
 
 
+def vouch(inputs: ScanInputs, detection: Detection) -> None:
+    """DESIGN rule 7: a scan that can vouch for nothing is an input error, whatever else was
+    asked: every delivery rejected, no valid delivery in the window, or no valid grant."""
+    accounting, deliveries = detection.accounting, inputs.deliveries.source.path
+    if accounting.rows_read and accounting.rows_rejected == accounting.rows_read:
+        raise InputError(
+            f"{deliveries}: every delivery row was rejected ({reasons(detection.rejected)}); "
+            "nothing could be checked"
+        )
+    if not accounting.rows_authorized + accounting.rows_misdelivered:
+        raise InputError(
+            f"{deliveries}: no valid delivery falls in the window; check --since/--until, and "
+            "that integer timestamps are epoch milliseconds"
+        )
+    grants = inputs.authorizations.source
+    if grants.rows == detection.rejected_grants.height:
+        why = f" ({reasons(detection.rejected_grants)})" if grants.rows else ""
+        raise InputError(
+            f"{grants.path}: no valid grant{why}; without grants every delivery would count "
+            "as misdelivered"
+        )
+
+
 def run(config: ScanConfig, inputs: ScanInputs, progress: Progress) -> Outcome:
-    """Detect, attribute and measure every misdelivery of `inputs` under `config`."""
+    """Detect, attribute and measure every misdelivery of `inputs` under `config`; an
+    `InputError` when the inputs vouch for nothing (`vouch`)."""
     progress("detecting misdeliveries")
     findings = _detect(inputs, config.window)
+    vouch(inputs, findings)
     progress("explaining misdeliveries")
     explained = explain(
         findings.misdeliveries,

@@ -49,6 +49,13 @@ class Impact:
     regulator: RegulatorFigures
 
 
+def reasons(rejected: pl.DataFrame) -> str:
+    """`reason: count, …` of rejected rows, the commonest first."""
+    counts = rejected.group_by(REJECT_REASON).len()
+    ordered = counts.sort(["len", REJECT_REASON], descending=[True, False])
+    return ", ".join(f"{reason} ({count:,})" for reason, count in ordered.iter_rows())
+
+
 def _seconds(duration: timedelta) -> int | float:
     seconds = duration.total_seconds()
     return int(seconds) if seconds.is_integer() else seconds
@@ -85,22 +92,17 @@ def _warnings(
     accounting, warnings = detection.accounting, []
     if accounting.rows_rejected:
         warnings.append(
-            f"{accounting.rows_rejected} delivery rows rejected (not counted as findings); "
-            "see rejected.parquet"
+            f"{accounting.rows_rejected} delivery rows rejected ({reasons(detection.rejected)}), "
+            "not counted as findings; see rejected.parquet"
         )
     if detection.rejected_grants.height:
         warnings.append(
-            f"{detection.rejected_grants.height} authorization rows rejected; without them more "
-            "deliveries count as misdelivered; see rejected_authorizations.parquet"
+            f"{detection.rejected_grants.height} authorization rows rejected "
+            f"({reasons(detection.rejected_grants)}); without them more deliveries count as "
+            "misdelivered; see rejected_authorizations.parquet"
         )
     if apps is not None and apps.rows_rejected:
         warnings.append(f"{apps.rows_rejected} apps registry rows rejected (no app_id)")
-    in_window = accounting.rows_authorized + accounting.rows_misdelivered
-    if accounting.rows_read > accounting.rows_rejected and not in_window:
-        warnings.append(
-            "no delivery falls in the window; check --since/--until, and that integer "
-            "timestamps are epoch milliseconds"
-        )
     unknown = impact.developers.filter(pl.col("developer_id").str.starts_with(UNKNOWN_DEVELOPER))
     if apps is not None and unknown.height:
         warnings.append(
