@@ -18,8 +18,15 @@ from datetime import timedelta
 import polars as pl
 
 from incident.config import Attribution
+from incident.pipeline.context import (
+    BACKEND_EVIDENCE,
+    ENDPOINT_EVIDENCE,
+    as_read,
+    collision_context,
+    url_path,
+)
 from incident.pipeline.impact import attribute_developers, exposure
-from incident.pipeline.load import ROW, LoadedInput, SourceGroup, stack
+from incident.pipeline.load import LoadedInput, stack
 from incident.schema import (
     ATTRIBUTION_COLUMNS,
     CANDIDATES,
@@ -29,21 +36,10 @@ from incident.schema import (
     INTENDED_APP,
     INTENDED_DEVELOPER,
     REASON,
-    TIMESTAMP,
     Cause,
     Input,
     Reason,
 )
-
-# The evidence each part of the signature needs, as `input.column`.
-ENDPOINT_EVIDENCE = ("webhook_url", "resolved_ip")
-BACKEND_EVIDENCE = "backend_host"
-
-
-def url_path(url: pl.Expr) -> pl.Expr:
-    """The path of a webhook URL (no scheme, host, query or fragment); `/` when empty."""
-    path = url.str.extract(r"^(?:[A-Za-z][A-Za-z0-9+.\-]*://)?[^/?#]*([^?#]*)", 1)
-    return path.str.replace(r"^$", "/")
 
 
 def app_endpoints(frame: pl.LazyFrame, *by: str) -> pl.LazyFrame:
@@ -58,29 +54,14 @@ def _distinct_endpoints(frame: pl.LazyFrame) -> pl.LazyFrame:
     return frame.drop_nulls().unique().cast({"app_id": ID, "ip": pl.String, "path": pl.String})
 
 
-def _nanoseconds(duration: timedelta) -> int:
+def _duration_ns(duration: timedelta) -> int:
+    """`duration` in whole nanoseconds."""
     return (duration // timedelta(microseconds=1)) * 1000
 
 
 def _gap(a: str, b: str) -> pl.Expr:
     """|a - b| in nanoseconds."""
     return (pl.col(a).dt.epoch("ns") - pl.col(b).dt.epoch("ns")).abs()
-
-
-def _bucket(window: int) -> pl.Expr:
-    """The window-wide time slot of `delivered_at`. Two instants at most `window` apart are in
-    the same or adjacent slots, so a join on (app, slot) finds every pair within the window
-    without comparing every delivery of an app with every other."""
-    return (pl.col("delivered_at").dt.epoch("ns") // max(window, 1)).alias("_bucket")
-
-
-def _near(frame: pl.LazyFrame, window: int) -> pl.LazyFrame:
-    """Each row three times: in its slot and in the two adjacent ones."""
-    return (
-        frame.with_columns(_bucket(window))
-        .with_columns(pl.col("_bucket") + pl.lit([-1, 0, 1]))
-        .explode("_bucket")
-    )
 
 
 # What attribution reads of a misdelivery; the other input columns only pass through.
@@ -127,13 +108,43 @@ def explain(
     reported.
     """
     found = misdeliveries.select(USED).with_row_index("_m")
-    window = _nanoseconds(settings.collision_window)
-    registered = (
-        app_endpoints(apps).collect() if apps is not None else pl.DataFrame(schema=ENDPOINT_SCHEMA)
+    window = _duration_ns(settings.collision_window)
+    registered = _registered_endpoints(apps)
+    held = _subscriber_grants(found, authorizations)
+    lag = _revocation_lag(held, _duration_ns(settings.revocation_grace))
+    received = _received_endpoints(found, registered)
+    candidates = _authorized_others(held)
+    listed = candidates.join(registered, on="app_id").join(
+        received, on=["_m", "ip", "path"], how="semi"
     )
-    # All grants of each misdelivery's subscriber, read once: the receiving app's own (for
-    # revocation lag) and the other apps' (the candidates for the intended app).
-    held = (
+    unlisted = candidates.join(registered, on="app_id", how="anti")
+    # Only a misdelivery with a candidate on its endpoint, or one whose endpoint the registry
+    # does not know, can be a collision: the traffic of the others is not read.
+    plausible = pl.concat([listed.select("_m", "app_id"), unlisted])
+    context = collision_context(found, plausible, deliveries, window)
+    intended = _intended(found, received, listed, unlisted, context, window)
+    attribution = _attribution(found, lag, intended, registry)
+    explained = misdeliveries.with_columns(attribution.select(ATTRIBUTION_COLUMNS))
+    matched = explained.with_columns(attribution.select("_ip", "_path"))
+    return Explained(
+        misdeliveries=explained,
+        endpoints=endpoints_report(matched, registered, context, registry),
+        evidence_missing=_evidence_missing(found, received),
+    )
+
+
+def _registered_endpoints(apps: pl.LazyFrame | None) -> pl.DataFrame:
+    """(app_id, ip, path): the endpoints of the valid registry rows; none without a registry."""
+    if apps is None:
+        return pl.DataFrame(schema=ENDPOINT_SCHEMA)
+    return app_endpoints(apps).collect()
+
+
+def _subscriber_grants(found: pl.DataFrame, authorizations: LoadedInput) -> pl.DataFrame:
+    """(_m, for_user_id, delivered_at, reason, receiving, app_id, granted_at, revoked_at): all
+    grants of each misdelivery's subscriber, read once: the receiving app's own (for
+    revocation lag) and the other apps' (the candidates for the intended app)."""
+    return (
         found.lazy()
         .select("_m", "for_user_id", "delivered_at", REASON, receiving=pl.col("app_id"))
         .join(
@@ -144,42 +155,37 @@ def explain(
         )
         .collect()
     )
-    lag = _revocation_lag(held, _nanoseconds(settings.revocation_grace))
-    received = _received_endpoints(found, registered)
-    candidates = _authorized_others(held)
-    listed = candidates.join(registered, on="app_id").join(
-        received, on=["_m", "ip", "path"], how="semi"
-    )
-    unlisted = candidates.join(registered, on="app_id", how="anti")
-    # Only a misdelivery with a candidate on its endpoint, or one whose endpoint the registry
-    # does not know, can be a collision: the traffic of the others is not read.
-    plausible = pl.concat([listed.select("_m", "app_id"), unlisted])
-    context = _context(found, plausible, deliveries, window)
-    intended = _intended(found, received, listed, unlisted, context, window)
-    cause = (
+
+
+def _cause() -> pl.Expr:
+    """The cause of a misdelivery: a collision when it has an intended app, else revocation
+    lag when it came within the grace after a revocation, else unexplained."""
+    return (
         pl.when(pl.col(INTENDED_APP).is_not_null())
         .then(pl.lit(Cause.SHARED_ENDPOINT_COLLISION.value))
         .when(pl.col("_lag").fill_null(False))
         .then(pl.lit(Cause.REVOCATION_LAG.value))
         .otherwise(pl.lit(Cause.UNEXPLAINED.value))
     )
-    # Only the new columns, in the rows' order: the input columns are not copied.
-    attribution = (
+
+
+def _attribution(
+    found: pl.DataFrame,
+    lag: pl.DataFrame,
+    intended: pl.DataFrame,
+    registry: pl.DataFrame | None,
+) -> pl.DataFrame:
+    """The attribution columns, and the matched endpoint (`_ip`, `_path`), of each
+    misdelivery in `found`'s order. Only the new columns: the input columns are not copied."""
+    return (
         found.lazy()
         .select("_m")
         .join(lag.lazy(), on="_m", how="left")
         .join(intended.lazy(), on="_m", how="left")
-        .with_columns(cause.alias(CAUSE), pl.col(CANDIDATES).fill_null(0).cast(COUNT))
+        .with_columns(_cause().alias(CAUSE), pl.col(CANDIDATES).fill_null(0).cast(COUNT))
         .pipe(attribute_developers, registry, app=INTENDED_APP, developer=INTENDED_DEVELOPER)
         .sort("_m")
         .collect()
-    )
-    explained = misdeliveries.with_columns(attribution.select(ATTRIBUTION_COLUMNS))
-    matched = explained.with_columns(attribution.select("_ip", "_path"))
-    return Explained(
-        misdeliveries=explained,
-        endpoints=endpoints_report(matched, registered, context, registry),
-        evidence_missing=_evidence_missing(found, received),
     )
 
 
@@ -190,7 +196,7 @@ def _grants_of(authorizations: LoadedInput, users: pl.Series) -> pl.LazyFrame:
     for group in authorizations.groups:
         where = None
         if group.integer("for_user_id"):
-            raw = _as_read(group, "for_user_id", users.unique()).drop_nulls()
+            raw = as_read(group, "for_user_id", users.unique()).drop_nulls()
             where = pl.col(group.sources["for_user_id"]).is_in(raw.implode())
         frames.append(group.valid(where))
     return stack(frames, Input.AUTHORIZATIONS)
@@ -252,94 +258,6 @@ def _authorized_others(held: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-# What is read of the deliveries near the misdeliveries, besides their endpoint evidence; the
-# context holds it with the endpoint as (ip, path).
-EVIDENCE_READ = ("event_id", "app_id", "for_user_id", "delivered_at", BACKEND_EVIDENCE)
-CONTEXT_SCHEMA: dict[str, pl.DataType] = {
-    "event_id": ID(),
-    "app_id": ID(),
-    "for_user_id": ID(),
-    "delivered_at": TIMESTAMP,
-    BACKEND_EVIDENCE: pl.String(),
-    "ip": pl.String(),
-    "path": pl.String(),
-}
-
-
-def _context(
-    found: pl.DataFrame, candidates: pl.DataFrame, deliveries: LoadedInput, window: int
-) -> pl.DataFrame:
-    """The deliveries of the receiving and candidate apps within the collision window of the
-    misdeliveries that have a candidate."""
-    possible = found.join(candidates, on="_m", how="semi").filter(
-        pl.col(BACKEND_EVIDENCE).is_not_null()
-    )
-    if not possible.height:
-        # Without a candidate, or a backend, no collision can be shown: skip the scan.
-        return pl.DataFrame(schema=CONTEXT_SCHEMA)
-    apps_at = pl.concat(
-        [
-            possible.lazy().select("app_id", "delivered_at"),
-            candidates.lazy()
-            .join(possible.lazy().select("_m", "delivered_at"), on="_m")
-            .select("app_id", "delivered_at"),
-        ]
-    )
-    keys = _near(apps_at, window).select("app_id", "_bucket").unique().collect()
-    return nearby(deliveries, keys, window)
-
-
-def nearby(deliveries: LoadedInput, keys: pl.DataFrame, window: int) -> pl.DataFrame:
-    """The delivery rows in the (app_id, _bucket) slots of `keys`, with their backend and
-    endpoint (`CONTEXT_SCHEMA`).
-
-    Two reads: the app and time of every row find the few row numbers in those slots, then
-    only those rows are read whole; decoding the text evidence of every row would cost
-    several times more. Rows are taken whether or not rule 1 rejects them: a row whose app
-    and time parse shows the app's traffic."""
-    numbers = pl.collect_all(
-        [_slot_rows(group, keys, window) for group in deliveries.groups], engine="streaming"
-    )
-    frames = []
-    for group, rows in zip(deliveries.groups, numbers, strict=True):
-        wanted = pl.col(ROW).is_in(rows[ROW].implode())
-        if group.integer("app_id"):
-            # Not needed for the answer: an app filter on the raw integers lets the reader
-            # skip decoding the rows of other apps before it looks up the row numbers.
-            apps = _as_read(group, "app_id", keys["app_id"].unique()).drop_nulls()
-            wanted = pl.col(group.sources["app_id"]).is_in(apps.implode()) & wanted
-        columns = [c for c in (*EVIDENCE_READ, *ENDPOINT_EVIDENCE) if c in group.sources]
-        frames.append(group.scan().filter(wanted).select(*map(group.column, columns)))
-    context = stack(frames, Input.DELIVERIES).select(
-        *EVIDENCE_READ, ip=pl.col("resolved_ip"), path=url_path(pl.col("webhook_url"))
-    )
-    # The URL is read as its path at once: the context holds no more text than it uses.
-    return context.collect(engine="streaming").cast(CONTEXT_SCHEMA)  # type: ignore[arg-type]
-
-
-def _as_read(group: SourceGroup, column: str, ids: pl.Series) -> pl.Series:
-    """Text IDs in the integer type of `group`'s `column`; null where not an integer."""
-    return ids.cast(group.raw_schema[group.sources[column]], strict=False)
-
-
-def _slot_rows(group: SourceGroup, keys: pl.DataFrame, window: int) -> pl.LazyFrame:
-    """The row numbers of `group` in the (app_id, _bucket) slots of `keys`. Integer app IDs
-    are matched as read, which spares turning every row's ID into text; a key that is not an
-    integer's text can match no such row, and one like "0123" at worst adds rows that the
-    text joins after drop."""
-    app = group.column("app_id")
-    if group.integer("app_id"):
-        keys = keys.with_columns(_as_read(group, "app_id", keys["app_id"]))
-        app = pl.col(group.sources["app_id"]).alias("app_id")
-    return (
-        group.scan()
-        .select(ROW, app, group.column("delivered_at"))
-        .with_columns(_bucket(window))
-        .join(keys.drop_nulls().lazy(), on=["app_id", "_bucket"], how="semi")
-        .select(ROW)
-    )
-
-
 def _nearest(left: pl.LazyFrame, right: pl.LazyFrame, by: list[str]) -> pl.LazyFrame:
     """`left` with `_gap`: how far in time (ns) the nearest row of `right` with the same `by`
     is from `delivered_at`; null when there is none. An as-of join walks both sides once in
@@ -358,6 +276,11 @@ def _nearest(left: pl.LazyFrame, right: pl.LazyFrame, by: list[str]) -> pl.LazyF
     )
 
 
+def _within(window: int) -> pl.Expr:
+    """`_gap` (from `_nearest`) is at most `window`."""
+    return pl.col("_gap") <= window
+
+
 def _intended(
     found: pl.DataFrame,
     received: pl.DataFrame,
@@ -372,38 +295,104 @@ def _intended(
 
     Each test of "a delivery within the window" is an as-of join to the nearest one, so no
     misdelivery is paired with all of an app's traffic around it."""
-    within = pl.col("_gap") <= window
     at = found.lazy().select("_m", "app_id", "delivered_at", BACKEND_EVIDENCE)
-    # Misdeliveries are not an app's own traffic, nor is any delivery of a misdelivered event
-    # to the same app for the same subscriber: a retry, or a rejected copy, is the leak again.
+    active = _receiver_active(found, at, context, window)
+    at = at.join(active.lazy(), on="_m", how="semi").drop("app_id")
+    on_endpoint = (
+        pl.concat([listed.lazy(), _seen_on_endpoint(unlisted, received, at, context, window)])
+        .join(active.lazy(), on="_m", how="semi")
+        .unique()
+    )
+    return (
+        _ranked(on_endpoint, found, at, context, window)
+        .group_by("_m", maintain_order=True)
+        .agg(
+            pl.col("app_id").first().alias(INTENDED_APP),
+            pl.col("app_id").n_unique().cast(COUNT).alias(CANDIDATES),
+            pl.col("ip").first().alias("_ip"),
+            pl.col("path").first().alias("_path"),
+        )
+        .collect()
+    )
+
+
+def _receiver_active(
+    found: pl.DataFrame, at: pl.LazyFrame, context: pl.DataFrame, window: int
+) -> pl.DataFrame:
+    """(_m): the misdeliveries whose receiving app had its own traffic from the same backend
+    within the window. `at` is each misdelivery's (_m, app_id, delivered_at, backend).
+
+    Misdeliveries are not an app's own traffic, nor is any delivery of a misdelivered event
+    to the same app for the same subscriber: a retry, or a rejected copy, is the leak again."""
     leaks = ["event_id", "app_id", "for_user_id"]
     traffic = context.lazy().join(
         found.lazy().select(leaks), on=leaks, how="anti", nulls_equal=True
     )
     slots = ["app_id", BACKEND_EVIDENCE]
-    active = _nearest(at.drop_nulls(slots), traffic, slots).filter(within).select("_m").collect()
-    at = at.join(active.lazy(), on="_m", how="semi").drop("app_id")
-
-    # Where an unlisted candidate listened: its deliveries near the misdelivery.
-    endpoints = ["app_id", "ip", "path"]
-    observed = _nearest(
-        unlisted.lazy()
-        .join(received.lazy(), on="_m")
-        .join(at.select("_m", "delivered_at"), on="_m"),
-        _distinct_endpoints(context.lazy().select("delivered_at", *endpoints)),
-        endpoints,
-    ).filter(within)
-    on_endpoint = (
-        pl.concat([listed.lazy(), observed.select("_m", "app_id", "ip", "path")])
-        .join(active.lazy(), on="_m", how="semi")
-        .unique()
+    return (
+        _nearest(at.drop_nulls(slots), traffic, slots)
+        .filter(_within(window))
+        .select("_m")
+        .collect()
     )
 
-    # The most likely intended app: it received the same event nearby, then it was active on
-    # the same backend closest in time, then the first app_id (for a stable answer).
-    same_event = (
-        on_endpoint.select("_m", "app_id")
-        .join(found.lazy().select("_m", "event_id", "delivered_at"), on="_m")
+
+def _seen_on_endpoint(
+    unlisted: pl.DataFrame,
+    received: pl.DataFrame,
+    at: pl.LazyFrame,
+    context: pl.DataFrame,
+    window: int,
+) -> pl.LazyFrame:
+    """(_m, app_id, ip, path): where an unlisted candidate listened, as its deliveries near
+    the misdelivery show: those on the misdelivery's endpoint within the window. `at` is each
+    active misdelivery's (_m, delivered_at, backend)."""
+    endpoints = ["app_id", "ip", "path"]
+    return (
+        _nearest(
+            unlisted.lazy()
+            .join(received.lazy(), on="_m")
+            .join(at.select("_m", "delivered_at"), on="_m"),
+            _distinct_endpoints(context.lazy().select("delivered_at", *endpoints)),
+            endpoints,
+        )
+        .filter(_within(window))
+        .select("_m", "app_id", "ip", "path")
+    )
+
+
+def _ranked(
+    on_endpoint: pl.LazyFrame,
+    found: pl.DataFrame,
+    at: pl.LazyFrame,
+    context: pl.DataFrame,
+    window: int,
+) -> pl.LazyFrame:
+    """The candidates on each misdelivery's endpoint, most likely intended app first: it
+    received the same event nearby, then it was active on the same backend closest in time,
+    then the first app_id (for a stable answer)."""
+    candidates = on_endpoint.select("_m", "app_id")
+    same_event = _same_event(candidates, found, context, window)
+    closest = _closest_activity(candidates, at, context, window)
+    return (
+        on_endpoint.join(same_event, on=["_m", "app_id"], how="left")
+        .join(closest, on=["_m", "app_id"], how="left")
+        .with_columns(pl.col("_same_event").fill_null(False))
+        .sort(
+            ["_m", "_same_event", "_nearest", "app_id", "ip", "path"],
+            descending=[False, True, False, False, False, False],
+            nulls_last=True,
+        )
+    )
+
+
+def _same_event(
+    candidates: pl.LazyFrame, found: pl.DataFrame, context: pl.DataFrame, window: int
+) -> pl.LazyFrame:
+    """(_m, app_id, _same_event): the candidates that received the misdelivered event
+    within the window."""
+    return (
+        candidates.join(found.lazy().select("_m", "event_id", "delivered_at"), on="_m")
         .join(
             context.lazy().select("app_id", "event_id", other_at="delivered_at"),
             on=["app_id", "event_id"],
@@ -412,28 +401,16 @@ def _intended(
         .select("_m", "app_id", _same_event=pl.lit(True))
         .unique()
     )
-    nearest = _nearest(
-        on_endpoint.select("_m", "app_id").unique().join(at, on="_m"), context.lazy(), slots
-    ).select("_m", "app_id", _nearest=pl.when(within).then("_gap"))
-    ranked = (
-        on_endpoint.join(same_event, on=["_m", "app_id"], how="left")
-        .join(nearest, on=["_m", "app_id"], how="left")
-        .with_columns(pl.col("_same_event").fill_null(False))
-        .sort(
-            ["_m", "_same_event", "_nearest", "app_id", "ip", "path"],
-            descending=[False, True, False, False, False, False],
-            nulls_last=True,
-        )
-    )
-    return (
-        ranked.group_by("_m", maintain_order=True)
-        .agg(
-            pl.col("app_id").first().alias(INTENDED_APP),
-            pl.col("app_id").n_unique().cast(COUNT).alias(CANDIDATES),
-            pl.col("ip").first().alias("_ip"),
-            pl.col("path").first().alias("_path"),
-        )
-        .collect()
+
+
+def _closest_activity(
+    candidates: pl.LazyFrame, at: pl.LazyFrame, context: pl.DataFrame, window: int
+) -> pl.LazyFrame:
+    """(_m, app_id, _nearest): how far in time (ns) from the misdelivery is the candidate's
+    nearest delivery from the same backend; null when none is within the window."""
+    slots = ["app_id", BACKEND_EVIDENCE]
+    return _nearest(candidates.unique().join(at, on="_m"), context.lazy(), slots).select(
+        "_m", "app_id", _nearest=pl.when(_within(window)).then("_gap")
     )
 
 
