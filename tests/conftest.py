@@ -15,9 +15,17 @@ from incident import ScanConfig, ScanResult, Window, scan
 Rows = Sequence[dict[str, Any]]
 
 
-def utc(*args: int) -> datetime:
+def utc(
+    year: int,
+    month: int,
+    day: int,
+    hour: int = 0,
+    minute: int = 0,
+    second: int = 0,
+    microsecond: int = 0,
+) -> datetime:
     """A UTC instant: utc(2018, 3, 1, 9) is 2018-03-01T09:00:00Z."""
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+    return datetime(year, month, day, hour, minute, second, microsecond, tzinfo=UTC)
 
 
 DEFAULT: Any = object()

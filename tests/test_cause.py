@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
+from incident import ScanResult
 from incident.cli import cli
 from incident.config import Attribution
 from incident.errors import ExitCode
@@ -98,7 +99,7 @@ def collision(
 GRANTS = [grant(1, 10), grant(2, 20)]
 
 
-def explained(result: Any) -> list[dict[str, Any]]:
+def explained(result: ScanResult) -> list[dict[str, Any]]:
     return result.misdeliveries.select(
         "event_id",
         "app_id",

@@ -16,7 +16,7 @@ from tests.conftest import ScanFn, delivery, grant, utc, write
 
 # One instant, 2018-03-01T00:00:00Z, in every timestamp form the contract accepts.
 INSTANT = utc(2018, 3, 1)
-FORMS: dict[str, tuple[object, pl.DataType | None]] = {
+FORMS: dict[str, tuple[object, pl.DataType | type[pl.DataType] | None]] = {
     "aware_ms_tokyo": (INSTANT, pl.Datetime("ms", "Asia/Tokyo")),
     "aware_ns_utc": (INSTANT, pl.Datetime("ns", "UTC")),
     "aware_s": (INSTANT, pl.Datetime("us", "America/New_York")),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -35,11 +36,12 @@ APPS = [10, 11, 12]
 EVENT_TYPES = ["direct_message", "protected_tweet", "tweet"]
 
 # How an input writes its IDs and timestamps: each input picks one, so that inputs disagree.
-ID_FORMS = {
+ID_FORMS: dict[str, Callable[[int | None], int | str | None]] = {
     "int": lambda v: v,
     "text": lambda v: None if v is None else f" {v}",
 }
-TIME_FORMS: dict[str, Any] = {
+DType = pl.DataType | type[pl.DataType]
+TIME_FORMS: dict[str, tuple[Callable[[datetime], object], DType]] = {
     "aware_utc": (lambda t: t, pl.Datetime("us", "UTC")),
     "aware_tokyo": (lambda t: t.astimezone(TOKYO), pl.Datetime("ms", "Asia/Tokyo")),
     "naive": (lambda t: t.replace(tzinfo=None), pl.Datetime("ns")),
@@ -102,7 +104,7 @@ def encode(
         }
         for row in rows
     ]
-    schema = {c: (pl.String if ids == "text" else pl.Int64) for c in id_columns}
+    schema: dict[str, DType] = {c: (pl.String if ids == "text" else pl.Int64) for c in id_columns}
     schema |= {c: time_dtype for c in time_columns}
     columns = list(rows[0]) if rows else [*id_columns, *time_columns]
     frame = (

@@ -292,7 +292,7 @@ def test_a_result_from_before_attribution_is_still_read(
 
 
 def test_a_semicolon_in_an_endpoint_list_of_a_csv_result_is_refused(run_scan: ScanFn) -> None:
-    apps = [
+    apps: list[dict[str, object]] = [
         *APPS,
         {
             "app_id": "4;0",

@@ -242,14 +242,14 @@ def test_rule_3_integer_keys_never_alias(
     ungranted = [(u0, a1), (u1, a0), (u2, a0), (u1, a2)]
     cases = [*granted, *representable, *ungranted]
     deliveries = [delivery(i, utc(2018, 3, 1), a, u) for i, (u, a) in enumerate(cases)]
-    schema = {
+    schema: dict[str, pl.DataType | type[pl.DataType]] = {
         "event_id": pl.Int64,
         "delivered_at": pl.Datetime("us", "UTC"),
         "app_id": pl.Int64,
         "for_user_id": pl.Int64,
         "event_type": pl.String,
     }
-    grant_schema = {
+    grant_schema: dict[str, pl.DataType | type[pl.DataType]] = {
         "for_user_id": pl.Int64,
         "app_id": pl.Int64,
         "granted_at": pl.Datetime("us", "UTC"),
