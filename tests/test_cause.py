@@ -13,7 +13,7 @@ from incident import ScanResult
 from incident.cli import cli
 from incident.config import Attribution
 from incident.errors import ExitCode
-from incident.pipeline.cause import url_path
+from incident.pipeline.context import url_path
 from tests.conftest import ScanFn, delivery, grant, utc, write
 
 T = utc(2018, 3, 1, 12)
