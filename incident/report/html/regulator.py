@@ -42,7 +42,8 @@ def _subject_rows(figures: RegulatorFigures, totals: Totals) -> list[Row]:
         (
             ' class="total"',
             (
-                "Approximate number of data subjects <span class=muted>(distinct users)</span>",
+                "Number of data subjects "
+                "<span class=muted>(distinct users, exact for the scanned logs)</span>",
                 figure("data_subjects", totals.users_exposed),
             ),
         ),
@@ -75,7 +76,8 @@ def _record_rows(figures: RegulatorFigures, totals: Totals) -> list[Row]:
         (
             ' class="total"',
             (
-                "Approximate number of personal data records",
+                "Number of personal data records "
+                "<span class=muted>(exact for the scanned logs)</span>",
                 figure("data_records", totals.events_misdelivered),
                 num(totals.deliveries_misdelivered),
             ),
@@ -102,8 +104,8 @@ def regulator_section(summary: Summary, figures: RegulatorFigures) -> str:
         "<h2>For the supervisory authority: GDPR Art. 33(3)(a)</h2>"
         '<p class="lead">The nature of the breach: events of account holders delivered to '
         "registered developers whose apps held no authorization of that account at the time. "
-        "The counts are exact for the scanned logs; one person can belong to several "
-        "categories.</p>"
+        "The counts are exact for the scanned logs (Art. 33(3)(a) asks for at least "
+        "approximate numbers); one person can belong to several categories.</p>"
         '<div class="columns"><div>'
         "<h3>Categories and number of data subjects</h3>"
         + table(("category", "data subjects"), _subject_rows(figures, totals))

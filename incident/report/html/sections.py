@@ -62,8 +62,35 @@ def _breakdown(counts: Mapping[str, Counts], key: str, label: str) -> str:
     return table((label, "events", "deliveries", ""), rows)
 
 
+def _overcount_note(summary: Summary) -> str:
+    """Why the events of a breakdown add up to more than the events misdelivered, under the
+    breakdowns where they do: an event is counted once in each category it falls in (a retried
+    event can have two reasons), while each delivery falls in exactly one."""
+    total = summary.totals.events_misdelivered
+    over = [
+        (label, events)
+        for label, counts in (
+            ("event type", summary.by_event_type),
+            ("reason", summary.by_reason),
+            ("cause", summary.by_cause),
+        )
+        if (events := sum(c.events for c in counts.values())) > total
+    ]
+    if not over:
+        return ""
+    categories = " or ".join(label for label, _ in over)
+    sums = " and ".join(f"by {label} ({num(events)})" for label, events in over)
+    return (
+        '<p class="muted" id="breakdowns-note">Events are counted once per category they fall '
+        f"in: an event delivered several times can fall in more than one {categories}, so the "
+        f"events {sums} add up to more than the {num(total)} event{'s' if total != 1 else ''} "
+        "misdelivered; deliveries always add up.</p>"
+    )
+
+
 def breakdowns_section(summary: Summary) -> str:
-    """Events and deliveries by event type, by reason and by cause."""
+    """Events and deliveries by event type, by reason and by cause, and a note where the
+    events of a breakdown add up to more than the events misdelivered."""
     return "".join(
         [
             '<section id="breakdowns" class="columns">',
@@ -74,6 +101,7 @@ def breakdowns_section(summary: Summary) -> str:
             "</div><div><h2>By cause</h2>",
             _breakdown(summary.by_cause, "by_cause", "cause"),
             "</div></section>",
+            _overcount_note(summary),
         ]
     )
 
