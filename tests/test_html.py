@@ -276,6 +276,44 @@ def test_a_scan_without_findings_still_renders(run_scan: ScanFn) -> None:
     assert not [a for tag, a in page.tags if a.get("id") == "timeline-chart"]
 
 
+def test_exact_counts_are_not_called_approximate(hostile: ScanResult) -> None:
+    # GDPR Art. 33(3)(a) asks for approximate numbers at least; ours are exact counts.
+    document = render_html(hostile.out)
+    assert "Approximate" not in document
+    assert "approximate number of" not in document.lower()
+    assert (
+        "<td>Number of data subjects <span class=muted>(distinct users, exact for the scanned "
+        "logs)</span></td>" in document
+    )
+    assert (
+        "<td>Number of personal data records <span class=muted>(exact for the scanned logs)"
+        "</span></td>" in document
+    )
+    assert "The counts are exact for the scanned logs" in document
+
+
+def test_breakdowns_say_when_their_events_add_up_to_more(
+    run_scan: ScanFn, hostile: ScanResult
+) -> None:
+    # One event, delivered before its grant and retried after the revocation: two reasons.
+    result = run_scan(
+        [delivery(1, utc(2018, 3, 1), 11), delivery(1, utc(2018, 3, 4), 11)],
+        [grant(1, 11, utc(2018, 3, 2), utc(2018, 3, 3))],
+    )
+    summary = summary_of(result.out)
+    assert summary["totals"]["events_misdelivered"] == 1
+    assert sum(c["events"] for c in summary["by_reason"].values()) == 2
+    assert sum(c["deliveries"] for c in summary["by_reason"].values()) == 2
+    assert summary["by_cause"] == {"unexplained": {"events": 1, "deliveries": 2}}
+    assert (
+        '<p class="muted" id="breakdowns-note">Events are counted once per category they fall '
+        "in: an event delivered several times can fall in more than one reason, so the events "
+        "by reason (2) add up to more than the 1 event misdelivered; deliveries always add up.</p>"
+    ) in render_html(result.out)
+    # Where every breakdown adds up to the events misdelivered, there is nothing to explain.
+    assert 'id="breakdowns-note"' not in render_html(hostile.out)
+
+
 def test_not_a_result_is_an_input_error(tmp_path: Path, hostile: ScanResult) -> None:
     with pytest.raises(InputError, match=r"no summary\.json"):
         render_html(tmp_path)
