@@ -41,17 +41,18 @@ def check_directory(
     target = path.resolve()
     if target in (Path.cwd(), Path(target.anchor)):
         raise ConfigError(f"{option} {path}: name a directory of its own for the output")
-    if target.exists() and not target.is_dir():
+    # The path as given: a link such as /dev/stdout may resolve to no name at all.
+    if path.exists() and not path.is_dir():
         raise ConfigError(f"{option} {path}: exists and is not a directory")
     try:
-        occupied = target.is_dir() and any(target.iterdir())
+        occupied = path.is_dir() and any(path.iterdir())
     except OSError as error:
         raise _cannot_write(option, path, error) from None
     if occupied and replaceable is None:
         raise ConfigError(
             f"{option} {path}: directory is not empty; choose a new or empty directory"
         )
-    if occupied and replaceable is not None and not replaceable(target):
+    if occupied and replaceable is not None and not replaceable(path):
         raise ConfigError(
             f"{option} {path}: directory is not empty and holds no incident result; "
             "choose a new directory"

@@ -124,6 +124,34 @@ class Summary:
     warnings: tuple[str, ...] = ()
     version: str = __version__
 
+    def overcounted(self) -> list[tuple[str, int]]:
+        """The breakdowns (label, events) whose events add up to more than the events
+        misdelivered: an event is counted once in each category it falls in (a retried event
+        can have two reasons), while each delivery falls in exactly one."""
+        breakdowns = (
+            ("event type", self.by_event_type),
+            ("reason", self.by_reason),
+            ("cause", self.by_cause),
+        )
+        total = self.totals.events_misdelivered
+        sums = [(label, sum(c.events for c in counts.values())) for label, counts in breakdowns]
+        return [(label, events) for label, events in sums if events > total]
+
+    def overcount_note(self) -> str | None:
+        """The sentence that says why some breakdowns add up to more; None when none does."""
+        over = self.overcounted()
+        if not over:
+            return None
+        categories = " or ".join(label for label, _ in over)
+        sums = " and ".join(f"by {label} ({events:,})" for label, events in over)
+        total = self.totals.events_misdelivered
+        noun = "event" if total == 1 else "events"
+        return (
+            "Events are counted once per category they fall in: an event delivered several "
+            f"times can fall in more than one {categories}, so the events {sums} add up to "
+            f"more than the {total:,} {noun} misdelivered; deliveries always add up."
+        )
+
     def to_json(self) -> dict[str, Any]:
         """The summary as `summary.json` holds it, sections in a fixed order."""
         return {

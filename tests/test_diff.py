@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import polars as pl
@@ -10,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from incident.cli import cli
+from incident.config import Attribution, Window
 from incident.errors import ExitCode
 from incident.results.diff import Change, diff_results
 from incident.results.read import Table, read_report
@@ -227,3 +229,37 @@ def test_diff_errors_name_the_directory(old: Path, tmp_path: Path) -> None:
     code, _, stderr = invoke("diff", str(old), str(tmp_path / "nowhere"))
     assert code == ExitCode.USAGE_ERROR
     assert "does not exist" in stderr
+
+
+def test_differing_windows_and_parameters_are_shown_first(old: Path, run_scan: ScanFn) -> None:
+    new = run_scan(
+        DELIVERIES,
+        GRANTS,
+        window=Window(utc(2018, 3, 2), utc(2018, 9, 11)),
+        attribution=Attribution(collision_window=timedelta(seconds=90)),
+    ).out
+    code, stdout, _ = invoke("diff", str(old), str(new))
+    assert code == ExitCode.OK
+    assert stdout.splitlines()[2:6] == [
+        "scanned with different settings:",
+        "  since: 2017-05-01T00:00:00Z -> 2018-03-02T00:00:00Z",
+        "  collision_window_seconds: 360 -> 90",
+        "",
+    ]
+    settings = json.loads(invoke("diff", str(old), str(new), "--json")[1])["settings"]
+    assert settings == {
+        "since": {"old": "2017-05-01T00:00:00Z", "new": "2018-03-02T00:00:00Z"},
+        "collision_window_seconds": {"old": "360", "new": "90"},
+    }
+    # The same settings and the same findings: nothing to show.
+    assert diff_results(old, run_scan(DELIVERIES, GRANTS).out).settings == {}
+
+
+def test_control_characters_in_ids_never_reach_the_terminal(run_scan: ScanFn) -> None:
+    hostile = "\x1b]0;owned\x07dev\nfake line\x9b31m"
+    rows = [delivery(1, utc(2018, 3, 1), hostile, 2)]
+    old, new = run_scan(rows, GRANTS).out, run_scan(rows, [*GRANTS, grant(2, hostile)]).out
+    code, stdout, _ = invoke("diff", str(old), str(new))
+    assert code == ExitCode.OK
+    assert "  \\x1b]0;owned\\x07dev\\nfake line\\x9b31m\n" in stdout
+    assert not any(ord(c) < 32 and c != "\n" or 0x7F <= ord(c) <= 0x9F for c in stdout)

@@ -8,13 +8,14 @@ from pathlib import Path
 import click
 import polars as pl
 
+from incident.cli.messages import printable
 from incident.results.diff import Change, ChangeCounts, ResultDiff, diff_results
 
 # IDs listed per section in the text report; --json lists every one.
 LISTED = 20
 
 
-def _counts(label: str, counts: ChangeCounts) -> str:
+def _counts_line(label: str, counts: ChangeCounts) -> str:
     return (
         f"{label:<11}{counts.added} added, {counts.removed} removed, {counts.changed} changed "
         f"({counts.old_rows} -> {counts.new_rows})"
@@ -59,9 +60,14 @@ def render_text(diff: ResultDiff) -> str:
     lines = [f"old: {diff.old}", f"new: {diff.new}"]
     if not diff.has_differences:
         return "\n".join([*lines, "no differences", ""])
+    if diff.settings:
+        # First: results scanned differently differ for that reason before any other.
+        lines.append("scanned with different settings:")
+        lines += [f"  {name}: {old} -> {new}" for name, (old, new) in diff.settings.items()]
+        lines.append("")
     lines += [
-        _counts("users", diff.user_counts),
-        _counts("developers", diff.developer_counts),
+        _counts_line("users", diff.user_counts),
+        _counts_line("developers", diff.developer_counts),
         "",
         *_totals(diff.totals),
     ]
@@ -72,7 +78,8 @@ def render_text(diff: ResultDiff) -> str:
         listing = _listing(label, changes, key)
         if listing:
             lines += ["", *listing]
-    return "\n".join([*lines, ""])
+    # IDs and column values come from the data: no control character reaches the terminal.
+    return "\n".join([*(printable(line) for line in lines), ""])
 
 
 @click.command("diff")

@@ -90,6 +90,9 @@ def render_summary(console: Console, result: ScanResult) -> None:
             say(f"{title}:")
             for line in _plain_lines(rows, headers):
                 say(line)
+    note = result.summary.overcount_note()
+    if note:
+        say(note)
     for warning in result.summary.warnings:
         if console.is_terminal:
             console.print(Text(f"warning: {printable(warning)}", style="yellow"))

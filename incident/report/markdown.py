@@ -55,6 +55,9 @@ def summary_markdown(summary: Summary, developers: pl.DataFrame) -> str:
                 "",
                 *_markdown_table((label, "events", "deliveries"), rows),
             ]
+    note = summary.overcount_note()
+    if note:
+        lines += ["", note]
     top = developers.sort(["events", "developer_id"], descending=[True, False]).head(TOP_DEVELOPERS)
     if top.height:
         rows = [

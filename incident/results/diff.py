@@ -14,6 +14,7 @@ from typing import Any
 
 import polars as pl
 
+from incident.config import format_instant
 from incident.results.read import KEYS, Table, read_report, read_summary
 from incident.schema import COUNT
 from incident.summary import Summary
@@ -52,11 +53,14 @@ class ResultDiff:
     `users` and `developers` have one row per ID that differs, sorted by ID: the ID, `change`
     (a `Change`) and `columns`, the report columns whose values differ (empty unless
     `changed`). `totals` has one row per number of the summary's `totals` and `accounting`:
-    `name`, `old`, `new`, `change` (`new - old`; null when one summary lacks it).
+    `name`, `old`, `new`, `change` (`new - old`; null when one summary lacks it). `settings`
+    maps each setting that differs (the window, the attribution parameters) to its old and
+    new value: results scanned differently are not comparable as they stand.
     """
 
     old: Path
     new: Path
+    settings: dict[str, tuple[str | None, str | None]]
     users: pl.DataFrame
     developers: pl.DataFrame
     user_counts: ChangeCounts
@@ -67,7 +71,8 @@ class ResultDiff:
     def has_differences(self) -> bool:
         """True when any user, developer or summary total differs."""
         totals_differ = self.totals.select(pl.col("old").ne_missing(pl.col("new")).any()).item()
-        return self.user_counts.differs or self.developer_counts.differs or bool(totals_differ)
+        entities_differ = self.user_counts.differs or self.developer_counts.differs
+        return bool(self.settings) or entities_differ or bool(totals_differ)
 
     def to_dict(self) -> dict[str, Any]:
         """The whole difference as plain JSON-ready values, every differing ID listed."""
@@ -86,6 +91,7 @@ class ResultDiff:
             "old": str(self.old),
             "new": str(self.new),
             "has_differences": self.has_differences,
+            "settings": {name: {"old": a, "new": b} for name, (a, b) in self.settings.items()},
             "users": entities(self.users, self.user_counts),
             "developers": entities(self.developers, self.developer_counts),
             "totals": {
@@ -150,6 +156,29 @@ def _totals(old: Summary, new: Summary) -> pl.DataFrame:
     ).with_columns((pl.col("new") - pl.col("old")).alias("change"))
 
 
+def _settings(summary: Summary) -> dict[str, str | None]:
+    """What the figures of a result mean, as text: its window and attribution parameters
+    (the inputs may well differ: a corrected file is what `diff` is for)."""
+    settings: dict[str, str | None] = {
+        "since": format_instant(summary.window.since),
+        "until": format_instant(summary.window.until),
+    }
+    if summary.attribution is not None:
+        settings["collision_window_seconds"] = str(summary.attribution.collision_window_seconds)
+        settings["revocation_grace_seconds"] = str(summary.attribution.revocation_grace_seconds)
+    return settings
+
+
+def _differing_settings(old: Summary, new: Summary) -> dict[str, tuple[str | None, str | None]]:
+    before, after = _settings(old), _settings(new)
+    names = list(before) + [name for name in after if name not in before]
+    return {
+        name: (before.get(name), after.get(name))
+        for name in names
+        if before.get(name) != after.get(name)
+    }
+
+
 def diff_results(old: Path, new: Path) -> ResultDiff:
     """Compare two results; `InputError` naming the directory when either is not a result."""
     old, new = Path(old), Path(new)
@@ -163,6 +192,7 @@ def diff_results(old: Path, new: Path) -> ResultDiff:
     return ResultDiff(
         old=old,
         new=new,
+        settings=_differing_settings(*summaries),
         users=changes[Table.USERS],
         developers=changes[Table.DEVELOPERS],
         user_counts=_change_counts(changes[Table.USERS], *frames[Table.USERS]),

@@ -12,7 +12,7 @@ import json
 import platform
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from incident.config import ScanConfig, format_instant
-from incident.errors import IncidentError
+from incident.errors import IncidentError, VerificationError
 from incident.pipeline.load import InputSource, find_files
 from incident.results.read import MANIFEST
 from incident.schema import Input
@@ -125,31 +125,68 @@ def _compare(expected: FileEvidence, path: Path) -> Iterable[str]:
         yield f"{path}: {rows} rows, expected {expected.rows}"
 
 
+@dataclass(frozen=True)
+class Manifest:
+    """What `manifest.json` records, checked to have the shape this version writes."""
+
+    outputs: tuple[FileEvidence, ...]
+    inputs: dict[str, tuple[FileEvidence, ...]]
+    input_paths: dict[str, str]
+
+
+def _evidence(entry: Any, is_input: bool) -> FileEvidence:
+    size, digest, rows = entry["size"], entry["sha256"], entry.get("rows")
+    if not (isinstance(size, int) and isinstance(digest, str)):
+        raise ValueError(f"size and sha256 of {entry.get('path', '?')!r}")
+    if is_input and not (isinstance(entry["path"], str) and isinstance(rows, int)):
+        raise ValueError(f"path and rows of {entry.get('path', '?')!r}")
+    return FileEvidence(str(entry.get("path", "")), size, digest, rows if is_input else None)
+
+
+def read_manifest(result: Path) -> Manifest:
+    """The manifest of `result`; `VerificationError` naming it when it is missing, unreadable
+    or not of the shape incident writes."""
+    path = result / MANIFEST
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        outputs = tuple(
+            replace(_evidence(entry, False), path=str(name))
+            for name, entry in document["outputs"].items()
+        )
+        inputs = {
+            Input(name).value: tuple(_evidence(entry, True) for entry in files)
+            for name, files in document["inputs"].items()
+        }
+        paths = {name: str(document["parameters"][name]) for name in inputs}
+    except FileNotFoundError:
+        raise VerificationError(f"{path}: missing, nothing to verify against") from None
+    except OSError as error:
+        raise VerificationError(f"{path}: unreadable ({error.strerror})") from None
+    except ValueError as error:  # JSONDecodeError too
+        raise VerificationError(f"{path}: not a manifest incident wrote ({error})") from None
+    except (KeyError, TypeError, AttributeError) as error:
+        raise VerificationError(f"{path}: not a manifest incident wrote (at {error})") from None
+    return Manifest(outputs, inputs, paths)
+
+
 def verify(result: Path) -> list[str]:
     """Every difference between `result/manifest.json` and the inputs and outputs as they are
-    now; empty when everything matches."""
-    try:
-        manifest = json.loads((result / MANIFEST).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return [f"{result / MANIFEST}: missing, nothing to verify against"]
-    except (OSError, ValueError) as error:
-        return [f"{result / MANIFEST}: unreadable ({error})"]
+    now; empty when everything matches. `VerificationError` when the manifest itself cannot
+    be used."""
+    manifest = read_manifest(result)
     problems: list[str] = []
-    for name, evidence in manifest["outputs"].items():
-        expected = FileEvidence(name, evidence["size"], evidence["sha256"])
-        problems.extend(_compare(expected, result / name))
+    for expected in manifest.outputs:
+        problems.extend(_compare(expected, result / expected.path))
     present = {p.name for p in result.iterdir()} - {MANIFEST}
-    problems.extend(
-        f"{result / n}: not in the manifest" for n in sorted(present - set(manifest["outputs"]))
-    )
-    for input_name, files in manifest["inputs"].items():
-        for file in files:
-            problems.extend(_compare(FileEvidence(**file), Path(file["path"])))
-        path = manifest["parameters"][input_name]
+    recorded = {evidence.path for evidence in manifest.outputs}
+    problems.extend(f"{result / n}: not in the manifest" for n in sorted(present - recorded))
+    for input_name, files in manifest.inputs.items():
+        for evidence in files:
+            problems.extend(_compare(evidence, Path(evidence.path)))
         try:
-            now = set(find_files(Input(input_name), path))
+            now = set(find_files(Input(input_name), manifest.input_paths[input_name]))
         except IncidentError:
             continue  # its files were reported missing above
-        added = sorted(now - {f["path"] for f in files})
+        added = sorted(now - {evidence.path for evidence in files})
         problems.extend(f"{file}: a new {input_name} file, not in the manifest" for file in added)
     return problems

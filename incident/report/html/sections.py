@@ -63,29 +63,9 @@ def _breakdown(counts: Mapping[str, Counts], key: str, label: str) -> str:
 
 
 def _overcount_note(summary: Summary) -> str:
-    """Why the events of a breakdown add up to more than the events misdelivered, under the
-    breakdowns where they do: an event is counted once in each category it falls in (a retried
-    event can have two reasons), while each delivery falls in exactly one."""
-    total = summary.totals.events_misdelivered
-    over = [
-        (label, events)
-        for label, counts in (
-            ("event type", summary.by_event_type),
-            ("reason", summary.by_reason),
-            ("cause", summary.by_cause),
-        )
-        if (events := sum(c.events for c in counts.values())) > total
-    ]
-    if not over:
-        return ""
-    categories = " or ".join(label for label, _ in over)
-    sums = " and ".join(f"by {label} ({num(events)})" for label, events in over)
-    return (
-        '<p class="muted" id="breakdowns-note">Events are counted once per category they fall '
-        f"in: an event delivered several times can fall in more than one {categories}, so the "
-        f"events {sums} add up to more than the {num(total)} event{'s' if total != 1 else ''} "
-        "misdelivered; deliveries always add up.</p>"
-    )
+    """Under the breakdowns, why their events can add up to more than the headline."""
+    note = summary.overcount_note()
+    return f'<p class="muted" id="breakdowns-note">{esc(note)}</p>' if note else ""
 
 
 def breakdowns_section(summary: Summary) -> str:

@@ -1,0 +1,209 @@
+"""Damaged, odd or hostile input and environments: a clear one-line answer with the right exit
+code, nothing injected into a terminal or a spreadsheet."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+from rich.console import Console
+
+from incident.cli import cli
+from incident.cli.terminal import render_summary
+from incident.errors import ExitCode
+from tests.conftest import ScanFn, delivery, grant, utc, write
+
+HOSTILE = "\x1b]0;owned\x07dev\x1b[31m\rred\nfake line\x9b"
+HOSTILE_SHOWN = "\\x1b]0;owned\\x07dev\\x1b[31m\\rred\\nfake line\\x9b"
+FORMULA = '=HYPERLINK("http://evil.example","click")'
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def controls(text: str) -> list[str]:
+    """The control characters of `text`, line breaks aside."""
+    return [c for c in text if (ord(c) < 32 and c != "\n") or 0x7F <= ord(c) <= 0x9F]
+
+
+@pytest.fixture
+def hostile_logs(tmp_path: Path) -> Path:
+    """Logs whose developer ID and event type carry terminal escapes and line breaks, and
+    whose IDs would run as spreadsheet formulas or lose digits in a spreadsheet."""
+    logs = tmp_path / "logs"
+    write(
+        [
+            delivery(1, utc(2018, 3, 1), 10, 1),
+            delivery(2, utc(2018, 3, 1), 11, FORMULA, HOSTILE, sender_id="0042"),
+            delivery(3, utc(2018, 3, 2), 11, "123456789012345678", "direct_message"),
+        ],
+        logs / "deliveries.parquet",
+    )
+    write([grant(1, 10)], logs / "authorizations.parquet")
+    write([{"app_id": 11, "developer_id": HOSTILE}], logs / "apps.parquet")
+    return logs
+
+
+def test_control_characters_from_the_data_are_shown_escaped(hostile_logs: Path) -> None:
+    out = hostile_logs.parent / "out"
+    code, stdout, stderr = invoke("scan", str(hostile_logs), "--out", str(out))
+    assert (code, stdout) == (ExitCode.OK, "")
+    assert f"  {HOSTILE_SHOWN}" in stderr  # the developer, and the event type
+    assert controls(stderr) == []
+    # The same on a terminal, where the summary is a set of rich tables.
+    code, stdout, _ = invoke("scan", str(hostile_logs), "--out", str(out), "--json", "-q")
+    assert code == ExitCode.OK
+    screen = io.StringIO()
+    terminal = Console(file=screen, force_terminal=True, width=200, color_system=None)
+    from incident.api import scan
+    from incident.config import ScanConfig
+
+    render_summary(terminal, scan(ScanConfig.from_directory(hostile_logs, out=out)))
+    assert HOSTILE_SHOWN in screen.getvalue()
+    assert controls(screen.getvalue()) == []
+
+
+def _csv_cells(path: Path) -> list[str]:
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("\ufeff"), f"{path.name}: no byte-order mark"
+    frame = pl.read_csv(io.StringIO(text.removeprefix("\ufeff")), infer_schema=False)
+    return [cell for column in frame.iter_columns() for cell in column if cell is not None]
+
+
+def test_every_csv_the_tool_writes_is_spreadsheet_safe(hostile_logs: Path, tmp_path: Path) -> None:
+    """One policy for the scan's reports, export and notify: a byte-order mark, no cell that
+    a spreadsheet would run as a formula, no ID a spreadsheet would turn into a number."""
+    out = tmp_path / "out"
+    assert invoke("scan", str(hostile_logs), "--out", str(out), "-q")[0] == ExitCode.OK
+    assert invoke("export", str(out), "--to", str(tmp_path / "shared"))[0] == ExitCode.OK
+    assert invoke("notify", str(out), "--to", str(tmp_path / "notices.csv"))[0] == ExitCode.OK
+    written = [
+        *sorted(out.glob("*.csv")),
+        *sorted((tmp_path / "shared").glob("*.csv")),
+        tmp_path / "notices.csv",
+    ]
+    assert len(written) == 3 + 4 + 1
+    seen = set()
+    for path in written:
+        for cell in _csv_cells(path):
+            assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")) or (
+                cell.startswith('="') and cell[2:-1].isdigit()
+            ), f"{path.name}: {cell!r} would run as a formula"
+            long_or_zero_led = len(cell) >= 12 or (len(cell) > 1 and cell.startswith("0"))
+            assert not (cell.isdigit() and long_or_zero_led), (
+                f"{path.name}: {cell!r} would lose digits in a spreadsheet"
+            )
+            seen.add(cell)
+    assert "'" + FORMULA in seen  # the user ID, guarded
+    assert '="123456789012345678"' in seen
+    assert '="0042"' in seen
+
+
+def test_a_csv_report_reads_back_exactly(hostile_logs: Path, tmp_path: Path) -> None:
+    both, csv_only = tmp_path / "both", tmp_path / "csv"
+    (hostile_logs / "apps.parquet").unlink()  # its developer ID holds ';', refused in CSV
+    assert invoke("scan", str(hostile_logs), "--out", str(both), "-q")[0] == ExitCode.OK
+    args = ("scan", str(hostile_logs), "--out", str(csv_only), "--format", "csv", "-q")
+    assert invoke(*args)[0] == ExitCode.OK
+    from incident.results.read import Table, read_report
+
+    for table in (Table.USERS, Table.DEVELOPERS, Table.ENDPOINTS):
+        assert read_report(csv_only, table).equals(read_report(both, table)), table
+
+
+@pytest.mark.parametrize("width", ["40", "300"])
+def test_messages_are_one_line_whatever_the_width_or_path(
+    hostile_logs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, width: str
+) -> None:
+    monkeypatch.setenv("COLUMNS", width)
+    out = tmp_path / ("a-very-long-directory-name-" * 6) / "out"
+    assert invoke("scan", str(hostile_logs), "--out", str(out), "-q")[0] == ExitCode.OK
+    code, _, stderr = invoke("verify", str(out))
+    assert (code, stderr) == (ExitCode.OK, f"verified: {out} matches its manifest.json\n")
+    code, _, stderr = invoke("scan", str(hostile_logs / "nope"), "--out", str(out))
+    assert code == ExitCode.USAGE_ERROR
+    code, _, stderr = invoke("export", str(out / "nope"), "--to", str(tmp_path / "x"))
+    assert code == ExitCode.INPUT_ERROR
+    assert stderr.count("\n") == 1 and stderr.startswith("error: ")
+
+
+def test_impossible_destinations_are_usage_errors(hostile_logs: Path, tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    below_a_file = tmp_path / "a-file" / "out"
+    code, _, stderr = invoke("scan", str(hostile_logs), "--out", str(below_a_file))
+    assert code == ExitCode.USAGE_ERROR
+    assert stderr == f"error: --out {below_a_file}: {tmp_path / 'a-file'} is not a directory\n"
+    code, _, stderr = invoke("scan", str(hostile_logs), "--out", "/proc/incident-out")
+    assert code == ExitCode.USAGE_ERROR
+    assert stderr.startswith("error: --out /proc/incident-out: cannot be written (")
+    out = tmp_path / "out"
+    assert invoke("scan", str(hostile_logs), "--out", str(out), "-q")[0] == ExitCode.OK
+    code, _, stderr = invoke("export", str(out), "--to", "/dev/stdout")
+    assert code == ExitCode.USAGE_ERROR
+    assert stderr == "error: --to /dev/stdout: exists and is not a directory\n"
+
+
+def test_a_key_file_must_be_a_regular_file_of_bounded_size(
+    hostile_logs: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    assert invoke("scan", str(hostile_logs), "--out", str(out), "-q")[0] == ExitCode.OK
+    args = ["export", str(out), "--to", str(tmp_path / "p"), "--pseudonymize", "--key-file"]
+    code, _, stderr = invoke(*args, "/dev/urandom")
+    assert code == ExitCode.USAGE_ERROR
+    assert stderr.startswith("error: --key-file /dev/urandom: not a regular file; expected")
+    huge = tmp_path / "huge.key"
+    huge.write_bytes(b"k" * (2 << 20))
+    code, _, stderr = invoke(*args, str(huge))
+    assert code == ExitCode.USAGE_ERROR
+    assert stderr.startswith(f"error: --key-file {huge}: more than 1,048,576 bytes; expected")
+
+
+@pytest.mark.parametrize(
+    ("manifest", "problem"),
+    [
+        ("{not json", "not a manifest incident wrote (Expecting property name"),
+        ("[]", "not a manifest incident wrote (at list indices must be integers"),
+        ('{"outputs": {}}', "not a manifest incident wrote (at 'inputs')"),
+        (
+            '{"outputs": {"users.csv": {"size": "big", "sha256": 1}}, "inputs": {}}',
+            "not a manifest incident wrote (size and sha256 of '?')",
+        ),
+    ],
+)
+def test_a_malformed_manifest_fails_verification_naming_it(
+    hostile_logs: Path, tmp_path: Path, manifest: str, problem: str
+) -> None:
+    out = tmp_path / "out"
+    assert invoke("scan", str(hostile_logs), "--out", str(out), "-q")[0] == ExitCode.OK
+    (out / "manifest.json").write_text(manifest)
+    code, _, stderr = invoke("verify", str(out))
+    assert code == ExitCode.VERIFICATION_FAILED
+    assert stderr.startswith(f"error: {out / 'manifest.json'}: {problem}")
+    assert stderr.count("\n") == 1
+
+
+def test_breakdowns_that_add_up_to_more_say_why(run_scan: ScanFn, tmp_path: Path) -> None:
+    # One event delivered before its grant and again after the revocation: two reasons.
+    grants = [grant(1, 10, utc(2018, 3, 2), utc(2018, 3, 3))]
+    rows = [delivery(1, utc(2018, 3, 1), 10, 1), delivery(1, utc(2018, 3, 4), 10, 1)]
+    logs = tmp_path / "logs"
+    write(rows, logs / "deliveries.parquet")
+    write(grants, logs / "authorizations.parquet")
+    code, _, stderr = invoke("scan", str(logs), "--out", str(tmp_path / "out"))
+    assert code == ExitCode.OK
+    note = (
+        "Events are counted once per category they fall in: an event delivered several times "
+        "can fall in more than one reason, so the events by reason (2) add up to more than the "
+        "1 event misdelivered; deliveries always add up."
+    )
+    assert note in stderr.splitlines()
+    assert note in (tmp_path / "out" / "summary.md").read_text().splitlines()
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["totals"]["events_misdelivered"] == 1
