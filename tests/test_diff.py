@@ -262,4 +262,4 @@ def test_control_characters_in_ids_never_reach_the_terminal(run_scan: ScanFn) ->
     code, stdout, _ = invoke("diff", str(old), str(new))
     assert code == ExitCode.OK
     assert "  \\x1b]0;owned\\x07dev\\nfake line\\x9b31m\n" in stdout
-    assert not any(ord(c) < 32 and c != "\n" or 0x7F <= ord(c) <= 0x9F for c in stdout)
+    assert not any((ord(c) < 32 and c != "\n") or 0x7F <= ord(c) <= 0x9F for c in stdout)
