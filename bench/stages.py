@@ -66,12 +66,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, help="where the reports go (default: a temp dir)")
     args = parser.parse_args(argv)
     out = args.out or Path(tempfile.mkdtemp(prefix="incident-stages-")) / "out"
-    config = ScanConfig(
-        deliveries=str(args.data / "deliveries"),
-        authorizations=str(args.data / "authorizations.parquet"),
-        apps=str(args.data / "apps.parquet"),
-        out=out,
-    )
+    config = ScanConfig.from_directory(args.data, out=out)
     stages = Stages()
     scan(config, stages)
     stages.finish()
