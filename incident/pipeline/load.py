@@ -20,7 +20,16 @@ import pyarrow.parquet as pq
 
 from incident.config import ColumnMap
 from incident.errors import InputError
-from incident.schema import ATTRIBUTION_COLUMNS, COLUMNS, ID, REASON, TIMESTAMP, Input, Kind
+from incident.schema import (
+    ATTRIBUTION_COLUMNS,
+    COLUMNS,
+    ID,
+    REASON,
+    TIMESTAMP,
+    Column,
+    Input,
+    Kind,
+)
 
 SOURCE_FILE = "source_file"
 REJECT_REASON = "reject_reason"
@@ -340,99 +349,110 @@ def _scan_group(
 ) -> SourceGroup:
     """Check one group of files that share a Parquet schema, and plan its normalisation."""
     spec = COLUMNS[source.input]
-    present = set(schema.names)
-    hive = False
-    for canonical, column in spec.items():
-        name = columns.source(source.input, canonical)
-        if name in present:
-            continue
-        if name in _hive_values(files[0]):
-            hive = True  # a partition column was named in a mapping: read it from the path
-        elif column.required:
-            mapped = "" if name == canonical else f" (mapped to {source.input.value}.{canonical})"
-            raise InputError(
-                f"{files[0]}: missing required column {name!r}{mapped}; "
-                f"map another column with --map {source.input.value}.{canonical}=NAME"
-            )
-    canonical_sources = {columns.source(source.input, c) for c in spec}
-    for name in sorted(present & RESERVED - canonical_sources):
-        raise InputError(
-            f"{files[0]}: column {name!r} has the name of a column the reports add; "
-            f"expected it renamed, or mapped to a canonical column with --map"
-        )
-    raw_schema = pl.scan_parquet(
-        files, hive_partitioning=hive, include_file_paths=SOURCE_FILE, row_index_name=ROW
-    ).collect_schema()
-
-    canonical_exprs: list[pl.Expr] = []
+    hive = _check_columns(source.input, files[0], set(schema.names), columns)
+    raw_schema = _raw_schema(files, hive)
+    canonical: list[pl.Expr] = []
     problems: list[tuple[pl.Expr, str]] = []
     sources: dict[str, str] = {}
-    for canonical, column in spec.items():
-        name = columns.source(source.input, canonical)
-        if name not in raw_schema:
-            continue
-        sources[canonical] = name
-        raw_value = pl.col(name)
-        dtype = raw_schema[name]
-        value = (
-            raw_value.cast(_DTYPES[column.kind])  # a column with only nulls
-            if dtype == pl.Null
-            else _NORMALISERS[column.kind](raw_value, dtype, files[0], name)
-        )
-        if column.open_ended:
-            # A revocation beyond representable time never happens within it: still active.
-            never = after_representable_time(raw_value, dtype)
-            value = pl.when(never.not_() | never.is_null()).then(value)
-            raw_value = pl.when(never.not_() | never.is_null()).then(raw_value)
-        canonical_exprs.append(value.alias(canonical))
-        # Blank text is a null value, not an unreadable one.
-        blank = (
-            raw_value.cast(pl.String).str.strip_chars().str.len_bytes() == 0
-            if dtype in (pl.String, pl.Categorical)
-            else pl.lit(False)
-        )
-        if not column.nullable:
-            problems.append((raw_value.is_null(), f"{canonical}: null"))
-            if dtype in (pl.String, pl.Categorical):
-                problems.append((blank, f"{canonical}: empty"))
-        if column.required and not (dtype == pl.Null or _always_parses(column.kind, dtype)):
-            # Rule 1 judges a row by its required columns; an optional value that does not
-            # parse is read as null.
-            problems.append(
-                (
-                    raw_value.is_not_null() & blank.not_() & value.is_null(),
-                    f"{canonical}: {_PROBLEMS[column.kind]}",
-                )
-            )
-    values = {e.meta.output_name(): e for e in canonical_exprs}
-    if source.input is Input.AUTHORIZATIONS and {"granted_at", "revoked_at"} <= values.keys():
-        # A grant revoked before it was granted is a data error, not an empty interval.
-        inverted = values["revoked_at"] < values["granted_at"]
-        problems.append((inverted, "revoked_at: before granted_at"))
+    for name, column in spec.items():
+        raw_name = columns.source(source.input, name)
+        if raw_name in raw_schema:
+            sources[name] = raw_name
+            value, found = _plan_column(name, column, raw_name, raw_schema[raw_name], files[0])
+            canonical.append(value)
+            problems += found
+    if source.input is Input.AUTHORIZATIONS:
+        problems += _inverted_grants(canonical)
     # Partition columns are read only for the mapping that names one; the others stay out.
-    unnamed_partitions = _hive_values(files[0]) - present if hive else set()
-    extra_names = [
-        n
-        for n in raw_schema
-        if n not in sources.values()
-        and n not in spec
-        and n not in (SOURCE_FILE, ROW)
-        and n not in unnamed_partitions
-    ]
+    partitions = _hive_values(files[0]) - set(schema.names) if hive else set()
     extras = [
-        _as_text(name, raw_schema[name]) if raw_schema[name].is_nested() else pl.col(name)
-        for name in extra_names
+        _as_text(name, dtype) if dtype.is_nested() else pl.col(name)
+        for name, dtype in raw_schema.items()
+        if name not in {*sources.values(), *spec, SOURCE_FILE, ROW, *partitions}
     ]
     return SourceGroup(
         tuple(files),
         hive,
         raw_schema,
-        tuple(canonical_exprs),
+        tuple(canonical),
         tuple(extras),
         tuple(problems),
         sources,
         file_rows,
     )
+
+
+def _check_columns(input_: Input, file: str, present: set[str], columns: ColumnMap) -> bool:
+    """Check that a file has every required column (as mapped) and none named like a column
+    the reports add; True when a mapping names a hive partition column, read from the path."""
+    spec = COLUMNS[input_]
+    hive = False
+    for canonical, column in spec.items():
+        name = columns.source(input_, canonical)
+        if name in present:
+            continue
+        if name in _hive_values(file):
+            hive = True
+        elif column.required:
+            mapped = "" if name == canonical else f" (mapped to {input_.value}.{canonical})"
+            raise InputError(
+                f"{file}: missing required column {name!r}{mapped}; "
+                f"map another column with --map {input_.value}.{canonical}=NAME"
+            )
+    canonical_sources = {columns.source(input_, c) for c in spec}
+    for name in sorted(present & RESERVED - canonical_sources):
+        raise InputError(
+            f"{file}: column {name!r} has the name of a column the reports add; "
+            f"expected it renamed, or mapped to a canonical column with --map"
+        )
+    return hive
+
+
+def _raw_schema(files: list[str], hive: bool) -> pl.Schema:
+    """The columns polars reads from a group of files, with `source_file` and `_row`."""
+    return pl.scan_parquet(
+        files, hive_partitioning=hive, include_file_paths=SOURCE_FILE, row_index_name=ROW
+    ).collect_schema()
+
+
+def _plan_column(
+    canonical: str, column: Column, name: str, dtype: pl.DataType, file: str
+) -> tuple[pl.Expr, list[tuple[pl.Expr, str]]]:
+    """How the source column `name` becomes the canonical column, and the problems that
+    reject a row for it, as (true when the row has it, `canonical: problem`)."""
+    raw = pl.col(name)
+    value = (
+        raw.cast(_DTYPES[column.kind])  # a column with only nulls
+        if dtype == pl.Null
+        else _NORMALISERS[column.kind](raw, dtype, file, name)
+    )
+    if column.open_ended:
+        # A revocation beyond representable time never happens within it: still active.
+        never = after_representable_time(raw, dtype)
+        value = pl.when(never.not_() | never.is_null()).then(value)
+        raw = pl.when(never.not_() | never.is_null()).then(raw)
+    problems = []
+    # Blank text is a null value, not an unreadable one.
+    text = dtype in (pl.String, pl.Categorical)
+    blank = raw.cast(pl.String).str.strip_chars().str.len_bytes() == 0 if text else pl.lit(False)
+    if not column.nullable:
+        problems.append((raw.is_null(), f"{canonical}: null"))
+        if text:
+            problems.append((blank, f"{canonical}: empty"))
+    unread = raw.is_not_null() & blank.not_() & value.is_null()
+    if column.required and not (dtype == pl.Null or _always_parses(column.kind, dtype)):
+        # Rule 1 judges a row by its required columns; an optional value that does not
+        # parse is read as null.
+        problems.append((unread, f"{canonical}: {_PROBLEMS[column.kind]}"))
+    return value.alias(canonical), problems
+
+
+def _inverted_grants(canonical: list[pl.Expr]) -> list[tuple[pl.Expr, str]]:
+    """A grant revoked before it was granted is a data error, not an empty interval."""
+    values = {e.meta.output_name(): e for e in canonical}
+    if not {"granted_at", "revoked_at"} <= values.keys():
+        return []
+    return [(values["revoked_at"] < values["granted_at"], "revoked_at: before granted_at")]
 
 
 def _always_parses(kind: Kind, dtype: pl.DataType) -> bool:
