@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 
 from incident import ColumnMap, ScanConfig, scan
+from incident.api import ScanResult
 from incident.errors import InputError
 from incident.pipeline.load import find_files, load_input
 from incident.schema import Input
@@ -259,3 +260,86 @@ def test_a_named_partition_column_is_read_and_the_others_ignored(tmp_path: Path)
     )
     assert result.misdeliveries["event_type"].to_list() == ["tweet"]
     assert "day" not in result.misdeliveries.columns
+
+
+def _rejected(result: ScanResult, name: str = "rejected") -> list[str]:
+    reasons = pl.read_parquet(result.out / f"{name}.parquet")["reject_reason"]
+    return sorted(reasons.to_list())
+
+
+def not_exact(column: str, bits: int = 53) -> str:
+    kind = {53: "Float64", 24: "Float32"}[bits]
+    return (
+        f"{column}: not an exact integer ID (a {kind} that is fractional, not finite, "
+        f"or beyond ±(2^{bits}-1))"
+    )
+
+
+def test_a_float_id_is_exact_or_its_row_is_rejected(run_scan: ScanFn) -> None:
+    # A 19-digit ID written as a float64 reads back as another ID: 1234567890123456789
+    # becomes 1234567890123456768. It must not match that other person's grant.
+    rounded = 1234567890123456768
+    deliveries = pl.DataFrame(
+        [
+            delivery(1, for_user_id=float(1234567890123456789)),
+            delivery(2, for_user_id=float(2**53 - 1)),  # the largest surely exact
+            delivery(3, for_user_id=float(2**53)),  # also what 2**53 + 1 is stored as
+            delivery(4, for_user_id=1.5),
+            delivery(5, for_user_id=float("inf")),
+        ],
+        schema_overrides={"for_user_id": pl.Float64},
+    )
+    grants = [grant(for_user_id=str(rounded)), grant(for_user_id=str(2**53 - 1))]
+    for id_ in (2**53, 1):
+        grants.append(grant(for_user_id=str(id_)))
+    result = run_scan(deliveries, grants)
+    assert result.accounting.rows_authorized == 1
+    assert result.accounting.rows_rejected == 4
+    assert _rejected(result) == [not_exact("for_user_id")] * 4
+
+
+def test_an_optional_float_id_that_is_not_exact_rejects_its_row(run_scan: ScanFn) -> None:
+    # Read as null, it would silently expose nobody: the sender of a misdelivered message.
+    deliveries = pl.DataFrame(
+        [
+            delivery(1, event_type="direct_message", sender_id=2.0**60, recipient_id=7.0),
+            delivery(2, event_type="direct_message", sender_id=5.0, recipient_id=float("nan")),
+            delivery(3, sender_id=None, recipient_id=None, delivery_id=0.5),
+            delivery(4, event_type="direct_message", sender_id=-0.0, recipient_id=None),
+        ],
+        schema_overrides={c: pl.Float64 for c in ("sender_id", "recipient_id", "delivery_id")},
+    )
+    result = run_scan(deliveries, [])
+    assert _rejected(result) == sorted(
+        [not_exact("sender_id"), not_exact("recipient_id"), not_exact("delivery_id")]
+    )
+    assert result.accounting.rows_misdelivered == 1
+    assert sorted(result.users["user_id"]) == ["0", "1"]
+
+
+def test_float_ids_in_grants_and_apps(run_scan: ScanFn) -> None:
+    grants = pl.DataFrame(
+        [grant(for_user_id=2.0**63), grant(for_user_id=1.0)],
+        schema_overrides={"for_user_id": pl.Float64},
+    )
+    apps = pl.DataFrame(
+        {"app_id": [10.0, 20.0], "developer_id": [7.0, 0.5]},
+        schema={"app_id": pl.Float32, "developer_id": pl.Float64},
+    )
+    deliveries = [delivery(1), delivery(2, app_id=20)]
+    result = run_scan(deliveries, grants, apps)
+    assert _rejected(result, "rejected_authorizations") == [not_exact("for_user_id")]
+    assert result.accounting.rows_authorized == 1
+    # The app with a fractional developer is not registered: its developer is unknown.
+    assert result.misdeliveries["developer_id"].to_list() == ["unknown:20"]
+    assert result.summary["inputs"]["apps"]["rows_rejected"] == 1
+
+
+def test_float32_ids_are_exact_below_2_to_the_24(run_scan: ScanFn) -> None:
+    deliveries = pl.DataFrame(
+        [delivery(1, for_user_id=2.0**24 - 1), delivery(2, for_user_id=2.0**24)],
+        schema_overrides={"for_user_id": pl.Float32},
+    )
+    result = run_scan(deliveries, [grant(for_user_id=2**24 - 1), grant(for_user_id=2**24)])
+    assert result.accounting.rows_authorized == 1
+    assert _rejected(result) == [not_exact("for_user_id", 24)]

@@ -129,15 +129,31 @@ def _id(raw: pl.Expr, dtype: pl.DataType, file: str, column: str) -> pl.Expr:
     if dtype.is_integer():
         return raw.cast(ID)
     if dtype.is_float():
-        # A fractional, infinite or NaN value is not an ID.
-        integral = raw.is_finite() & (raw == raw.floor()) & (raw.abs() < 2.0**63)
-        return pl.when(integral).then(raw.cast(pl.Int64, strict=False).cast(ID))
+        # Only a float below 2**53 (2**24 in 32 bits) is surely the integer that was written:
+        # 2**53 + 1 is stored as 2**53. Any other value is not an ID, and rejects its row.
+        exact = raw.is_finite() & (raw == raw.floor()) & (raw.abs() < _exact_float(dtype))
+        return pl.when(exact).then(raw.cast(pl.Int64, strict=False).cast(ID))
     if dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum):
         text = raw.cast(ID).str.strip_chars()
         return pl.when(text.str.len_bytes() > 0).then(text)
     if isinstance(dtype, pl.Decimal) and dtype.scale == 0:
         return raw.cast(ID)  # exact: a float would round IDs beyond 2**53
     raise InputError(f"{file}: column {column!r} is {dtype}: expected an integer or string ID")
+
+
+def _exact_float(dtype: pl.DataType) -> int:
+    """2**bits of the significand of a float type: every integer below it is exact."""
+    if dtype == pl.Float16:
+        return 2**11
+    return 2**24 if dtype == pl.Float32 else 2**53
+
+
+def _not_an_id(dtype: pl.DataType) -> str:
+    bits = _exact_float(dtype).bit_length() - 1
+    return (
+        f"not an exact integer ID (a {dtype} that is fractional, not finite, "
+        f"or beyond ±(2^{bits}-1))"
+    )
 
 
 def _timestamp(raw: pl.Expr, dtype: pl.DataType, file: str, column: str) -> pl.Expr:
@@ -440,7 +456,10 @@ def _plan_column(
         if text:
             problems.append((blank, f"{canonical}: empty"))
     unread = raw.is_not_null() & blank.not_() & value.is_null()
-    if column.required and not (dtype == pl.Null or _always_parses(column.kind, dtype)):
+    if column.kind is Kind.ID and dtype.is_float():
+        # Even an optional ID: read as null, it would hide a person the row exposes.
+        problems.append((unread, f"{canonical}: {_not_an_id(dtype)}"))
+    elif column.required and not (dtype == pl.Null or _always_parses(column.kind, dtype)):
         # Rule 1 judges a row by its required columns; an optional value that does not
         # parse is read as null.
         problems.append((unread, f"{canonical}: {_PROBLEMS[column.kind]}"))
