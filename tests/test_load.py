@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -343,3 +345,108 @@ def test_float32_ids_are_exact_below_2_to_the_24(run_scan: ScanFn) -> None:
     result = run_scan(deliveries, [grant(for_user_id=2**24 - 1), grant(for_user_id=2**24)])
     assert result.accounting.rows_authorized == 1
     assert _rejected(result) == [not_exact("for_user_id", 24)]
+
+
+def _cli(*args: str) -> tuple[int, str]:
+    from click.testing import CliRunner
+
+    from incident.cli import cli
+
+    result = CliRunner().invoke(cli, ["scan", *args, "-q"])
+    return result.exit_code, result.stderr
+
+
+def _partitioned(root: Path) -> Path:
+    """Deliveries in two day partitions, the second a link to a directory elsewhere; a
+    grant for user 1 only, so that the linked day's delivery (user 2) is a misdelivery."""
+    write([delivery(1, for_user_id=1)], root / "deliveries" / "day=2018-03-01" / "part.parquet")
+    elsewhere = root / "elsewhere" / "day=2018-03-02"
+    write([delivery(2, for_user_id=2)], elsewhere / "part.parquet")
+    (root / "deliveries" / "day=2018-03-02").symlink_to(elsewhere, target_is_directory=True)
+    write([grant(1, 10)], root / "authorizations.parquet")
+    return root / "deliveries"
+
+
+def test_a_linked_partition_is_read(tmp_path: Path) -> None:
+    deliveries = _partitioned(tmp_path)
+    grants = tmp_path / "authorizations.parquet"
+    result = scan(ScanConfig(str(deliveries), str(grants), out=tmp_path / "out"))
+    assert result.accounting.rows_read == 2
+    assert result.misdeliveries["event_id"].to_list() == ["2"]
+    pattern = str(tmp_path / "deliveries" / "day=*" / "*.parquet")
+    assert len(find_files(Input.DELIVERIES, pattern)) == 2
+
+
+def test_a_link_back_up_the_tree_is_not_read_twice(tmp_path: Path) -> None:
+    deliveries = _partitioned(tmp_path)
+    (deliveries / "day=2018-03-01" / "again").symlink_to(deliveries, target_is_directory=True)
+    (deliveries / "twice").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    assert len(find_files(Input.DELIVERIES, str(deliveries))) == 2
+
+
+def test_a_broken_link_is_an_input_error_naming_it(tmp_path: Path) -> None:
+    deliveries = _partitioned(tmp_path)
+    (deliveries / "day=2018-03-03").symlink_to(tmp_path / "gone")
+    code, stderr = _cli(
+        "--deliveries",
+        str(deliveries),
+        "--authorizations",
+        str(tmp_path / "authorizations.parquet"),
+        "--out",
+        str(tmp_path / "out"),
+    )
+    assert code == 4
+    assert stderr == (
+        f"error: {deliveries / 'day=2018-03-03'}: broken symbolic link in the deliveries "
+        "input; expected it to point to a file or directory\n"
+    )
+
+
+def test_a_directory_that_cannot_be_listed_is_an_input_error_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Tests run as root, where chmod 000 does not stop a read: the refusal is simulated.
+    deliveries = _partitioned(tmp_path)
+    refused = str(deliveries / "day=2018-03-02")
+    real_scandir = os.scandir
+
+    def scandir(path: str) -> object:
+        if str(path) == refused:
+            raise PermissionError(errno.EACCES, "Permission denied", path)
+        return real_scandir(path)
+
+    monkeypatch.setattr("incident.pipeline.load.os.scandir", scandir)
+    grants = str(tmp_path / "authorizations.parquet")
+    for given in (str(deliveries), str(deliveries / "*" / "*.parquet")):
+        code, stderr = _cli(
+            "--deliveries", given, "--authorizations", grants, "--out", str(tmp_path / "out")
+        )
+        assert code == 4
+        assert stderr == (
+            f"error: {refused}: cannot list deliveries directory (Permission denied); "
+            "expected a readable directory\n"
+        )
+
+
+def test_a_path_the_system_refuses_is_an_input_error(tmp_path: Path) -> None:
+    long = str(tmp_path / ("x" * 300) / "deliveries.parquet")
+    with pytest.raises(
+        InputError,
+        match=r"deliveries\.parquet: cannot open deliveries input \(File name too long\)",
+    ):
+        find_files(Input.DELIVERIES, long)
+    fifo = tmp_path / "d" / "pipe.parquet"
+    fifo.parent.mkdir()
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match=r"pipe\.parquet: not a regular file or directory"):
+        find_files(Input.DELIVERIES, str(tmp_path / "d"))
+
+
+def test_a_glob_skips_markers_like_a_directory_does(tmp_path: Path) -> None:
+    write([delivery()], tmp_path / "d" / "part-0.parquet")
+    (tmp_path / "d" / "_SUCCESS").write_text("")
+    (tmp_path / "d" / ".part-0.parquet.crc").write_text("")
+    assert find_files(Input.DELIVERIES, str(tmp_path / "d" / "*")) == (
+        str(tmp_path / "d" / "part-0.parquet"),
+    )
+    assert len(find_files(Input.DELIVERIES, str(tmp_path / "**"))) == 1
