@@ -450,3 +450,57 @@ def test_a_glob_skips_markers_like_a_directory_does(tmp_path: Path) -> None:
         str(tmp_path / "d" / "part-0.parquet"),
     )
     assert len(find_files(Input.DELIVERIES, str(tmp_path / "**"))) == 1
+
+
+UNITS = ["ms", "us", "ns"]
+
+
+def _at(unit: str, value: int, tz: str | None = "UTC") -> pl.Expr:
+    return pl.lit(value, dtype=pl.Int64).cast(pl.Datetime(unit, tz))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("unit", UNITS)
+@pytest.mark.parametrize("value", [2**63 - 1, -(2**63) + 1])
+def test_an_instant_beyond_the_calendar_is_not_a_timestamp(
+    run_scan: ScanFn, unit: str, value: int
+) -> None:
+    # int64's bounds, in any unit: polars panics on any calendar conversion of them.
+    rows = pl.DataFrame([delivery(1), delivery(2)]).with_columns(
+        pl.when(pl.col("event_id") == 2)
+        .then(_at(unit, value, None))
+        .otherwise(
+            _at(
+                unit, int(INSTANT.timestamp()) * {"ms": 10**3, "us": 10**6, "ns": 10**9}[unit], None
+            )
+        )
+        .alias("delivered_at")
+    )
+    result = run_scan(rows, [grant()])
+    assert result.accounting.rows_authorized == 1
+    if unit == "ns":  # every int64 is an instant in nanoseconds (1677 to 2262)
+        assert result.accounting.rows_outside_window == 1
+        return
+    assert _rejected(result) == ["delivered_at: not a timestamp"]
+    shown = pl.read_parquet(result.out / "rejected.parquet")["delivered_at"].to_list()
+    assert shown == [f"{value} {unit}"]
+
+
+@pytest.mark.parametrize("unit", ["ms", "us"])
+def test_grant_instants_beyond_the_calendar(run_scan: ScanFn, unit: str) -> None:
+    never = pl.DataFrame([grant()]).with_columns(_at(unit, 2**63 - 1).alias("revoked_at"))
+    assert run_scan([delivery()], never).accounting.rows_authorized == 1
+    unknown = pl.DataFrame([grant()]).with_columns(_at(unit, 2**63 - 1).alias("granted_at"))
+    result = run_scan([delivery()], unknown)
+    assert result.accounting.rows_misdelivered == 1
+    assert _rejected(result, "rejected_authorizations") == ["granted_at: not a timestamp"]
+    before = pl.DataFrame([grant()]).with_columns(_at(unit, -(2**63) + 1).alias("revoked_at"))
+    result = run_scan([delivery()], before)
+    assert _rejected(result, "rejected_authorizations") == ["revoked_at: not a timestamp"]
+
+
+def test_dates_beyond_the_calendar(run_scan: ScanFn) -> None:
+    far = pl.lit(2**31 - 1, dtype=pl.Int32).cast(pl.Date)
+    deliveries = pl.DataFrame([delivery(1)]).with_columns(far.alias("delivered_at"))
+    assert _rejected(run_scan(deliveries, [grant()])) == ["delivered_at: not a timestamp"]
+    never = pl.DataFrame([grant()]).with_columns(far.alias("revoked_at"))
+    assert run_scan([delivery()], never).accounting.rows_authorized == 1

@@ -250,15 +250,8 @@ def _not_an_id(dtype: pl.DataType) -> str:
 
 def _timestamp(raw: pl.Expr, dtype: pl.DataType, file: str, column: str) -> pl.Expr:
     """Normalise a timestamp to nanoseconds UTC; values that do not parse or fit become null."""
-    if isinstance(dtype, pl.Datetime):
-        utc = (
-            raw.dt.replace_time_zone("UTC")
-            if dtype.time_zone is None
-            else raw.dt.convert_time_zone("UTC")
-        )
-        return utc.cast(TIMESTAMP, strict=False)
-    if isinstance(dtype, pl.Date):
-        return raw.cast(pl.Datetime("ns")).dt.replace_time_zone("UTC")
+    if isinstance(dtype, pl.Datetime | pl.Date):
+        return _instant(raw, dtype)
     if dtype.is_integer():
         in_range = raw.cast(pl.Int64, strict=False).is_between(-_MAX_EPOCH_MS, _MAX_EPOCH_MS)
         nanos = raw.cast(pl.Int64, strict=False) * 1_000_000
@@ -269,6 +262,36 @@ def _timestamp(raw: pl.Expr, dtype: pl.DataType, file: str, column: str) -> pl.E
         f"{file}: column {column!r} is {dtype}: expected a timestamp, "
         "epoch milliseconds or an ISO-8601 string"
     )
+
+
+# Nanoseconds per unit of a Parquet timestamp or date.
+_NANOS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "d": 86_400 * 10**9}
+
+
+_MAX_NS = 2**63 - 1
+
+
+def _units(raw: pl.Expr, dtype: pl.DataType) -> tuple[pl.Expr, str]:
+    """A Datetime or Date column as the 64-bit integers it stores (UTC, or naive taken as
+    UTC), and their unit: integers, because polars panics when it writes as text, or takes
+    the year of, a value beyond its calendar (int64's largest, which some systems write for
+    "never")."""
+    unit = "d" if isinstance(dtype, pl.Date) else str(getattr(dtype, "time_unit", "us"))
+    return raw.to_physical().cast(pl.Int64), unit
+
+
+def _instant(raw: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """A Datetime or Date as nanoseconds UTC; null outside the nanosecond range."""
+    if isinstance(dtype, pl.Date):
+        return raw.cast(pl.Datetime("ns"), strict=False).dt.replace_time_zone("UTC")
+    utc = (
+        raw.dt.replace_time_zone("UTC")
+        if getattr(dtype, "time_zone", None) is None
+        else raw.dt.convert_time_zone("UTC")
+    )
+    # Both only relabel the stored integers; the cast checks its multiplication: a value
+    # beyond the nanosecond range (int64's largest in ms, say) becomes null, not a panic.
+    return utc.cast(TIMESTAMP, strict=False)
 
 
 def _iso_text(text: pl.Expr) -> pl.Expr:
@@ -296,7 +319,8 @@ def after_representable_time(raw: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     """True for a timestamp later than the nanosecond range, such as the `9999-12-31` that some
     systems write for "never": later than any delivery can be."""
     if isinstance(dtype, pl.Datetime | pl.Date):
-        return raw.dt.year() > _LAST_YEAR
+        units, unit = _units(raw, dtype)
+        return units > _MAX_NS // _NANOS[unit]
     if dtype.is_integer():
         return raw.cast(pl.Int64, strict=False) > _MAX_EPOCH_MS
     if dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum):
@@ -345,7 +369,28 @@ def _as_text(name: str, dtype: pl.DataType) -> pl.Expr:
             .str.head(-1)
             .alias(name)
         )
+    if isinstance(dtype, pl.Datetime | pl.Date | pl.Duration):
+        return _time_as_text(pl.col(name), dtype).alias(name)
     return pl.col(name).cast(pl.String)
+
+
+# The calendar polars can write: about ±255,000 years, in seconds.
+_SHOWN_SECONDS = 8 * 10**12
+
+
+def _time_as_text(raw: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """A time as polars writes it; outside its calendar, and for a duration, which polars
+    does not write as text, the integer stored and its unit (`9223372036854775807 ms`)."""
+    if isinstance(dtype, pl.Duration):
+        units, unit = raw.to_physical().cast(pl.Int64), str(dtype.time_unit)
+        return units.cast(pl.String) + f" {unit}"
+    units, unit = _units(raw, dtype)
+    limit = _SHOWN_SECONDS * 10**9 // _NANOS[unit]
+    inside = units.is_between(-limit, limit)
+    # Outside values are replaced, not just masked: polars formats the values under nulls too.
+    shown = pl.when(inside).then(units).otherwise(0).cast(dtype)
+    calendar = pl.when(inside).then(shown.cast(pl.String))
+    return calendar.fill_null(units.cast(pl.String) + f" {unit}")
 
 
 ROW = "_row"
