@@ -27,7 +27,14 @@ from incident.pipeline.impact import (
     exposure,
     users_report,
 )
-from incident.pipeline.load import REJECT_REASON, SOURCE_FILE, LoadedInput, app_registry, load_input
+from incident.pipeline.load import (
+    REJECT_REASON,
+    SOURCE_FILE,
+    LoadedInput,
+    app_registry,
+    collect_input,
+    load_input,
+)
 from incident.report import write_json, write_table
 from incident.report.html import html_report
 from incident.report.markdown import summary_markdown
@@ -217,7 +224,9 @@ def _scan_into(
 ) -> ScanResult:
     report("detecting misdeliveries")
     findings = passes.run(deliveries, authorizations, config.window)
-    rejected_grants = authorizations.rejected.sort(pl.all(), nulls_last=True).collect()
+    rejected_grants = collect_input(
+        [authorizations.rejected.sort(pl.all(), nulls_last=True)], [authorizations], "auto"
+    )[0]
     rejected = findings.rejected.sort(pl.all(), nulls_last=True, maintain_order=True)
     statuses = findings.statuses
     accounting = RowAccounting(

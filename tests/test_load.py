@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 
 from incident import ColumnMap, ScanConfig, scan
@@ -504,3 +505,35 @@ def test_dates_beyond_the_calendar(run_scan: ScanFn) -> None:
     assert _rejected(run_scan(deliveries, [grant()])) == ["delivered_at: not a timestamp"]
     never = pl.DataFrame([grant()]).with_columns(far.alias("revoked_at"))
     assert run_scan([delivery()], never).accounting.rows_authorized == 1
+
+
+def _damaged_page(path: Path) -> Path:
+    """A file whose footer and page headers are intact, with a byte inside the text of its
+    `event_type` page that is not UTF-8."""
+    rows = [delivery(i, event_type=f"tweet-{i:04d}") for i in range(100)]
+    frame = pl.DataFrame(rows)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(frame.to_arrow(), path, compression="none", use_dictionary=False)
+    data = bytearray(path.read_bytes())
+    data[data.index(b"tweet-0042") + 3] = 0xFF
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_damaged_page_is_an_input_error_naming_the_file_and_column(tmp_path: Path) -> None:
+    # Of two files read together, the one that fails is named, alone.
+    write([delivery(1)], tmp_path / "deliveries" / "a.parquet")
+    damaged = _damaged_page(tmp_path / "deliveries" / "b.parquet")
+    grants = write([grant()], tmp_path / "authorizations.parquet")
+    code, stderr = _cli(
+        "--deliveries",
+        str(tmp_path / "deliveries"),
+        "--authorizations",
+        str(grants),
+        "--out",
+        str(tmp_path / "out"),
+    )
+    assert code == 4
+    assert stderr.startswith(f"error: {damaged}: column 'event_type': cannot be read (")
+    assert stderr.endswith("); expected Parquet data that polars can read\n")
+    assert stderr.count("\n") == 1

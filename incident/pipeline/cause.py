@@ -19,7 +19,7 @@ import polars as pl
 
 from incident.config import Attribution
 from incident.pipeline.impact import attribute_developers, exposure
-from incident.pipeline.load import ROW, LoadedInput, SourceGroup, stack
+from incident.pipeline.load import ROW, LoadedInput, SourceGroup, collect_input, stack
 from incident.schema import (
     ATTRIBUTION_COLUMNS,
     CANDIDATES,
@@ -133,16 +133,19 @@ def explain(
     )
     # All grants of each misdelivery's subscriber, read once: the receiving app's own (for
     # revocation lag) and the other apps' (the candidates for the intended app).
-    held = (
-        found.lazy()
-        .select("_m", "for_user_id", "delivered_at", REASON, receiving=pl.col("app_id"))
-        .join(
-            _grants_of(authorizations, found["for_user_id"]).select(
-                "for_user_id", "app_id", "granted_at", "revoked_at"
-            ),
-            on="for_user_id",
-        )
-        .collect()
+    (held,) = collect_input(
+        [
+            found.lazy()
+            .select("_m", "for_user_id", "delivered_at", REASON, receiving=pl.col("app_id"))
+            .join(
+                _grants_of(authorizations, found["for_user_id"]).select(
+                    "for_user_id", "app_id", "granted_at", "revoked_at"
+                ),
+                on="for_user_id",
+            )
+        ],
+        [authorizations],
+        engine="auto",
     )
     lag = _revocation_lag(held, _nanoseconds(settings.revocation_grace))
     received = _received_endpoints(found, registered)
@@ -297,8 +300,8 @@ def nearby(deliveries: LoadedInput, keys: pl.DataFrame, window: int) -> pl.DataF
     only those rows are read whole; decoding the text evidence of every row would cost
     several times more. Rows are taken whether or not rule 1 rejects them: a row whose app
     and time parse shows the app's traffic."""
-    numbers = pl.collect_all(
-        [_slot_rows(group, keys, window) for group in deliveries.groups], engine="streaming"
+    numbers = collect_input(
+        [_slot_rows(group, keys, window) for group in deliveries.groups], [deliveries]
     )
     frames = []
     for group, rows in zip(deliveries.groups, numbers, strict=True):
@@ -314,7 +317,8 @@ def nearby(deliveries: LoadedInput, keys: pl.DataFrame, window: int) -> pl.DataF
         *EVIDENCE_READ, ip=pl.col("resolved_ip"), path=url_path(pl.col("webhook_url"))
     )
     # The URL is read as its path at once: the context holds no more text than it uses.
-    return context.collect(engine="streaming").cast(CONTEXT_SCHEMA)  # type: ignore[arg-type]
+    (read,) = collect_input([context], [deliveries])
+    return read.cast(CONTEXT_SCHEMA)  # type: ignore[arg-type]
 
 
 def _as_read(group: SourceGroup, column: str, ids: pl.Series) -> pl.Series:

@@ -14,6 +14,7 @@ import re
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import polars as pl
 import pyarrow as pa
@@ -63,6 +64,21 @@ _ISO_REWRITES = (
     (r"([+-]\d{2})(\d{2})$", "${1}:${2}"),
 )
 _ISO_STRICT = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?([+-]\d{2}:\d{2})?$"
+
+
+# What reading a damaged or unusual file can raise: polars' errors, I/O errors, and a panic
+# of its Rust code, which derives from BaseException and so escapes `except Exception`.
+READ_ERRORS: tuple[type[BaseException], ...] = (
+    pl.exceptions.PolarsError,
+    OSError,
+    pl.exceptions.PanicException,
+)
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message, or its type when it has none."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 @dataclass(frozen=True)
@@ -492,6 +508,72 @@ class SourceGroup:
         """The rejected rows, as read."""
         return self.as_read(self.scan().filter(self.is_valid().not_()))
 
+    def damage(self, engine: Literal["auto", "streaming"] = "streaming") -> str | None:
+        """What keeps one of the files from being read, as `FILE: column 'C': …`, found by
+        reading each file alone, in every way a scan reads it; None when each file reads."""
+        for file, rows in zip(self.files, self.file_rows, strict=True):
+            single = replace(self, files=(file,), file_rows=(rows,))
+            error = single._fails(single._readings(), engine)
+            if error is None:
+                continue
+            columns = [c for c in self.raw_schema if c not in (ROW, SOURCE_FILE)]
+            culprit = next((c for c in columns if single._fails(single._readings(c), engine)), None)
+            where = f"column {culprit!r}: " if culprit else ""
+            return (
+                f"{file}: {where}cannot be read ({first_line(error)}); "
+                "expected Parquet data that polars can read"
+            )
+        return None
+
+    def _readings(self, column: str | None = None) -> list[pl.Expr]:
+        """Every expression a scan evaluates on the raw columns (on `column` alone, if named):
+        as read, as text, normalised, and its problems."""
+        names = [
+            name
+            for name in self.raw_schema
+            if name not in (ROW, SOURCE_FILE) and column in (None, name)
+        ]
+        derived = [*self.canonical, *self.extras, *(failed for failed, _ in self.problems)]
+        return [
+            *map(pl.col, names),
+            *(_as_text(name, self.raw_schema[name]) for name in names),
+            *(e for e in derived if column is None or column in e.meta.root_names()),
+        ]
+
+    def _fails(
+        self, readings: list[pl.Expr], engine: Literal["auto", "streaming"]
+    ) -> BaseException | None:
+        """The error that reading `readings` of every row raises, if any."""
+        try:
+            aliased = [e.alias(f"_{i}") for i, e in enumerate(readings)]
+            self.scan().select(*aliased).collect(engine=engine)
+        except READ_ERRORS as error:
+            return error
+        return None
+
+
+def collect_input(
+    queries: list[pl.LazyFrame],
+    inputs: list[LoadedInput],
+    engine: Literal["auto", "streaming"] = "streaming",
+) -> list[pl.DataFrame]:
+    """Run queries that read the files of `inputs`.
+
+    A failure is an `InputError` naming the file and column that cause it, found by reading
+    each file alone (only then: a large scan is not slowed). A failure that no file causes
+    alone is not the input's: it is raised as it is, and a panic as a `RuntimeError`.
+    """
+    try:
+        return pl.collect_all(queries, engine=engine)
+    except READ_ERRORS as error:
+        for group in (group for loaded in inputs for group in loaded.groups):
+            damage = group.damage(engine)
+            if damage:
+                raise InputError(damage) from None
+        if isinstance(error, pl.exceptions.PanicException):
+            raise RuntimeError(f"polars panicked: {first_line(error)}") from None
+        raise
+
 
 def _scan_group(
     source: InputSource,
@@ -563,9 +645,26 @@ def _check_columns(input_: Input, file: str, present: set[str], columns: ColumnM
 
 def _raw_schema(files: list[str], hive: bool) -> pl.Schema:
     """The columns polars reads from a group of files, with `source_file` and `_row`."""
-    return pl.scan_parquet(
-        files, hive_partitioning=hive, include_file_paths=SOURCE_FILE, row_index_name=ROW
-    ).collect_schema()
+
+    def schema(paths: list[str]) -> pl.Schema:
+        return pl.scan_parquet(
+            paths, hive_partitioning=hive, include_file_paths=SOURCE_FILE, row_index_name=ROW
+        ).collect_schema()
+
+    try:
+        return schema(files)
+    except READ_ERRORS as error:
+        culprit, problem = files[0], error
+    for file in files:  # which file, when one alone fails
+        try:
+            schema([file])
+        except READ_ERRORS as error:
+            culprit, problem = file, error
+            break
+    raise InputError(
+        f"{culprit}: cannot read its schema ({first_line(problem)}); "
+        "expected a Parquet file of the types polars reads"
+    )
 
 
 def _plan_column(
@@ -679,12 +778,18 @@ def load_input(input_: Input, path: str, columns: ColumnMap) -> LoadedInput:
 
 def app_registry(apps: LoadedInput) -> pl.DataFrame:
     """app_id -> developer_id (null when unknown); an app with two developers is an input error."""
-    registry = (
-        apps.valid.select("app_id", "developer_id")
-        .unique()
-        # A row without a developer adds nothing when another row of the app names one.
-        .filter(pl.col("developer_id").is_not_null() | (pl.len().over("app_id") == 1))
-        .collect()
+    # Every canonical column is read here, small as the registry is, so that a damaged file
+    # is named now rather than when attribution reads the apps' endpoints.
+    _, registry = collect_input(
+        [
+            apps.valid.select(pl.col(c).null_count() for c in COLUMNS[Input.APPS]),
+            apps.valid.select("app_id", "developer_id")
+            .unique()
+            # A row without a developer adds nothing when another row of the app names one.
+            .filter(pl.col("developer_id").is_not_null() | (pl.len().over("app_id") == 1)),
+        ],
+        [apps],
+        engine="auto",
     )
     conflicts = registry.filter(pl.col("app_id").is_duplicated()).sort("app_id", "developer_id")
     if conflicts.height:
