@@ -537,3 +537,20 @@ def test_a_damaged_page_is_an_input_error_naming_the_file_and_column(tmp_path: P
     assert stderr.startswith(f"error: {damaged}: column 'event_type': cannot be read (")
     assert stderr.endswith("); expected Parquet data that polars can read\n")
     assert stderr.count("\n") == 1
+
+
+def test_a_page_header_with_an_impossible_count_is_refused_before_it_is_read(
+    tmp_path: Path,
+) -> None:
+    # polars would allocate by it: a negative count read as 2**64 aborts the process.
+    path = tmp_path / "d.parquet"
+    pq.write_table(pl.DataFrame([delivery()]).to_arrow(), path, compression="none")
+    data = bytearray(path.read_bytes())
+    footer_at = len(data) - 8 - int.from_bytes(data[-8:-4], "little")
+    # The first data page header of `event_id`: type 0 (0x15 0x00), sizes, then its
+    # DataPageHeader (0x2c) whose first field is num_values (0x15, zigzag varint 1 = 0x02).
+    header = data.index(bytes([0x2C, 0x15, 0x02]), 4, footer_at)
+    data[header + 2] = 0x01  # zigzag -1
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"d\.parquet: not a readable Parquet file \(damaged: "):
+        load_input(Input.DELIVERIES, str(path), ColumnMap())

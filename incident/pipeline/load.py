@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from incident.config import ColumnMap
 from incident.errors import InputError
+from incident.pipeline.integrity import ParquetDamage, check_parquet
 from incident.schema import (
     ATTRIBUTION_COLUMNS,
     COLUMNS,
@@ -222,10 +223,17 @@ def _tree(input_: Input, top: str) -> tuple[list[str], list[str]]:
 
 def _read_schema(path: str) -> tuple[pa.Schema, int]:
     try:
+        # Checked first: polars and pyarrow trust a file's counts, and abort on some damage.
+        check_parquet(path)
         metadata = pq.read_metadata(path)
-    except (OSError, pa.ArrowException) as error:
-        raise InputError(f"{path}: not a readable Parquet file ({error})") from None
-    return metadata.schema.to_arrow_schema().remove_metadata(), metadata.num_rows
+        schema = metadata.schema.to_arrow_schema().remove_metadata()
+    except ParquetDamage as error:
+        raise InputError(f"{path}: not a readable Parquet file (damaged: {error})") from None
+    # pyarrow raises more than its own errors on a damaged footer (a column name that is not
+    # UTF-8 is a UnicodeDecodeError): each is about the file.
+    except (OSError, ValueError, LookupError, ArithmeticError, pa.ArrowException) as error:
+        raise InputError(f"{path}: not a readable Parquet file ({first_line(error)})") from None
+    return schema, metadata.num_rows
 
 
 def _hive_values(path: str) -> set[str]:
