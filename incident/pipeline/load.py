@@ -290,8 +290,6 @@ def _timestamp(raw: pl.Expr, dtype: pl.DataType, file: str, column: str) -> pl.E
 
 # Nanoseconds per unit of a Parquet timestamp or date.
 _NANOS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "d": 86_400 * 10**9}
-
-
 _MAX_NS = 2**63 - 1
 
 
@@ -352,14 +350,22 @@ def after_representable_time(raw: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     return pl.lit(False)
 
 
+def _plain(dtype: pl.DataType) -> bool:
+    """Types whose values read as text: text itself, numbers, booleans."""
+    text = dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum)
+    return text or dtype.is_numeric() or dtype in (pl.Boolean, pl.Null)
+
+
 def _text(raw: pl.Expr, dtype: pl.DataType, file: str, column: str) -> pl.Expr:
-    if isinstance(dtype, pl.List | pl.Struct | pl.Array | pl.Binary):
+    if not _plain(dtype):
         raise InputError(f"{file}: column {column!r} is {dtype}: expected text")
     text = raw.cast(pl.String).str.strip_chars()
     return pl.when(text.str.len_bytes() > 0).then(text)
 
 
 def _int(raw: pl.Expr, dtype: pl.DataType, file: str, column: str) -> pl.Expr:
+    if not _plain(dtype):
+        raise InputError(f"{file}: column {column!r} is {dtype}: expected an integer")
     return raw.cast(pl.Int64, strict=False)
 
 
