@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 
 from incident import ColumnMap, ScanConfig, scan
+from incident.api import ScanResult
 from incident.errors import InputError
 from incident.pipeline.load import find_files, load_input
 from incident.schema import Input
-from tests.conftest import ScanFn, delivery, grant, utc, write
+from tests.conftest import BYSTANDER_GRANT, ScanFn, delivery, grant, utc, write
 
 # One instant, 2018-03-01T00:00:00Z, in every timestamp form the contract accepts.
 INSTANT = utc(2018, 3, 1)
@@ -270,3 +274,304 @@ def test_a_named_partition_column_is_read_and_the_others_ignored(tmp_path: Path)
     )
     assert result.misdeliveries["event_type"].to_list() == ["tweet"]
     assert "day" not in result.misdeliveries.columns
+
+
+def _rejected(result: ScanResult, name: str = "rejected") -> list[str]:
+    reasons = pl.read_parquet(result.out / f"{name}.parquet")["reject_reason"]
+    return sorted(reasons.to_list())
+
+
+def not_exact(column: str, bits: int = 53) -> str:
+    kind = {53: "Float64", 24: "Float32"}[bits]
+    return (
+        f"{column}: not an exact integer ID (a {kind} that is fractional, not finite, "
+        f"or beyond ±(2^{bits}-1))"
+    )
+
+
+def test_a_float_id_is_exact_or_its_row_is_rejected(run_scan: ScanFn) -> None:
+    # A 19-digit ID written as a float64 reads back as another ID: 1234567890123456789
+    # becomes 1234567890123456768. It must not match that other person's grant.
+    rounded = 1234567890123456768
+    deliveries = pl.DataFrame(
+        [
+            delivery(1, for_user_id=float(1234567890123456789)),
+            delivery(2, for_user_id=float(2**53 - 1)),  # the largest surely exact
+            delivery(3, for_user_id=float(2**53)),  # also what 2**53 + 1 is stored as
+            delivery(4, for_user_id=1.5),
+            delivery(5, for_user_id=float("inf")),
+        ],
+        schema_overrides={"for_user_id": pl.Float64},
+    )
+    grants = [grant(for_user_id=str(rounded)), grant(for_user_id=str(2**53 - 1))]
+    for id_ in (2**53, 1):
+        grants.append(grant(for_user_id=str(id_)))
+    result = run_scan(deliveries, grants)
+    assert result.accounting.rows_authorized == 1
+    assert result.accounting.rows_rejected == 4
+    assert _rejected(result) == [not_exact("for_user_id")] * 4
+
+
+def test_an_optional_float_id_that_is_not_exact_rejects_its_row(run_scan: ScanFn) -> None:
+    # Read as null, it would silently expose nobody: the sender of a misdelivered message.
+    deliveries = pl.DataFrame(
+        [
+            delivery(1, event_type="direct_message", sender_id=2.0**60, recipient_id=7.0),
+            delivery(2, event_type="direct_message", sender_id=5.0, recipient_id=float("nan")),
+            delivery(3, sender_id=None, recipient_id=None, delivery_id=0.5),
+            delivery(4, event_type="direct_message", sender_id=-0.0, recipient_id=None),
+        ],
+        schema_overrides={c: pl.Float64 for c in ("sender_id", "recipient_id", "delivery_id")},
+    )
+    result = run_scan(deliveries, [])
+    assert _rejected(result) == sorted(
+        [not_exact("sender_id"), not_exact("recipient_id"), not_exact("delivery_id")]
+    )
+    assert result.accounting.rows_misdelivered == 1
+    assert sorted(result.users["user_id"]) == ["0", "1"]
+
+
+def test_float_ids_in_grants_and_apps(run_scan: ScanFn) -> None:
+    grants = pl.DataFrame(
+        [grant(for_user_id=2.0**63), grant(for_user_id=1.0)],
+        schema_overrides={"for_user_id": pl.Float64},
+    )
+    apps = pl.DataFrame(
+        {"app_id": [10.0, 20.0], "developer_id": [7.0, 0.5]},
+        schema={"app_id": pl.Float32, "developer_id": pl.Float64},
+    )
+    deliveries = [delivery(1), delivery(2, app_id=20)]
+    result = run_scan(deliveries, grants, apps)
+    assert _rejected(result, "rejected_authorizations") == [not_exact("for_user_id")]
+    assert result.accounting.rows_authorized == 1
+    # The app with a fractional developer is not registered: its developer is unknown.
+    assert result.misdeliveries["developer_id"].to_list() == ["unknown:20"]
+    assert result.summary.to_json()["inputs"]["apps"]["rows_rejected"] == 1
+
+
+def test_float32_ids_are_exact_below_2_to_the_24(run_scan: ScanFn) -> None:
+    deliveries = pl.DataFrame(
+        [delivery(1, for_user_id=2.0**24 - 1), delivery(2, for_user_id=2.0**24)],
+        schema_overrides={"for_user_id": pl.Float32},
+    )
+    result = run_scan(deliveries, [grant(for_user_id=2**24 - 1), grant(for_user_id=2**24)])
+    assert result.accounting.rows_authorized == 1
+    assert _rejected(result) == [not_exact("for_user_id", 24)]
+
+
+def _cli(*args: str) -> tuple[int, str]:
+    from click.testing import CliRunner
+
+    from incident.cli import cli
+
+    result = CliRunner().invoke(cli, ["scan", *args, "-q"])
+    return result.exit_code, result.stderr
+
+
+def _partitioned(root: Path) -> Path:
+    """Deliveries in two day partitions, the second a link to a directory elsewhere; a
+    grant for user 1 only, so that the linked day's delivery (user 2) is a misdelivery."""
+    write([delivery(1, for_user_id=1)], root / "deliveries" / "day=2018-03-01" / "part.parquet")
+    elsewhere = root / "elsewhere" / "day=2018-03-02"
+    write([delivery(2, for_user_id=2)], elsewhere / "part.parquet")
+    (root / "deliveries" / "day=2018-03-02").symlink_to(elsewhere, target_is_directory=True)
+    write([grant(1, 10)], root / "authorizations.parquet")
+    return root / "deliveries"
+
+
+def test_a_linked_partition_is_read(tmp_path: Path) -> None:
+    deliveries = _partitioned(tmp_path)
+    grants = tmp_path / "authorizations.parquet"
+    result = scan(ScanConfig(str(deliveries), str(grants), out=tmp_path / "out"))
+    assert result.accounting.rows_read == 2
+    assert result.misdeliveries["event_id"].to_list() == ["2"]
+    pattern = str(tmp_path / "deliveries" / "day=*" / "*.parquet")
+    assert len(find_files(Input.DELIVERIES, pattern)) == 2
+
+
+def test_a_link_back_up_the_tree_is_not_read_twice(tmp_path: Path) -> None:
+    deliveries = _partitioned(tmp_path)
+    (deliveries / "day=2018-03-01" / "again").symlink_to(deliveries, target_is_directory=True)
+    (deliveries / "twice").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    assert len(find_files(Input.DELIVERIES, str(deliveries))) == 2
+
+
+def test_a_broken_link_is_an_input_error_naming_it(tmp_path: Path) -> None:
+    deliveries = _partitioned(tmp_path)
+    (deliveries / "day=2018-03-03").symlink_to(tmp_path / "gone")
+    code, stderr = _cli(
+        "--deliveries",
+        str(deliveries),
+        "--authorizations",
+        str(tmp_path / "authorizations.parquet"),
+        "--out",
+        str(tmp_path / "out"),
+    )
+    assert code == 4
+    assert stderr == (
+        f"error: {deliveries / 'day=2018-03-03'}: broken symbolic link in the deliveries "
+        "input; expected it to point to a file or directory\n"
+    )
+
+
+def test_a_directory_that_cannot_be_listed_is_an_input_error_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Tests run as root, where chmod 000 does not stop a read: the refusal is simulated.
+    deliveries = _partitioned(tmp_path)
+    refused = str(deliveries / "day=2018-03-02")
+    real_scandir = os.scandir
+
+    def scandir(path: str) -> object:
+        if str(path) == refused:
+            raise PermissionError(errno.EACCES, "Permission denied", path)
+        return real_scandir(path)
+
+    monkeypatch.setattr("incident.pipeline.load.os.scandir", scandir)
+    grants = str(tmp_path / "authorizations.parquet")
+    for given in (str(deliveries), str(deliveries / "*" / "*.parquet")):
+        code, stderr = _cli(
+            "--deliveries", given, "--authorizations", grants, "--out", str(tmp_path / "out")
+        )
+        assert code == 4
+        assert stderr == (
+            f"error: {refused}: cannot list deliveries directory (Permission denied); "
+            "expected a readable directory\n"
+        )
+
+
+def test_a_path_the_system_refuses_is_an_input_error(tmp_path: Path) -> None:
+    long = str(tmp_path / ("x" * 300) / "deliveries.parquet")
+    with pytest.raises(
+        InputError,
+        match=r"deliveries\.parquet: cannot open deliveries input \(File name too long\)",
+    ):
+        find_files(Input.DELIVERIES, long)
+    fifo = tmp_path / "d" / "pipe.parquet"
+    fifo.parent.mkdir()
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match=r"pipe\.parquet: not a regular file or directory"):
+        find_files(Input.DELIVERIES, str(tmp_path / "d"))
+
+
+def test_a_glob_skips_markers_like_a_directory_does(tmp_path: Path) -> None:
+    write([delivery()], tmp_path / "d" / "part-0.parquet")
+    (tmp_path / "d" / "_SUCCESS").write_text("")
+    (tmp_path / "d" / ".part-0.parquet.crc").write_text("")
+    assert find_files(Input.DELIVERIES, str(tmp_path / "d" / "*")) == (
+        str(tmp_path / "d" / "part-0.parquet"),
+    )
+    assert len(find_files(Input.DELIVERIES, str(tmp_path / "**"))) == 1
+
+
+UNITS = ["ms", "us", "ns"]
+
+
+def _at(unit: str, value: int, tz: str | None = "UTC") -> pl.Expr:
+    return pl.lit(value, dtype=pl.Int64).cast(pl.Datetime(unit, tz))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("unit", UNITS)
+@pytest.mark.parametrize("value", [2**63 - 1, -(2**63) + 1])
+def test_an_instant_beyond_the_calendar_is_not_a_timestamp(
+    run_scan: ScanFn, unit: str, value: int
+) -> None:
+    # int64's bounds, in any unit: polars panics on any calendar conversion of them.
+    rows = pl.DataFrame([delivery(1), delivery(2)]).with_columns(
+        pl.when(pl.col("event_id") == 2)
+        .then(_at(unit, value, None))
+        .otherwise(
+            _at(
+                unit, int(INSTANT.timestamp()) * {"ms": 10**3, "us": 10**6, "ns": 10**9}[unit], None
+            )
+        )
+        .alias("delivered_at")
+    )
+    result = run_scan(rows, [grant()])
+    assert result.accounting.rows_authorized == 1
+    if unit == "ns":  # every int64 is an instant in nanoseconds (1677 to 2262)
+        assert result.accounting.rows_outside_window == 1
+        return
+    assert _rejected(result) == ["delivered_at: not a timestamp"]
+    shown = pl.read_parquet(result.out / "rejected.parquet")["delivered_at"].to_list()
+    assert shown == [f"{value} {unit}"]
+
+
+def _with_bystander(grants: pl.DataFrame) -> pl.DataFrame:
+    """`grants` and one valid grant of a pair no delivery uses (rule 7 refuses a scan with
+    no valid grant at all)."""
+    bystander = pl.DataFrame([BYSTANDER_GRANT]).with_columns(
+        pl.col("granted_at").cast(grants.schema["granted_at"], strict=False)
+    )
+    return pl.concat([grants, bystander], how="vertical_relaxed")
+
+
+@pytest.mark.parametrize("unit", ["ms", "us"])
+def test_grant_instants_beyond_the_calendar(run_scan: ScanFn, unit: str) -> None:
+    never = pl.DataFrame([grant()]).with_columns(_at(unit, 2**63 - 1).alias("revoked_at"))
+    assert run_scan([delivery()], never).accounting.rows_authorized == 1
+    unknown = pl.DataFrame([grant()]).with_columns(_at(unit, 2**63 - 1).alias("granted_at"))
+    result = run_scan([delivery()], _with_bystander(unknown))
+    assert result.accounting.rows_misdelivered == 1
+    assert _rejected(result, "rejected_authorizations") == ["granted_at: not a timestamp"]
+    before = pl.DataFrame([grant()]).with_columns(_at(unit, -(2**63) + 1).alias("revoked_at"))
+    result = run_scan([delivery()], _with_bystander(before))
+    assert _rejected(result, "rejected_authorizations") == ["revoked_at: not a timestamp"]
+
+
+def test_dates_beyond_the_calendar(run_scan: ScanFn) -> None:
+    far = pl.lit(2**31 - 1, dtype=pl.Int32).cast(pl.Date)
+    deliveries = pl.DataFrame([delivery(1)]).with_columns(far.alias("delivered_at"))
+    deliveries = pl.concat([deliveries, pl.DataFrame([delivery(2)]).cast(deliveries.schema)])
+    assert _rejected(run_scan(deliveries, [grant()])) == ["delivered_at: not a timestamp"]
+    never = pl.DataFrame([grant()]).with_columns(far.alias("revoked_at"))
+    assert run_scan([delivery()], never).accounting.rows_authorized == 1
+
+
+def _damaged_page(path: Path) -> Path:
+    """A file whose footer and page headers are intact, with a byte inside the text of its
+    `event_type` page that is not UTF-8."""
+    rows = [delivery(i, event_type=f"tweet-{i:04d}") for i in range(100)]
+    frame = pl.DataFrame(rows)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(frame.to_arrow(), path, compression="none", use_dictionary=False)
+    data = bytearray(path.read_bytes())
+    data[data.index(b"tweet-0042") + 3] = 0xFF
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_damaged_page_is_an_input_error_naming_the_file_and_column(tmp_path: Path) -> None:
+    # Of two files read together, the one that fails is named, alone.
+    write([delivery(1)], tmp_path / "deliveries" / "a.parquet")
+    damaged = _damaged_page(tmp_path / "deliveries" / "b.parquet")
+    grants = write([grant()], tmp_path / "authorizations.parquet")
+    code, stderr = _cli(
+        "--deliveries",
+        str(tmp_path / "deliveries"),
+        "--authorizations",
+        str(grants),
+        "--out",
+        str(tmp_path / "out"),
+    )
+    assert code == 4
+    assert stderr.startswith(f"error: {damaged}: column 'event_type': cannot be read (")
+    assert stderr.endswith("); expected Parquet data that polars can read\n")
+    assert stderr.count("\n") == 1
+
+
+def test_a_page_header_with_an_impossible_count_is_refused_before_it_is_read(
+    tmp_path: Path,
+) -> None:
+    # polars would allocate by it: a negative count read as 2**64 aborts the process.
+    path = tmp_path / "d.parquet"
+    pq.write_table(pl.DataFrame([delivery()]).to_arrow(), path, compression="none")
+    data = bytearray(path.read_bytes())
+    footer_at = len(data) - 8 - int.from_bytes(data[-8:-4], "little")
+    # The first data page header of `event_id`: type 0 (0x15 0x00), sizes, then its
+    # DataPageHeader (0x2c) whose first field is num_values (0x15, zigzag varint 1 = 0x02).
+    header = data.index(bytes([0x2C, 0x15, 0x02]), 4, footer_at)
+    data[header + 2] = 0x01  # zigzag -1
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"d\.parquet: not a readable Parquet file \(damaged: "):
+        load_input(Input.DELIVERIES, str(path), ColumnMap())

@@ -26,7 +26,7 @@ from incident.pipeline.context import (
     url_path,
 )
 from incident.pipeline.impact import attribute_developers, exposure
-from incident.pipeline.load import LoadedInput, stack
+from incident.pipeline.load import LoadedInput, collect_input, stack
 from incident.schema import (
     ATTRIBUTION_COLUMNS,
     CANDIDATES,
@@ -144,7 +144,7 @@ def _subscriber_grants(found: pl.DataFrame, authorizations: LoadedInput) -> pl.D
     """(_m, for_user_id, delivered_at, reason, receiving, app_id, granted_at, revoked_at): all
     grants of each misdelivery's subscriber, read once: the receiving app's own (for
     revocation lag) and the other apps' (the candidates for the intended app)."""
-    return (
+    query = (
         found.lazy()
         .select("_m", "for_user_id", "delivered_at", REASON, receiving=pl.col("app_id"))
         .join(
@@ -153,8 +153,9 @@ def _subscriber_grants(found: pl.DataFrame, authorizations: LoadedInput) -> pl.D
             ),
             on="for_user_id",
         )
-        .collect()
     )
+    (held,) = collect_input([query], [authorizations], engine="auto")
+    return held
 
 
 def _cause() -> pl.Expr:

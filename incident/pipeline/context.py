@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from incident.pipeline.load import ROW, LoadedInput, SourceGroup, stack
+from incident.pipeline.load import ROW, LoadedInput, SourceGroup, collect_input, stack
 from incident.schema import ID, TIMESTAMP, Input
 
 # The evidence each part of the signature needs, as `input.column`.
@@ -85,8 +85,8 @@ def nearby(deliveries: LoadedInput, keys: pl.DataFrame, window: int) -> pl.DataF
     only those rows are read whole; decoding the text evidence of every row would cost
     several times more. Rows are taken whether or not rule 1 rejects them: a row whose app
     and time parse shows the app's traffic."""
-    numbers = pl.collect_all(
-        [_slot_rows(group, keys, window) for group in deliveries.groups], engine="streaming"
+    numbers = collect_input(
+        [_slot_rows(group, keys, window) for group in deliveries.groups], [deliveries]
     )
     frames = []
     for group, rows in zip(deliveries.groups, numbers, strict=True):
@@ -102,7 +102,8 @@ def nearby(deliveries: LoadedInput, keys: pl.DataFrame, window: int) -> pl.DataF
         *EVIDENCE_READ, ip=pl.col("resolved_ip"), path=url_path(pl.col("webhook_url"))
     )
     # The URL is read as its path at once: the context holds no more text than it uses.
-    return context.collect(engine="streaming").cast(CONTEXT_SCHEMA)  # type: ignore[arg-type]
+    (read,) = collect_input([context], [deliveries])
+    return read.cast(CONTEXT_SCHEMA)  # type: ignore[arg-type]
 
 
 def as_read(group: SourceGroup, column: str, ids: pl.Series) -> pl.Series:

@@ -210,7 +210,7 @@ def classify(
     return counts, reported
 
 
-def resolve_checks(checks: pl.DataFrame, gaps_: pl.LazyFrame, on: list[str]) -> pl.DataFrame:
+def resolve_checks(checks: pl.DataFrame, gaps_: pl.LazyFrame, on: list[str]) -> pl.LazyFrame:
     """Rows marked `check` -> their final status, from the gaps of their keys."""
     t = pl.col("delivered_at")
     in_gap = (
@@ -231,5 +231,4 @@ def resolve_checks(checks: pl.DataFrame, gaps_: pl.LazyFrame, on: list[str]) -> 
         .join(in_gap.select(*on, "_row", STATUS), on=[*on, "_row"], how="left", suffix="_gap")
         .with_columns(pl.coalesce(f"{STATUS}_gap", status_literal(Status.AUTHORIZED)).alias(STATUS))
         .drop(f"{STATUS}_gap")
-        .collect()
     )

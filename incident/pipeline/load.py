@@ -7,12 +7,14 @@ each group is normalised on its own and the canonical frames are stacked.
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import os
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
+from typing import Literal
 
 import polars as pl
 import pyarrow as pa
@@ -20,7 +22,17 @@ import pyarrow.parquet as pq
 
 from incident.config import ColumnMap
 from incident.errors import InputError
-from incident.schema import ATTRIBUTION_COLUMNS, COLUMNS, ID, REASON, TIMESTAMP, Input, Kind
+from incident.pipeline.integrity import ParquetDamage, check_parquet
+from incident.schema import (
+    ATTRIBUTION_COLUMNS,
+    COLUMNS,
+    ID,
+    REASON,
+    TIMESTAMP,
+    Column,
+    Input,
+    Kind,
+)
 
 SOURCE_FILE = "source_file"
 REJECT_REASON = "reject_reason"
@@ -55,6 +67,21 @@ _ISO_REWRITES = (
 _ISO_STRICT = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?([+-]\d{2}:\d{2})?$"
 
 
+# What reading a damaged or unusual file can raise: polars' errors, I/O errors, and a panic
+# of its Rust code, which derives from BaseException and so escapes `except Exception`.
+READ_ERRORS: tuple[type[BaseException], ...] = (
+    pl.exceptions.PolarsError,
+    OSError,
+    pl.exceptions.PanicException,
+)
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message, or its type when it has none."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
 @dataclass(frozen=True)
 class InputSource:
     """One input as found on disk: the path the user gave and the Parquet files under it."""
@@ -82,33 +109,131 @@ class LoadedInput:
 
 
 def find_files(input_: Input, path: str) -> tuple[str, ...]:
-    """The Parquet files of an input path: a file, a directory tree, or a glob, in sorted order."""
-    if os.path.isdir(path):
-        files = [
-            os.path.join(root, name)
-            for root, dirs, names in os.walk(path)
-            for name in names
-            # Hidden files and markers such as _SUCCESS or _metadata are not data.
-            if not name.startswith((".", "_"))
-            and not any(part.startswith((".", "_")) for part in Path(root).relative_to(path).parts)
-        ]
-    elif os.path.isfile(path):
-        files = [path]
-    elif glob.has_magic(path):
-        files = [f for f in glob.glob(path, recursive=True) if os.path.isfile(f)]
+    """The Parquet files of an input path: a file, a directory tree, or a glob, in sorted order.
+
+    Symbolic links are followed. A directory that cannot be listed, a broken link or anything
+    that is not a regular file is an `InputError` naming it: no file is skipped silently.
+    """
+    kind = _kind(input_, path, missing_ok=True)
+    if kind is None:
+        if not glob.has_magic(path):
+            raise InputError(f"{path}: {input_.value} input not found")
+        files = [f for match in _glob(input_, path) for f in _files_at(input_, match)]
     else:
-        raise InputError(f"{path}: {input_.value} input not found")
+        files = _files_at(input_, path)
     if not files:
         raise InputError(f"{path}: no Parquet files found for {input_.value}")
-    return tuple(sorted(files))
+    return tuple(sorted(set(files)))  # `**` matches a directory and those below it
+
+
+def _kind(input_: Input, path: str, missing_ok: bool = False) -> str | None:
+    """`dir` or `file` (symbolic links followed); None for a missing path when `missing_ok`."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        if os.path.islink(path) and isinstance(error, FileNotFoundError | NotADirectoryError):
+            raise InputError(
+                f"{path}: broken symbolic link in the {input_.value} input; "
+                "expected it to point to a file or directory"
+            ) from None
+        if missing_ok and isinstance(error, FileNotFoundError | NotADirectoryError):
+            return None
+        raise InputError(
+            f"{path}: cannot open {input_.value} input ({error.strerror or error}); "
+            "expected a readable file or directory"
+        ) from None
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISREG(mode):
+        return "file"
+    raise InputError(
+        f"{path}: not a regular file or directory in the {input_.value} input; "
+        "expected Parquet files"
+    )
+
+
+def _hidden(name: str) -> bool:
+    # Hidden files and markers such as _SUCCESS or _metadata are not data.
+    return name.startswith((".", "_"))
+
+
+def _listing(input_: Input, directory: str) -> list[str]:
+    """The names in `directory`, sorted; a directory that cannot be listed is an input error."""
+    try:
+        with os.scandir(directory) as entries:
+            return sorted(entry.name for entry in entries)
+    except OSError as error:
+        raise InputError(
+            f"{directory}: cannot list {input_.value} directory ({error.strerror or error}); "
+            "expected a readable directory"
+        ) from None
+
+
+def _files_at(input_: Input, path: str) -> list[str]:
+    """The file `path`, or every non-hidden file under the directory `path`."""
+    return [path] if _kind(input_, path) == "file" else _tree(input_, path)[1]
+
+
+def _glob(input_: Input, pattern: str) -> list[str]:
+    """The paths matching `pattern` (`*`, `?`, `[…]` within a name; `**` for any depth), as
+    `glob(recursive=True)` finds them, except that a directory it cannot list is an input
+    error rather than no match. A wildcard does not match hidden names (`.x`, `_SUCCESS`)."""
+    absolute = pattern.startswith(os.sep)
+    paths = [os.sep if absolute else ""]
+    for part in pattern.split(os.sep)[1 if absolute else 0 :]:
+        if part == "**":
+            paths = [found for path in paths for found in _tree(input_, path)[0]]
+        elif glob.has_magic(part):
+            paths = [
+                os.path.join(path, name)
+                for path in paths
+                if _kind(input_, path or ".", missing_ok=True) == "dir"
+                for name in _listing(input_, path or ".")
+                if fnmatch.fnmatchcase(name, part) and (not _hidden(name) or _hidden(part))
+            ]
+        else:
+            paths = [os.path.join(path, part) for path in paths]
+    return [path for path in paths if os.path.lexists(path)]
+
+
+def _tree(input_: Input, top: str) -> tuple[list[str], list[str]]:
+    """The non-hidden directories (with `top`) and files under the directory `top` ("" is
+    the current one), links followed; none when `top` is not a directory. A directory
+    already visited (a link back up the tree, or a second link to it) is not entered again,
+    so that no file is read twice."""
+    if _kind(input_, top or ".", missing_ok=True) != "dir":
+        return [], []
+    directories: list[str] = []
+    files: list[str] = []
+    visited: set[tuple[int, int]] = set()
+    pending = [top]
+    while pending:
+        directory = pending.pop()
+        status = os.stat(directory or ".")
+        if (status.st_dev, status.st_ino) in visited:
+            continue
+        visited.add((status.st_dev, status.st_ino))
+        directories.append(directory)
+        for name in _listing(input_, directory or "."):
+            child = os.path.join(directory, name)
+            if not _hidden(name):
+                (pending if _kind(input_, child) == "dir" else files).append(child)
+    return directories, files
 
 
 def _read_schema(path: str) -> tuple[pa.Schema, int]:
     try:
+        # Checked first: polars and pyarrow trust a file's counts, and abort on some damage.
+        check_parquet(path)
         metadata = pq.read_metadata(path)
-    except (OSError, pa.ArrowException) as error:
-        raise InputError(f"{path}: not a readable Parquet file ({error})") from None
-    return metadata.schema.to_arrow_schema().remove_metadata(), metadata.num_rows
+        schema = metadata.schema.to_arrow_schema().remove_metadata()
+    except ParquetDamage as error:
+        raise InputError(f"{path}: not a readable Parquet file (damaged: {error})") from None
+    # pyarrow raises more than its own errors on a damaged footer (a column name that is not
+    # UTF-8 is a UnicodeDecodeError): each is about the file.
+    except (OSError, ValueError, LookupError, ArithmeticError, pa.ArrowException) as error:
+        raise InputError(f"{path}: not a readable Parquet file ({first_line(error)})") from None
+    return schema, metadata.num_rows
 
 
 def _hive_values(path: str) -> set[str]:
@@ -120,9 +245,10 @@ def _id(raw: pl.Expr, dtype: pl.DataType, file: str, column: str) -> pl.Expr:
     if dtype.is_integer():
         return raw.cast(ID)
     if dtype.is_float():
-        # A fractional, infinite or NaN value is not an ID.
-        integral = raw.is_finite() & (raw == raw.floor()) & (raw.abs() < 2.0**63)
-        return pl.when(integral).then(raw.cast(pl.Int64, strict=False).cast(ID))
+        # Only a float below 2**53 (2**24 in 32 bits) is surely the integer that was written:
+        # 2**53 + 1 is stored as 2**53. Any other value is not an ID, and rejects its row.
+        exact = raw.is_finite() & (raw == raw.floor()) & (raw.abs() < _exact_float(dtype))
+        return pl.when(exact).then(raw.cast(pl.Int64, strict=False).cast(ID))
     if dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum):
         text = raw.cast(ID).str.strip_chars()
         return pl.when(text.str.len_bytes() > 0).then(text)
@@ -131,17 +257,25 @@ def _id(raw: pl.Expr, dtype: pl.DataType, file: str, column: str) -> pl.Expr:
     raise InputError(f"{file}: column {column!r} is {dtype}: expected an integer or string ID")
 
 
+def _exact_float(dtype: pl.DataType) -> int:
+    """2**bits of the significand of a float type: every integer below it is exact."""
+    if dtype == pl.Float16:
+        return 2**11
+    return 2**24 if dtype == pl.Float32 else 2**53
+
+
+def _not_an_id(dtype: pl.DataType) -> str:
+    bits = _exact_float(dtype).bit_length() - 1
+    return (
+        f"not an exact integer ID (a {dtype} that is fractional, not finite, "
+        f"or beyond ±(2^{bits}-1))"
+    )
+
+
 def _timestamp(raw: pl.Expr, dtype: pl.DataType, file: str, column: str) -> pl.Expr:
     """Normalise a timestamp to nanoseconds UTC; values that do not parse or fit become null."""
-    if isinstance(dtype, pl.Datetime):
-        utc = (
-            raw.dt.replace_time_zone("UTC")
-            if dtype.time_zone is None
-            else raw.dt.convert_time_zone("UTC")
-        )
-        return utc.cast(TIMESTAMP, strict=False)
-    if isinstance(dtype, pl.Date):
-        return raw.cast(pl.Datetime("ns")).dt.replace_time_zone("UTC")
+    if isinstance(dtype, pl.Datetime | pl.Date):
+        return _instant(raw, dtype)
     if dtype.is_integer():
         in_range = raw.cast(pl.Int64, strict=False).is_between(-_MAX_EPOCH_MS, _MAX_EPOCH_MS)
         nanos = raw.cast(pl.Int64, strict=False) * 1_000_000
@@ -152,6 +286,34 @@ def _timestamp(raw: pl.Expr, dtype: pl.DataType, file: str, column: str) -> pl.E
         f"{file}: column {column!r} is {dtype}: expected a timestamp, "
         "epoch milliseconds or an ISO-8601 string"
     )
+
+
+# Nanoseconds per unit of a Parquet timestamp or date.
+_NANOS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "d": 86_400 * 10**9}
+_MAX_NS = 2**63 - 1
+
+
+def _units(raw: pl.Expr, dtype: pl.DataType) -> tuple[pl.Expr, str]:
+    """A Datetime or Date column as the 64-bit integers it stores (UTC, or naive taken as
+    UTC), and their unit: integers, because polars panics when it writes as text, or takes
+    the year of, a value beyond its calendar (int64's largest, which some systems write for
+    "never")."""
+    unit = "d" if isinstance(dtype, pl.Date) else str(getattr(dtype, "time_unit", "us"))
+    return raw.to_physical().cast(pl.Int64), unit
+
+
+def _instant(raw: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """A Datetime or Date as nanoseconds UTC; null outside the nanosecond range."""
+    if isinstance(dtype, pl.Date):
+        return raw.cast(pl.Datetime("ns"), strict=False).dt.replace_time_zone("UTC")
+    utc = (
+        raw.dt.replace_time_zone("UTC")
+        if getattr(dtype, "time_zone", None) is None
+        else raw.dt.convert_time_zone("UTC")
+    )
+    # Both only relabel the stored integers; the cast checks its multiplication: a value
+    # beyond the nanosecond range (int64's largest in ms, say) becomes null, not a panic.
+    return utc.cast(TIMESTAMP, strict=False)
 
 
 def _iso_text(text: pl.Expr) -> pl.Expr:
@@ -179,7 +341,8 @@ def after_representable_time(raw: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     """True for a timestamp later than the nanosecond range, such as the `9999-12-31` that some
     systems write for "never": later than any delivery can be."""
     if isinstance(dtype, pl.Datetime | pl.Date):
-        return raw.dt.year() > _LAST_YEAR
+        units, unit = _units(raw, dtype)
+        return units > _MAX_NS // _NANOS[unit]
     if dtype.is_integer():
         return raw.cast(pl.Int64, strict=False) > _MAX_EPOCH_MS
     if dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum):
@@ -187,14 +350,22 @@ def after_representable_time(raw: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     return pl.lit(False)
 
 
+def _plain(dtype: pl.DataType) -> bool:
+    """Types whose values read as text: text itself, numbers, booleans."""
+    text = dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum)
+    return text or dtype.is_numeric() or dtype in (pl.Boolean, pl.Null)
+
+
 def _text(raw: pl.Expr, dtype: pl.DataType, file: str, column: str) -> pl.Expr:
-    if isinstance(dtype, pl.List | pl.Struct | pl.Array | pl.Binary):
+    if not _plain(dtype):
         raise InputError(f"{file}: column {column!r} is {dtype}: expected text")
     text = raw.cast(pl.String).str.strip_chars()
     return pl.when(text.str.len_bytes() > 0).then(text)
 
 
 def _int(raw: pl.Expr, dtype: pl.DataType, file: str, column: str) -> pl.Expr:
+    if not _plain(dtype):
+        raise InputError(f"{file}: column {column!r} is {dtype}: expected an integer")
     return raw.cast(pl.Int64, strict=False)
 
 
@@ -228,7 +399,28 @@ def _as_text(name: str, dtype: pl.DataType) -> pl.Expr:
             .str.head(-1)
             .alias(name)
         )
+    if isinstance(dtype, pl.Datetime | pl.Date | pl.Duration):
+        return _time_as_text(pl.col(name), dtype).alias(name)
     return pl.col(name).cast(pl.String)
+
+
+# The calendar polars can write: about ±255,000 years, in seconds.
+_SHOWN_SECONDS = 8 * 10**12
+
+
+def _time_as_text(raw: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """A time as polars writes it; outside its calendar, and for a duration, which polars
+    does not write as text, the integer stored and its unit (`9223372036854775807 ms`)."""
+    if isinstance(dtype, pl.Duration):
+        units, unit = raw.to_physical().cast(pl.Int64), str(dtype.time_unit)
+        return units.cast(pl.String) + f" {unit}"
+    units, unit = _units(raw, dtype)
+    limit = _SHOWN_SECONDS * 10**9 // _NANOS[unit]
+    inside = units.is_between(-limit, limit)
+    # Outside values are replaced, not just masked: polars formats the values under nulls too.
+    shown = pl.when(inside).then(units).otherwise(0).cast(dtype)
+    calendar = pl.when(inside).then(shown.cast(pl.String))
+    return calendar.fill_null(units.cast(pl.String) + f" {unit}")
 
 
 ROW = "_row"
@@ -330,6 +522,72 @@ class SourceGroup:
         """The rejected rows, as read."""
         return self.as_read(self.scan().filter(self.is_valid().not_()))
 
+    def damage(self, engine: Literal["auto", "streaming"] = "streaming") -> str | None:
+        """What keeps one of the files from being read, as `FILE: column 'C': …`, found by
+        reading each file alone, in every way a scan reads it; None when each file reads."""
+        for file, rows in zip(self.files, self.file_rows, strict=True):
+            single = replace(self, files=(file,), file_rows=(rows,))
+            error = single._fails(single._readings(), engine)
+            if error is None:
+                continue
+            columns = [c for c in self.raw_schema if c not in (ROW, SOURCE_FILE)]
+            culprit = next((c for c in columns if single._fails(single._readings(c), engine)), None)
+            where = f"column {culprit!r}: " if culprit else ""
+            return (
+                f"{file}: {where}cannot be read ({first_line(error)}); "
+                "expected Parquet data that polars can read"
+            )
+        return None
+
+    def _readings(self, column: str | None = None) -> list[pl.Expr]:
+        """Every expression a scan evaluates on the raw columns (on `column` alone, if named):
+        as read, as text, normalised, and its problems."""
+        names = [
+            name
+            for name in self.raw_schema
+            if name not in (ROW, SOURCE_FILE) and column in (None, name)
+        ]
+        derived = [*self.canonical, *self.extras, *(failed for failed, _ in self.problems)]
+        return [
+            *map(pl.col, names),
+            *(_as_text(name, self.raw_schema[name]) for name in names),
+            *(e for e in derived if column is None or column in e.meta.root_names()),
+        ]
+
+    def _fails(
+        self, readings: list[pl.Expr], engine: Literal["auto", "streaming"]
+    ) -> BaseException | None:
+        """The error that reading `readings` of every row raises, if any."""
+        try:
+            aliased = [e.alias(f"_{i}") for i, e in enumerate(readings)]
+            self.scan().select(*aliased).collect(engine=engine)
+        except READ_ERRORS as error:
+            return error
+        return None
+
+
+def collect_input(
+    queries: list[pl.LazyFrame],
+    inputs: list[LoadedInput],
+    engine: Literal["auto", "streaming"] = "streaming",
+) -> list[pl.DataFrame]:
+    """Run queries that read the files of `inputs`.
+
+    A failure is an `InputError` naming the file and column that cause it, found by reading
+    each file alone (only then: a large scan is not slowed). A failure that no file causes
+    alone is not the input's: it is raised as it is, and a panic as a `RuntimeError`.
+    """
+    try:
+        return pl.collect_all(queries, engine=engine)
+    except READ_ERRORS as error:
+        for group in (group for loaded in inputs for group in loaded.groups):
+            damage = group.damage(engine)
+            if damage:
+                raise InputError(damage) from None
+        if isinstance(error, pl.exceptions.PanicException):
+            raise RuntimeError(f"polars panicked: {first_line(error)}") from None
+        raise
+
 
 def _scan_group(
     source: InputSource,
@@ -340,99 +598,130 @@ def _scan_group(
 ) -> SourceGroup:
     """Check one group of files that share a Parquet schema, and plan its normalisation."""
     spec = COLUMNS[source.input]
-    present = set(schema.names)
-    hive = False
-    for canonical, column in spec.items():
-        name = columns.source(source.input, canonical)
-        if name in present:
-            continue
-        if name in _hive_values(files[0]):
-            hive = True  # a partition column was named in a mapping: read it from the path
-        elif column.required:
-            mapped = "" if name == canonical else f" (mapped to {source.input.value}.{canonical})"
-            raise InputError(
-                f"{files[0]}: missing required column {name!r}{mapped}; "
-                f"map another column with --map {source.input.value}.{canonical}=NAME"
-            )
-    canonical_sources = {columns.source(source.input, c) for c in spec}
-    for name in sorted(present & RESERVED - canonical_sources):
-        raise InputError(
-            f"{files[0]}: column {name!r} has the name of a column the reports add; "
-            f"expected it renamed, or mapped to a canonical column with --map"
-        )
-    raw_schema = pl.scan_parquet(
-        files, hive_partitioning=hive, include_file_paths=SOURCE_FILE, row_index_name=ROW
-    ).collect_schema()
-
-    canonical_exprs: list[pl.Expr] = []
+    hive = _check_columns(source.input, files[0], set(schema.names), columns)
+    raw_schema = _raw_schema(files, hive)
+    canonical: list[pl.Expr] = []
     problems: list[tuple[pl.Expr, str]] = []
     sources: dict[str, str] = {}
-    for canonical, column in spec.items():
-        name = columns.source(source.input, canonical)
-        if name not in raw_schema:
-            continue
-        sources[canonical] = name
-        raw_value = pl.col(name)
-        dtype = raw_schema[name]
-        value = (
-            raw_value.cast(_DTYPES[column.kind])  # a column with only nulls
-            if dtype == pl.Null
-            else _NORMALISERS[column.kind](raw_value, dtype, files[0], name)
-        )
-        if column.open_ended:
-            # A revocation beyond representable time never happens within it: still active.
-            never = after_representable_time(raw_value, dtype)
-            value = pl.when(never.not_() | never.is_null()).then(value)
-            raw_value = pl.when(never.not_() | never.is_null()).then(raw_value)
-        canonical_exprs.append(value.alias(canonical))
-        # Blank text is a null value, not an unreadable one.
-        blank = (
-            raw_value.cast(pl.String).str.strip_chars().str.len_bytes() == 0
-            if dtype in (pl.String, pl.Categorical)
-            else pl.lit(False)
-        )
-        if not column.nullable:
-            problems.append((raw_value.is_null(), f"{canonical}: null"))
-            if dtype in (pl.String, pl.Categorical):
-                problems.append((blank, f"{canonical}: empty"))
-        if column.required and not (dtype == pl.Null or _always_parses(column.kind, dtype)):
-            # Rule 1 judges a row by its required columns; an optional value that does not
-            # parse is read as null.
-            problems.append(
-                (
-                    raw_value.is_not_null() & blank.not_() & value.is_null(),
-                    f"{canonical}: {_PROBLEMS[column.kind]}",
-                )
-            )
-    values = {e.meta.output_name(): e for e in canonical_exprs}
-    if source.input is Input.AUTHORIZATIONS and {"granted_at", "revoked_at"} <= values.keys():
-        # A grant revoked before it was granted is a data error, not an empty interval.
-        inverted = values["revoked_at"] < values["granted_at"]
-        problems.append((inverted, "revoked_at: before granted_at"))
+    for name, column in spec.items():
+        raw_name = columns.source(source.input, name)
+        if raw_name in raw_schema:
+            sources[name] = raw_name
+            value, found = _plan_column(name, column, raw_name, raw_schema[raw_name], files[0])
+            canonical.append(value)
+            problems += found
+    if source.input is Input.AUTHORIZATIONS:
+        problems += _inverted_grants(canonical)
     # Partition columns are read only for the mapping that names one; the others stay out.
-    unnamed_partitions = _hive_values(files[0]) - present if hive else set()
-    extra_names = [
-        n
-        for n in raw_schema
-        if n not in sources.values()
-        and n not in spec
-        and n not in (SOURCE_FILE, ROW)
-        and n not in unnamed_partitions
-    ]
+    partitions = _hive_values(files[0]) - set(schema.names) if hive else set()
     extras = [
-        _as_text(name, raw_schema[name]) if raw_schema[name].is_nested() else pl.col(name)
-        for name in extra_names
+        _as_text(name, dtype) if dtype.is_nested() else pl.col(name)
+        for name, dtype in raw_schema.items()
+        if name not in {*sources.values(), *spec, SOURCE_FILE, ROW, *partitions}
     ]
     return SourceGroup(
         tuple(files),
         hive,
         raw_schema,
-        tuple(canonical_exprs),
+        tuple(canonical),
         tuple(extras),
         tuple(problems),
         sources,
         file_rows,
     )
+
+
+def _check_columns(input_: Input, file: str, present: set[str], columns: ColumnMap) -> bool:
+    """Check that a file has every required column (as mapped) and none named like a column
+    the reports add; True when a mapping names a hive partition column, read from the path."""
+    spec = COLUMNS[input_]
+    hive = False
+    for canonical, column in spec.items():
+        name = columns.source(input_, canonical)
+        if name in present:
+            continue
+        if name in _hive_values(file):
+            hive = True
+        elif column.required:
+            mapped = "" if name == canonical else f" (mapped to {input_.value}.{canonical})"
+            raise InputError(
+                f"{file}: missing required column {name!r}{mapped}; "
+                f"map another column with --map {input_.value}.{canonical}=NAME"
+            )
+    canonical_sources = {columns.source(input_, c) for c in spec}
+    for name in sorted(present & RESERVED - canonical_sources):
+        raise InputError(
+            f"{file}: column {name!r} has the name of a column the reports add; "
+            f"expected it renamed, or mapped to a canonical column with --map"
+        )
+    return hive
+
+
+def _raw_schema(files: list[str], hive: bool) -> pl.Schema:
+    """The columns polars reads from a group of files, with `source_file` and `_row`."""
+
+    def schema(paths: list[str]) -> pl.Schema:
+        return pl.scan_parquet(
+            paths, hive_partitioning=hive, include_file_paths=SOURCE_FILE, row_index_name=ROW
+        ).collect_schema()
+
+    try:
+        return schema(files)
+    except READ_ERRORS as error:
+        culprit, problem = files[0], error
+    for file in files:  # which file, when one alone fails
+        try:
+            schema([file])
+        except READ_ERRORS as error:
+            culprit, problem = file, error
+            break
+    raise InputError(
+        f"{culprit}: cannot read its schema ({first_line(problem)}); "
+        "expected a Parquet file of the types polars reads"
+    )
+
+
+def _plan_column(
+    canonical: str, column: Column, name: str, dtype: pl.DataType, file: str
+) -> tuple[pl.Expr, list[tuple[pl.Expr, str]]]:
+    """How the source column `name` becomes the canonical column, and the problems that
+    reject a row for it, as (true when the row has it, `canonical: problem`)."""
+    raw = pl.col(name)
+    value = (
+        raw.cast(_DTYPES[column.kind])  # a column with only nulls
+        if dtype == pl.Null
+        else _NORMALISERS[column.kind](raw, dtype, file, name)
+    )
+    if column.open_ended:
+        # A revocation beyond representable time never happens within it: still active.
+        never = after_representable_time(raw, dtype)
+        value = pl.when(never.not_() | never.is_null()).then(value)
+        raw = pl.when(never.not_() | never.is_null()).then(raw)
+    problems = []
+    # Blank text is a null value, not an unreadable one.
+    text = dtype in (pl.String, pl.Categorical)
+    blank = raw.cast(pl.String).str.strip_chars().str.len_bytes() == 0 if text else pl.lit(False)
+    if not column.nullable:
+        problems.append((raw.is_null(), f"{canonical}: null"))
+        if text:
+            problems.append((blank, f"{canonical}: empty"))
+    unread = raw.is_not_null() & blank.not_() & value.is_null()
+    if column.kind is Kind.ID and dtype.is_float():
+        # Even an optional ID: read as null, it would hide a person the row exposes.
+        problems.append((unread, f"{canonical}: {_not_an_id(dtype)}"))
+    elif column.required and not (dtype == pl.Null or _always_parses(column.kind, dtype)):
+        # Rule 1 judges a row by its required columns; an optional value that does not
+        # parse is read as null.
+        problems.append((unread, f"{canonical}: {_PROBLEMS[column.kind]}"))
+    return value.alias(canonical), problems
+
+
+def _inverted_grants(canonical: list[pl.Expr]) -> list[tuple[pl.Expr, str]]:
+    """A grant revoked before it was granted is a data error, not an empty interval."""
+    values = {e.meta.output_name(): e for e in canonical}
+    if not {"granted_at", "revoked_at"} <= values.keys():
+        return []
+    return [(values["revoked_at"] < values["granted_at"], "revoked_at: before granted_at")]
 
 
 def _always_parses(kind: Kind, dtype: pl.DataType) -> bool:
@@ -503,12 +792,18 @@ def load_input(input_: Input, path: str, columns: ColumnMap) -> LoadedInput:
 
 def app_registry(apps: LoadedInput) -> pl.DataFrame:
     """app_id -> developer_id (null when unknown); an app with two developers is an input error."""
-    registry = (
-        apps.valid.select("app_id", "developer_id")
-        .unique()
-        # A row without a developer adds nothing when another row of the app names one.
-        .filter(pl.col("developer_id").is_not_null() | (pl.len().over("app_id") == 1))
-        .collect()
+    # Every canonical column is read here, small as the registry is, so that a damaged file
+    # is named now rather than when attribution reads the apps' endpoints.
+    _, registry = collect_input(
+        [
+            apps.valid.select(pl.col(c).null_count() for c in COLUMNS[Input.APPS]),
+            apps.valid.select("app_id", "developer_id")
+            .unique()
+            # A row without a developer adds nothing when another row of the app names one.
+            .filter(pl.col("developer_id").is_not_null() | (pl.len().over("app_id") == 1)),
+        ],
+        [apps],
+        engine="auto",
     )
     conflicts = registry.filter(pl.col("app_id").is_duplicated()).sort("app_id", "developer_id")
     if conflicts.height:

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import polars as pl
 
 from incident.config import Window
-from incident.errors import InputError
 from incident.pipeline.detect import (
     KEY,
     MISDELIVERED,
@@ -29,7 +28,7 @@ from incident.pipeline.detect import (
     key_table,
     resolve_checks,
 )
-from incident.pipeline.load import ROW, LoadedInput, SourceGroup, stack
+from incident.pipeline.load import ROW, LoadedInput, SourceGroup, collect_input, stack
 from incident.schema import REASON, Input
 
 EVENT = "_event"
@@ -68,15 +67,6 @@ def _narrow(group: SourceGroup, packing: Packing) -> tuple[pl.LazyFrame, list[st
     return narrow, [PACKED_KEY] if packed else list(KEY)
 
 
-def _collect(queries: list[pl.LazyFrame], what: str) -> list[pl.DataFrame]:
-    try:
-        return pl.collect_all(queries, engine="streaming")
-    except (pl.exceptions.ComputeError, OSError) as error:
-        # The footers were read before; this is damage inside a file.
-        first_line = str(error).strip().splitlines()[0]
-        raise InputError(f"{what}: cannot read: {first_line}") from None
-
-
 def _integer_ids(group: SourceGroup) -> list[pl.Expr]:
     """The grant IDs of `group` as integers (null where one is not an integer), read straight
     from integer columns, without a detour through text."""
@@ -88,10 +78,16 @@ def _integer_ids(group: SourceGroup) -> list[pl.Expr]:
 def _packing(authorizations: LoadedInput) -> Packing:
     """How to pack integer IDs for these grants: from the range of IDs over all their rows."""
     ranges = pl.concat(group.scan().select(_integer_ids(group)) for group in authorizations.groups)
-    bounds = ranges.select(
-        *(pl.col(c).min().alias(f"{c}_min") for c in KEY),
-        *(pl.col(c).max().alias(f"{c}_max") for c in KEY),
-    ).collect()
+    (bounds,) = collect_input(
+        [
+            ranges.select(
+                *(pl.col(c).min().alias(f"{c}_min") for c in KEY),
+                *(pl.col(c).max().alias(f"{c}_max") for c in KEY),
+            )
+        ],
+        [authorizations],
+        engine="auto",
+    )
     user_min, app_min, user_max, app_max = bounds.row(0)
     if user_min is None or app_min is None:
         return Packing((0, -1), (0, -1))  # no integer IDs: nothing matches
@@ -123,14 +119,18 @@ def _first_pass(
     return [counts, reported.select(ROW, EVENT, *on, "delivered_at", STATUS)]
 
 
-def _settle_checks(flagged: pl.DataFrame, grants: tuple[pl.LazyFrame, list[str]]) -> pl.DataFrame:
+def _settle_checks(
+    flagged: pl.DataFrame, grants: tuple[pl.LazyFrame, list[str]], authorizations: LoadedInput
+) -> pl.DataFrame:
     """Decide the rows whose keys have more islands than the key table holds, against the gaps
     of those keys."""
     checks = flagged.filter(pl.col(STATUS) == Status.CHECK.value)
     if not checks.height:
         return flagged
     keyed, on = grants
-    resolved = resolve_checks(checks, gaps(keyed, on), on)
+    (resolved,) = collect_input(
+        [resolve_checks(checks, gaps(keyed, on), on)], [authorizations], engine="auto"
+    )
     return pl.concat([flagged.filter(pl.col(STATUS) != Status.CHECK.value), resolved])
 
 
@@ -170,17 +170,21 @@ def run(deliveries: LoadedInput, authorizations: LoadedInput, window: Window) ->
         packed: _grants(authorizations, packing if packed else None)
         for packed in map(_packed, groups)
     }
-    tables = {packed: key_table(*keyed).collect().lazy() for packed, keyed in grants.items()}
-    first = _collect(
+    # One at a time: each is as large as the grants.
+    tables = {
+        packed: collect_input([key_table(*keyed)], [authorizations], "auto")[0].lazy()
+        for packed, keyed in grants.items()
+    }
+    first = collect_input(
         [query for group in groups for query in _first_pass(group, tables, packing, window)],
-        deliveries.source.path,
+        [deliveries],
     )
 
     statuses: Counter[str] = Counter()
     second = []
     for index, group in enumerate(groups):
         counts, flagged = first[2 * index : 2 * index + 2]
-        settled = _settle_checks(flagged, grants[_packed(group)])
+        settled = _settle_checks(flagged, grants[_packed(group)], authorizations)
         found = settled.filter(pl.col(STATUS) != Status.AUTHORIZED.value)
         rows, outside = counts.row(0)
         statuses.update(found[STATUS].to_list())
@@ -188,7 +192,7 @@ def run(deliveries: LoadedInput, authorizations: LoadedInput, window: Window) ->
         # Every row read and not otherwise accounted for was authorized.
         statuses[Status.AUTHORIZED.value] += rows - outside - found.height
         second += _second_pass(group, found)
-    fetched = _collect(second, deliveries.source.path)
+    fetched = collect_input(second, [deliveries])
     misdeliveries = stack([frame.lazy() for frame in fetched[0::2]], Input.DELIVERIES)
     return Findings(
         statuses=+statuses,

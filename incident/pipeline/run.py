@@ -28,6 +28,7 @@ from incident.pipeline.load import (
     SOURCE_FILE,
     LoadedInput,
     app_registry,
+    collect_input,
     load_input,
 )
 from incident.pipeline.summarise import Detection, Impact, reasons, summarise
@@ -109,7 +110,11 @@ def _detect(inputs: ScanInputs, window: Window) -> Detection:
         accounting=accounting,
         misdeliveries=misdelivered,
         rejected=found.rejected.sort(pl.all(), nulls_last=True, maintain_order=True),
-        rejected_grants=inputs.authorizations.rejected.sort(pl.all(), nulls_last=True).collect(),
+        rejected_grants=collect_input(
+            [inputs.authorizations.rejected.sort(pl.all(), nulls_last=True)],
+            [inputs.authorizations],
+            "auto",
+        )[0],
     )
 
 
