@@ -164,16 +164,3 @@ ENDPOINTS_SCHEMA: dict[str, pl.DataType] = {
     "first_misdelivered_at": TIMESTAMP,
     "last_misdelivered_at": TIMESTAMP,
 }
-
-
-def as_text(name: str, dtype: pl.DataType) -> pl.Expr:
-    """Column `name` as text: nested values (lists, structs) as JSON."""
-    if dtype.is_nested():
-        return (
-            pl.struct(pl.col(name).alias("v"))
-            .struct.json_encode()
-            .str.slice(5)
-            .str.head(-1)
-            .alias(name)
-        )
-    return pl.col(name).cast(pl.String)

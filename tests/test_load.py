@@ -14,7 +14,8 @@ import pytest
 from incident import ColumnMap, ScanConfig, scan
 from incident.api import ScanResult
 from incident.errors import InputError
-from incident.pipeline.load import find_files, load_input
+from incident.pipeline.files import find_files
+from incident.pipeline.load import load_input
 from incident.schema import Input
 from tests.conftest import BYSTANDER_GRANT, ScanFn, delivery, grant, utc, write
 
@@ -427,7 +428,7 @@ def test_a_directory_that_cannot_be_listed_is_an_input_error_naming_it(
             raise PermissionError(errno.EACCES, "Permission denied", path)
         return real_scandir(path)
 
-    monkeypatch.setattr("incident.pipeline.load.os.scandir", scandir)
+    monkeypatch.setattr("incident.pipeline.files.os.scandir", scandir)
     grants = str(tmp_path / "authorizations.parquet")
     for given in (str(deliveries), str(deliveries / "*" / "*.parquet")):
         code, stderr = _cli(

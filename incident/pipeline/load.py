@@ -1,34 +1,35 @@
 """Read Parquet inputs into canonical lazy frames: IDs as text, UTC timestamps, bad rows apart.
 
-Each input may be a file, a directory (read recursively) or a glob. Files are grouped by their
-Parquet schema so that logs whose column types changed over time can still be read together:
-each group is normalised on its own and the canonical frames are stacked.
+Each input may be a file, a directory (read recursively) or a glob (`files`). Files are
+grouped by their Parquet schema so that logs whose column types changed over time can still
+be read together: each group is normalised on its own (`values`) and the canonical frames
+are stacked.
 """
 
 from __future__ import annotations
 
-import fnmatch
-import glob
-import os
 import re
-import stat
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from incident.config import ColumnMap
 from incident.errors import InputError
-from incident.pipeline.integrity import ParquetDamage, check_parquet
+from incident.pipeline.files import READ_ERRORS, find_files, first_line, read_schema
+from incident.pipeline.values import (
+    DTYPES,
+    NORMALISERS,
+    PROBLEMS,
+    after_representable_time,
+    as_text,
+    not_an_id,
+)
 from incident.schema import (
     ATTRIBUTION_COLUMNS,
     COLUMNS,
-    ID,
     REASON,
-    TIMESTAMP,
     Column,
     Input,
     Kind,
@@ -48,38 +49,6 @@ RESERVED = frozenset(
         "_status",
     }
 )
-
-# Epoch milliseconds that fit in a nanosecond timestamp (years 1677 to 2262).
-_MAX_EPOCH_MS = (2**63 - 1) // 1_000_000
-# Whole years inside that range; ISO strings outside them are not read as timestamps.
-_FIRST_YEAR, _LAST_YEAR = 1678, 2261
-# ISO-8601 as found in logs, rewritten step by step into one strict form before parsing:
-# YYYY-MM-DD[(T|t| )HH:MM[:SS[(.|,)fraction]][Z|z|+HH[[:]MM]]]; a date alone is midnight.
-_ISO_REWRITES = (
-    (r"^(\d{4}-\d{2}-\d{2})$", "${1}T00:00:00"),
-    (r"^(\d{4}-\d{2}-\d{2})[Tt ]", "${1}T"),
-    (r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2})([^:\d]|$)", "${1}:00${2}"),
-    (r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}),", "${1}."),
-    (r"[zZ]$", "+00:00"),
-    (r"([+-]\d{2})$", "${1}:00"),
-    (r"([+-]\d{2})(\d{2})$", "${1}:${2}"),
-)
-_ISO_STRICT = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?([+-]\d{2}:\d{2})?$"
-
-
-# What reading a damaged or unusual file can raise: polars' errors, I/O errors, and a panic
-# of its Rust code, which derives from BaseException and so escapes `except Exception`.
-READ_ERRORS: tuple[type[BaseException], ...] = (
-    pl.exceptions.PolarsError,
-    OSError,
-    pl.exceptions.PanicException,
-)
-
-
-def first_line(error: BaseException) -> str:
-    """The first line of an error's message, or its type when it has none."""
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
 
 
 @dataclass(frozen=True)
@@ -108,319 +77,8 @@ class LoadedInput:
     groups: tuple[SourceGroup, ...]
 
 
-def find_files(input_: Input, path: str) -> tuple[str, ...]:
-    """The Parquet files of an input path: a file, a directory tree, or a glob, in sorted order.
-
-    Symbolic links are followed. A directory that cannot be listed, a broken link or anything
-    that is not a regular file is an `InputError` naming it: no file is skipped silently.
-    """
-    kind = _kind(input_, path, missing_ok=True)
-    if kind is None:
-        if not glob.has_magic(path):
-            raise InputError(f"{path}: {input_.value} input not found")
-        files = [f for match in _glob(input_, path) for f in _files_at(input_, match)]
-    else:
-        files = _files_at(input_, path)
-    if not files:
-        raise InputError(f"{path}: no Parquet files found for {input_.value}")
-    return tuple(sorted(set(files)))  # `**` matches a directory and those below it
-
-
-def _kind(input_: Input, path: str, missing_ok: bool = False) -> str | None:
-    """`dir` or `file` (symbolic links followed); None for a missing path when `missing_ok`."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError as error:
-        if os.path.islink(path) and isinstance(error, FileNotFoundError | NotADirectoryError):
-            raise InputError(
-                f"{path}: broken symbolic link in the {input_.value} input; "
-                "expected it to point to a file or directory"
-            ) from None
-        if missing_ok and isinstance(error, FileNotFoundError | NotADirectoryError):
-            return None
-        raise InputError(
-            f"{path}: cannot open {input_.value} input ({error.strerror or error}); "
-            "expected a readable file or directory"
-        ) from None
-    if stat.S_ISDIR(mode):
-        return "dir"
-    if stat.S_ISREG(mode):
-        return "file"
-    raise InputError(
-        f"{path}: not a regular file or directory in the {input_.value} input; "
-        "expected Parquet files"
-    )
-
-
-def _hidden(name: str) -> bool:
-    # Hidden files and markers such as _SUCCESS or _metadata are not data.
-    return name.startswith((".", "_"))
-
-
-def _listing(input_: Input, directory: str) -> list[str]:
-    """The names in `directory`, sorted; a directory that cannot be listed is an input error."""
-    try:
-        with os.scandir(directory) as entries:
-            return sorted(entry.name for entry in entries)
-    except OSError as error:
-        raise InputError(
-            f"{directory}: cannot list {input_.value} directory ({error.strerror or error}); "
-            "expected a readable directory"
-        ) from None
-
-
-def _files_at(input_: Input, path: str) -> list[str]:
-    """The file `path`, or every non-hidden file under the directory `path`."""
-    return [path] if _kind(input_, path) == "file" else _tree(input_, path)[1]
-
-
-def _glob(input_: Input, pattern: str) -> list[str]:
-    """The paths matching `pattern` (`*`, `?`, `[…]` within a name; `**` for any depth), as
-    `glob(recursive=True)` finds them, except that a directory it cannot list is an input
-    error rather than no match. A wildcard does not match hidden names (`.x`, `_SUCCESS`)."""
-    absolute = pattern.startswith(os.sep)
-    paths = [os.sep if absolute else ""]
-    for part in pattern.split(os.sep)[1 if absolute else 0 :]:
-        if part == "**":
-            paths = [found for path in paths for found in _tree(input_, path)[0]]
-        elif glob.has_magic(part):
-            paths = [
-                os.path.join(path, name)
-                for path in paths
-                if _kind(input_, path or ".", missing_ok=True) == "dir"
-                for name in _listing(input_, path or ".")
-                if fnmatch.fnmatchcase(name, part) and (not _hidden(name) or _hidden(part))
-            ]
-        else:
-            paths = [os.path.join(path, part) for path in paths]
-    return [path for path in paths if os.path.lexists(path)]
-
-
-def _tree(input_: Input, top: str) -> tuple[list[str], list[str]]:
-    """The non-hidden directories (with `top`) and files under the directory `top` ("" is
-    the current one), links followed; none when `top` is not a directory. A directory
-    already visited (a link back up the tree, or a second link to it) is not entered again,
-    so that no file is read twice."""
-    if _kind(input_, top or ".", missing_ok=True) != "dir":
-        return [], []
-    directories: list[str] = []
-    files: list[str] = []
-    visited: set[tuple[int, int]] = set()
-    pending = [top]
-    while pending:
-        directory = pending.pop()
-        status = os.stat(directory or ".")
-        if (status.st_dev, status.st_ino) in visited:
-            continue
-        visited.add((status.st_dev, status.st_ino))
-        directories.append(directory)
-        for name in _listing(input_, directory or "."):
-            child = os.path.join(directory, name)
-            if not _hidden(name):
-                (pending if _kind(input_, child) == "dir" else files).append(child)
-    return directories, files
-
-
-def _read_schema(path: str) -> tuple[pa.Schema, int]:
-    try:
-        # Checked first: polars and pyarrow trust a file's counts, and abort on some damage.
-        check_parquet(path)
-        metadata = pq.read_metadata(path)
-        schema = metadata.schema.to_arrow_schema().remove_metadata()
-    except ParquetDamage as error:
-        raise InputError(f"{path}: not a readable Parquet file (damaged: {error})") from None
-    # pyarrow raises more than its own errors on a damaged footer (a column name that is not
-    # UTF-8 is a UnicodeDecodeError): each is about the file.
-    except (OSError, ValueError, LookupError, ArithmeticError, pa.ArrowException) as error:
-        raise InputError(f"{path}: not a readable Parquet file ({first_line(error)})") from None
-    return schema, metadata.num_rows
-
-
 def _hive_values(path: str) -> set[str]:
     return {m.group(1) for m in re.finditer(r"[/\\]([^/\\=]+)=[^/\\]*(?=[/\\])", path)}
-
-
-def _id(raw: pl.Expr, dtype: pl.DataType, file: str, column: str) -> pl.Expr:
-    """Normalise an ID to stripped text; integral floats lose their `.0`; empty is null."""
-    if dtype.is_integer():
-        return raw.cast(ID)
-    if dtype.is_float():
-        # Only a float below 2**53 (2**24 in 32 bits) is surely the integer that was written:
-        # 2**53 + 1 is stored as 2**53. Any other value is not an ID, and rejects its row.
-        exact = raw.is_finite() & (raw == raw.floor()) & (raw.abs() < _exact_float(dtype))
-        return pl.when(exact).then(raw.cast(pl.Int64, strict=False).cast(ID))
-    if dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum):
-        text = raw.cast(ID).str.strip_chars()
-        return pl.when(text.str.len_bytes() > 0).then(text)
-    if isinstance(dtype, pl.Decimal) and dtype.scale == 0:
-        return raw.cast(ID)  # exact: a float would round IDs beyond 2**53
-    raise InputError(f"{file}: column {column!r} is {dtype}: expected an integer or string ID")
-
-
-def _exact_float(dtype: pl.DataType) -> int:
-    """2**bits of the significand of a float type: every integer below it is exact."""
-    if dtype == pl.Float16:
-        return 2**11
-    return 2**24 if dtype == pl.Float32 else 2**53
-
-
-def _not_an_id(dtype: pl.DataType) -> str:
-    bits = _exact_float(dtype).bit_length() - 1
-    return (
-        f"not an exact integer ID (a {dtype} that is fractional, not finite, "
-        f"or beyond ±(2^{bits}-1))"
-    )
-
-
-def _timestamp(raw: pl.Expr, dtype: pl.DataType, file: str, column: str) -> pl.Expr:
-    """Normalise a timestamp to nanoseconds UTC; values that do not parse or fit become null."""
-    if isinstance(dtype, pl.Datetime | pl.Date):
-        return _instant(raw, dtype)
-    if dtype.is_integer():
-        in_range = raw.cast(pl.Int64, strict=False).is_between(-_MAX_EPOCH_MS, _MAX_EPOCH_MS)
-        nanos = raw.cast(pl.Int64, strict=False) * 1_000_000
-        return pl.when(in_range).then(nanos.cast(pl.Datetime("ns")).dt.replace_time_zone("UTC"))
-    if dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum):
-        return _iso_timestamp(raw.cast(pl.String).str.strip_chars())
-    raise InputError(
-        f"{file}: column {column!r} is {dtype}: expected a timestamp, "
-        "epoch milliseconds or an ISO-8601 string"
-    )
-
-
-# Nanoseconds per unit of a Parquet timestamp or date.
-_NANOS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "d": 86_400 * 10**9}
-_MAX_NS = 2**63 - 1
-
-
-def _units(raw: pl.Expr, dtype: pl.DataType) -> tuple[pl.Expr, str]:
-    """A Datetime or Date column as the 64-bit integers it stores (UTC, or naive taken as
-    UTC), and their unit: integers, because polars panics when it writes as text, or takes
-    the year of, a value beyond its calendar (int64's largest, which some systems write for
-    "never")."""
-    unit = "d" if isinstance(dtype, pl.Date) else str(getattr(dtype, "time_unit", "us"))
-    return raw.to_physical().cast(pl.Int64), unit
-
-
-def _instant(raw: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    """A Datetime or Date as nanoseconds UTC; null outside the nanosecond range."""
-    if isinstance(dtype, pl.Date):
-        return raw.cast(pl.Datetime("ns"), strict=False).dt.replace_time_zone("UTC")
-    utc = (
-        raw.dt.replace_time_zone("UTC")
-        if getattr(dtype, "time_zone", None) is None
-        else raw.dt.convert_time_zone("UTC")
-    )
-    # Both only relabel the stored integers; the cast checks its multiplication: a value
-    # beyond the nanosecond range (int64's largest in ms, say) becomes null, not a panic.
-    return utc.cast(TIMESTAMP, strict=False)
-
-
-def _iso_text(text: pl.Expr) -> pl.Expr:
-    """The strict form of an ISO-8601 string, or null when it is not one."""
-    for pattern, replacement in _ISO_REWRITES:
-        text = text.str.replace(pattern, replacement)
-    return pl.when(text.str.contains(_ISO_STRICT)).then(text)
-
-
-def _iso_year(text: pl.Expr) -> pl.Expr:
-    return _iso_text(text).str.slice(0, 4).cast(pl.Int32)
-
-
-def _iso_timestamp(text: pl.Expr) -> pl.Expr:
-    # The parser wraps around outside the nanosecond range instead of failing: check the year.
-    strict = pl.when(_iso_year(text).is_between(_FIRST_YEAR, _LAST_YEAR)).then(_iso_text(text))
-    with_offset = strict.str.to_datetime(
-        "%Y-%m-%dT%H:%M:%S%.f%:z", time_unit="ns", time_zone="UTC", strict=False
-    )
-    naive = strict.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", time_unit="ns", strict=False)
-    return pl.coalesce(with_offset, naive.dt.replace_time_zone("UTC"))
-
-
-def after_representable_time(raw: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    """True for a timestamp later than the nanosecond range, such as the `9999-12-31` that some
-    systems write for "never": later than any delivery can be."""
-    if isinstance(dtype, pl.Datetime | pl.Date):
-        units, unit = _units(raw, dtype)
-        return units > _MAX_NS // _NANOS[unit]
-    if dtype.is_integer():
-        return raw.cast(pl.Int64, strict=False) > _MAX_EPOCH_MS
-    if dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum):
-        return _iso_year(raw.cast(pl.String).str.strip_chars()) > _LAST_YEAR
-    return pl.lit(False)
-
-
-def _plain(dtype: pl.DataType) -> bool:
-    """Types whose values read as text: text itself, numbers, booleans."""
-    text = dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum)
-    return text or dtype.is_numeric() or dtype in (pl.Boolean, pl.Null)
-
-
-def _text(raw: pl.Expr, dtype: pl.DataType, file: str, column: str) -> pl.Expr:
-    if not _plain(dtype):
-        raise InputError(f"{file}: column {column!r} is {dtype}: expected text")
-    text = raw.cast(pl.String).str.strip_chars()
-    return pl.when(text.str.len_bytes() > 0).then(text)
-
-
-def _int(raw: pl.Expr, dtype: pl.DataType, file: str, column: str) -> pl.Expr:
-    if not _plain(dtype):
-        raise InputError(f"{file}: column {column!r} is {dtype}: expected an integer")
-    return raw.cast(pl.Int64, strict=False)
-
-
-_NORMALISERS: dict[Kind, Callable[[pl.Expr, pl.DataType, str, str], pl.Expr]] = {
-    Kind.ID: _id,
-    Kind.TIMESTAMP: _timestamp,
-    Kind.TEXT: _text,
-    Kind.INT: _int,
-}
-_DTYPES: dict[Kind, pl.DataType] = {
-    Kind.ID: ID(),
-    Kind.TIMESTAMP: TIMESTAMP,
-    Kind.TEXT: pl.String(),
-    Kind.INT: pl.Int64(),
-}
-_PROBLEMS = {
-    Kind.ID: "not an ID",
-    Kind.TIMESTAMP: "not a timestamp",
-    Kind.TEXT: "empty",
-    Kind.INT: "not an integer",
-}
-
-
-def _as_text(name: str, dtype: pl.DataType) -> pl.Expr:
-    """A column as text: nested values (lists, structs) as JSON."""
-    if dtype.is_nested():
-        return (
-            pl.struct(pl.col(name).alias("v"))
-            .struct.json_encode()
-            .str.slice(5)
-            .str.head(-1)
-            .alias(name)
-        )
-    if isinstance(dtype, pl.Datetime | pl.Date | pl.Duration):
-        return _time_as_text(pl.col(name), dtype).alias(name)
-    return pl.col(name).cast(pl.String)
-
-
-# The calendar polars can write: about ±255,000 years, in seconds.
-_SHOWN_SECONDS = 8 * 10**12
-
-
-def _time_as_text(raw: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    """A time as polars writes it; outside its calendar, and for a duration, which polars
-    does not write as text, the integer stored and its unit (`9223372036854775807 ms`)."""
-    if isinstance(dtype, pl.Duration):
-        units, unit = raw.to_physical().cast(pl.Int64), str(dtype.time_unit)
-        return units.cast(pl.String) + f" {unit}"
-    units, unit = _units(raw, dtype)
-    limit = _SHOWN_SECONDS * 10**9 // _NANOS[unit]
-    inside = units.is_between(-limit, limit)
-    # Outside values are replaced, not just masked: polars formats the values under nulls too.
-    shown = pl.when(inside).then(units).otherwise(0).cast(dtype)
-    calendar = pl.when(inside).then(shown.cast(pl.String))
-    return calendar.fill_null(units.cast(pl.String) + f" {unit}")
 
 
 ROW = "_row"
@@ -504,7 +162,7 @@ class SourceGroup:
         """Rejected raw rows -> every column as text, `source_file` and `reject_reason`."""
         return frame.select(
             *(
-                _as_text(name, dtype)
+                as_text(name, dtype)
                 for name, dtype in self.raw_schema.items()
                 if name not in (ROW, SOURCE_FILE)
             ),
@@ -550,7 +208,7 @@ class SourceGroup:
         derived = [*self.canonical, *self.extras, *(failed for failed, _ in self.problems)]
         return [
             *map(pl.col, names),
-            *(_as_text(name, self.raw_schema[name]) for name in names),
+            *(as_text(name, self.raw_schema[name]) for name in names),
             *(e for e in derived if column is None or column in e.meta.root_names()),
         ]
 
@@ -615,7 +273,7 @@ def _scan_group(
     # Partition columns are read only for the mapping that names one; the others stay out.
     partitions = _hive_values(files[0]) - set(schema.names) if hive else set()
     extras = [
-        _as_text(name, dtype) if dtype.is_nested() else pl.col(name)
+        as_text(name, dtype) if dtype.is_nested() else pl.col(name)
         for name, dtype in raw_schema.items()
         if name not in {*sources.values(), *spec, SOURCE_FILE, ROW, *partitions}
     ]
@@ -688,9 +346,9 @@ def _plan_column(
     reject a row for it, as (true when the row has it, `canonical: problem`)."""
     raw = pl.col(name)
     value = (
-        raw.cast(_DTYPES[column.kind])  # a column with only nulls
+        raw.cast(DTYPES[column.kind])  # a column with only nulls
         if dtype == pl.Null
-        else _NORMALISERS[column.kind](raw, dtype, file, name)
+        else NORMALISERS[column.kind](raw, dtype, file, name)
     )
     if column.open_ended:
         # A revocation beyond representable time never happens within it: still active.
@@ -708,11 +366,11 @@ def _plan_column(
     unread = raw.is_not_null() & blank.not_() & value.is_null()
     if column.kind is Kind.ID and dtype.is_float():
         # Even an optional ID: read as null, it would hide a person the row exposes.
-        problems.append((unread, f"{canonical}: {_not_an_id(dtype)}"))
+        problems.append((unread, f"{canonical}: {not_an_id(dtype)}"))
     elif column.required and not (dtype == pl.Null or _always_parses(column.kind, dtype)):
         # Rule 1 judges a row by its required columns; an optional value that does not
         # parse is read as null.
-        problems.append((unread, f"{canonical}: {_PROBLEMS[column.kind]}"))
+        problems.append((unread, f"{canonical}: {PROBLEMS[column.kind]}"))
     return value.alias(canonical), problems
 
 
@@ -764,7 +422,7 @@ def stack(frames: list[pl.LazyFrame], input_: Input) -> pl.LazyFrame:
     )
     present = stacked.collect_schema()
     return stacked.with_columns(
-        pl.lit(None, dtype=_DTYPES[column.kind]).alias(name)
+        pl.lit(None, dtype=DTYPES[column.kind]).alias(name)
         for name, column in COLUMNS[input_].items()
         if name not in present
     )
@@ -777,7 +435,7 @@ def load_input(input_: Input, path: str, columns: ColumnMap) -> LoadedInput:
     by_schema: dict[pa.Schema, list[str]] = {}
     rows: dict[str, int] = {}
     for file in files:
-        schema, rows[file] = _read_schema(file)
+        schema, rows[file] = read_schema(file)
         by_schema.setdefault(schema, []).append(file)
     source = InputSource(input_, path, files, tuple(rows[f] for f in files))
     groups = tuple(

@@ -24,7 +24,7 @@ from typing import IO
 
 import polars as pl
 
-from incident.schema import as_text
+from incident.pipeline.values import as_text
 
 # ISO-8601 UTC with `Z`; `%.f` prints fractional seconds only when they are not zero.
 ISO_UTC = "%Y-%m-%dT%H:%M:%S%.fZ"

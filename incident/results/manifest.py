@@ -22,7 +22,8 @@ import pyarrow.parquet as pq
 
 from incident.config import ScanConfig, format_instant
 from incident.errors import IncidentError, VerificationError
-from incident.pipeline.load import InputSource, find_files
+from incident.pipeline.files import find_files
+from incident.pipeline.load import InputSource
 from incident.results.read import MANIFEST
 from incident.schema import Input
 from incident.version import __version__

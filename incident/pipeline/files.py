@@ -1,0 +1,164 @@
+"""Finding an input's files, and opening each only once it is known to be sound.
+
+An input path is a Parquet file, a directory (read recursively, symbolic links followed, a
+directory reached twice read once) or a glob. Every file under it is read or named in an
+error: a directory that cannot be listed, a broken link, anything that is not a regular file.
+Hidden files and markers (`.x`, `_SUCCESS`) are not data.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import os
+import stat
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from incident.errors import InputError
+from incident.pipeline.integrity import ParquetDamage, check_parquet
+from incident.schema import Input
+
+# What reading a damaged or unusual file can raise: polars' errors, I/O errors, and a panic
+# of its Rust code, which derives from BaseException and so escapes `except Exception`.
+READ_ERRORS: tuple[type[BaseException], ...] = (
+    pl.exceptions.PolarsError,
+    OSError,
+    pl.exceptions.PanicException,
+)
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message, or its type when it has none."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def find_files(input_: Input, path: str) -> tuple[str, ...]:
+    """The Parquet files of an input path: a file, a directory tree, or a glob, in sorted order.
+
+    Symbolic links are followed. A directory that cannot be listed, a broken link or anything
+    that is not a regular file is an `InputError` naming it: no file is skipped silently.
+    """
+    kind = _kind(input_, path, missing_ok=True)
+    if kind is None:
+        if not glob.has_magic(path):
+            raise InputError(f"{path}: {input_.value} input not found")
+        files = [f for match in _glob(input_, path) for f in _files_at(input_, match)]
+    else:
+        files = _files_at(input_, path)
+    if not files:
+        raise InputError(f"{path}: no Parquet files found for {input_.value}")
+    return tuple(sorted(set(files)))  # `**` matches a directory and those below it
+
+
+def _kind(input_: Input, path: str, missing_ok: bool = False) -> str | None:
+    """`dir` or `file` (symbolic links followed); None for a missing path when `missing_ok`."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        if os.path.islink(path) and isinstance(error, FileNotFoundError | NotADirectoryError):
+            raise InputError(
+                f"{path}: broken symbolic link in the {input_.value} input; "
+                "expected it to point to a file or directory"
+            ) from None
+        if missing_ok and isinstance(error, FileNotFoundError | NotADirectoryError):
+            return None
+        raise InputError(
+            f"{path}: cannot open {input_.value} input ({error.strerror or error}); "
+            "expected a readable file or directory"
+        ) from None
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISREG(mode):
+        return "file"
+    raise InputError(
+        f"{path}: not a regular file or directory in the {input_.value} input; "
+        "expected Parquet files"
+    )
+
+
+def _hidden(name: str) -> bool:
+    # Hidden files and markers such as _SUCCESS or _metadata are not data.
+    return name.startswith((".", "_"))
+
+
+def _listing(input_: Input, directory: str) -> list[str]:
+    """The names in `directory`, sorted; a directory that cannot be listed is an input error."""
+    try:
+        with os.scandir(directory) as entries:
+            return sorted(entry.name for entry in entries)
+    except OSError as error:
+        raise InputError(
+            f"{directory}: cannot list {input_.value} directory ({error.strerror or error}); "
+            "expected a readable directory"
+        ) from None
+
+
+def _files_at(input_: Input, path: str) -> list[str]:
+    """The file `path`, or every non-hidden file under the directory `path`."""
+    return [path] if _kind(input_, path) == "file" else _tree(input_, path)[1]
+
+
+def _glob(input_: Input, pattern: str) -> list[str]:
+    """The paths matching `pattern` (`*`, `?`, `[…]` within a name; `**` for any depth), as
+    `glob(recursive=True)` finds them, except that a directory it cannot list is an input
+    error rather than no match. A wildcard does not match hidden names (`.x`, `_SUCCESS`)."""
+    absolute = pattern.startswith(os.sep)
+    paths = [os.sep if absolute else ""]
+    for part in pattern.split(os.sep)[1 if absolute else 0 :]:
+        if part == "**":
+            paths = [found for path in paths for found in _tree(input_, path)[0]]
+        elif glob.has_magic(part):
+            paths = [
+                os.path.join(path, name)
+                for path in paths
+                if _kind(input_, path or ".", missing_ok=True) == "dir"
+                for name in _listing(input_, path or ".")
+                if fnmatch.fnmatchcase(name, part) and (not _hidden(name) or _hidden(part))
+            ]
+        else:
+            paths = [os.path.join(path, part) for path in paths]
+    return [path for path in paths if os.path.lexists(path)]
+
+
+def _tree(input_: Input, top: str) -> tuple[list[str], list[str]]:
+    """The non-hidden directories (with `top`) and files under the directory `top` ("" is
+    the current one), links followed; none when `top` is not a directory. A directory
+    already visited (a link back up the tree, or a second link to it) is not entered again,
+    so that no file is read twice."""
+    if _kind(input_, top or ".", missing_ok=True) != "dir":
+        return [], []
+    directories: list[str] = []
+    files: list[str] = []
+    visited: set[tuple[int, int]] = set()
+    pending = [top]
+    while pending:
+        directory = pending.pop()
+        status = os.stat(directory or ".")
+        if (status.st_dev, status.st_ino) in visited:
+            continue
+        visited.add((status.st_dev, status.st_ino))
+        directories.append(directory)
+        for name in _listing(input_, directory or "."):
+            child = os.path.join(directory, name)
+            if not _hidden(name):
+                (pending if _kind(input_, child) == "dir" else files).append(child)
+    return directories, files
+
+
+def read_schema(path: str) -> tuple[pa.Schema, int]:
+    try:
+        # Checked first: polars and pyarrow trust a file's counts, and abort on some damage.
+        check_parquet(path)
+        metadata = pq.read_metadata(path)
+        schema = metadata.schema.to_arrow_schema().remove_metadata()
+    except ParquetDamage as error:
+        raise InputError(f"{path}: not a readable Parquet file (damaged: {error})") from None
+    # pyarrow raises more than its own errors on a damaged footer (a column name that is not
+    # UTF-8 is a UnicodeDecodeError): each is about the file.
+    except (OSError, ValueError, LookupError, ArithmeticError, pa.ArrowException) as error:
+        raise InputError(f"{path}: not a readable Parquet file ({first_line(error)})") from None
+    return schema, metadata.num_rows
