@@ -207,3 +207,49 @@ def test_breakdowns_that_add_up_to_more_say_why(run_scan: ScanFn, tmp_path: Path
     assert note in (tmp_path / "out" / "summary.md").read_text().splitlines()
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["totals"]["events_misdelivered"] == 1
+
+
+def test_a_log_copied_twice_is_read_once_and_named(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    day = logs / "deliveries" / "day=2018-03-01"
+    write(
+        [delivery(1, utc(2018, 3, 1), 10, 1), delivery(2, utc(2018, 3, 1), 11, 1)],
+        day / "part-0.parquet",
+    )
+    (day / "part-1.parquet").write_bytes((day / "part-0.parquet").read_bytes())
+    write([grant(1, 10)], logs / "authorizations.parquet")
+    out = tmp_path / "out"
+    code, _, stderr = invoke("scan", str(logs), "--out", str(out))
+    assert code == ExitCode.OK
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["accounting"]["rows_read"] == 2
+    assert summary["totals"]["deliveries_misdelivered"] == 1
+    assert (
+        f"warning: 1 deliveries files have the same bytes (SHA-256) as another and were read "
+        f"once: {day / 'part-1.parquet'} = {day / 'part-0.parquet'}; see manifest.json"
+    ) in stderr.splitlines()
+    recorded = json.loads((out / "manifest.json").read_text())["inputs"]["deliveries"]
+    assert [(f["path"], f.get("same_as")) for f in recorded] == [
+        (str(day / "part-0.parquet"), None),
+        (str(day / "part-1.parquet"), str(day / "part-0.parquet")),
+    ]
+    assert invoke("verify", str(out))[0] == ExitCode.OK
+    (day / "part-1.parquet").write_bytes(b"changed")
+    assert invoke("verify", str(out))[0] == ExitCode.VERIFICATION_FAILED
+
+
+def test_copies_of_a_reported_row_count_once(run_scan: ScanFn) -> None:
+    leak = delivery(2, utc(2018, 3, 1), 11, 1, delivery_id="d-2")
+    retry = delivery(2, utc(2018, 3, 1, 0, 1), 11, 1, delivery_id="d-3")
+    no_id = delivery(3, utc(2018, 3, 2), 11, 1)
+    other = delivery(3, utc(2018, 3, 2), 11, 1, "direct_message")  # differs: not a copy
+    rows = [delivery(1, utc(2018, 3, 1), 10, 1, delivery_id="d-1"), leak, retry, no_id, other]
+    result = run_scan([*rows, leak, leak, no_id | {"delivery_id": None}], [grant(1, 10)])
+    accounting = result.accounting
+    assert (accounting.rows_read, accounting.rows_rejected) == (8, 3)
+    assert (accounting.rows_authorized, accounting.rows_misdelivered) == (1, 4)
+    assert result.misdeliveries.height == 4
+    rejected = pl.read_parquet(result.out / "rejected.parquet")
+    assert rejected["reject_reason"].to_list() == ["duplicate"] * 3
+    assert rejected["delivery_id"].to_list() == ["d-2", "d-2", None]  # sorted by event_id first
+    assert result.summary.to_json()["rejected_by_reason"] == {"duplicate": 3}

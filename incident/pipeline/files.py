@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import fnmatch
 import glob
+import hashlib
 import os
 import stat
+from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
@@ -162,3 +164,36 @@ def read_schema(path: str) -> tuple[pa.Schema, int]:
     except (OSError, ValueError, LookupError, ArithmeticError, pa.ArrowException) as error:
         raise InputError(f"{path}: not a readable Parquet file ({first_line(error)})") from None
     return schema, metadata.num_rows
+
+
+_CHUNK = 1 << 20
+
+
+def sha256(path: Path) -> str:
+    """The SHA-256 of a file, read in chunks (hashlib releases the GIL: it overlaps the scan)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def distinct_files(files: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """The files with distinct contents, and `(copy, original)` for each file whose bytes
+    are those of an earlier one (a log copied twice, two links to one file): a copy is read
+    once. Only files of the same size are hashed, so that a scan does not read every file
+    twice to find copies, which are rare."""
+    by_size: dict[int, list[str]] = {}
+    for file in files:
+        by_size.setdefault(os.stat(file).st_size, []).append(file)
+    originals: dict[str, str] = {}
+    for same_size in (group for group in by_size.values() if len(group) > 1):
+        first: dict[str, str] = {}
+        for file in same_size:
+            digest = sha256(Path(file))
+            if digest in first:
+                originals[file] = first[digest]
+            else:
+                first[digest] = file
+    kept = tuple(file for file in files if file not in originals)
+    return kept, tuple((file, originals[file]) for file in files if file in originals)

@@ -17,7 +17,13 @@ import pyarrow as pa
 
 from incident.config import ColumnMap
 from incident.errors import InputError
-from incident.pipeline.files import READ_ERRORS, find_files, first_line, read_schema
+from incident.pipeline.files import (
+    READ_ERRORS,
+    distinct_files,
+    find_files,
+    first_line,
+    read_schema,
+)
 from incident.pipeline.values import (
     DTYPES,
     NORMALISERS,
@@ -59,6 +65,8 @@ class InputSource:
     path: str
     files: tuple[str, ...]
     file_rows: tuple[int, ...]  # from each file's Parquet footer
+    # (copy, original): files with the same bytes as one read, not read again.
+    copies: tuple[tuple[str, str], ...] = ()
 
     @property
     def rows(self) -> int:
@@ -431,13 +439,13 @@ def stack(frames: list[pl.LazyFrame], input_: Input) -> pl.LazyFrame:
 def load_input(input_: Input, path: str, columns: ColumnMap) -> LoadedInput:
     """Find, check and plan the reading of one input; raise `InputError` naming the file and
     column. Nothing but Parquet footers is read here."""
-    files = find_files(input_, path)
+    files, copies = distinct_files(find_files(input_, path))
     by_schema: dict[pa.Schema, list[str]] = {}
     rows: dict[str, int] = {}
     for file in files:
         schema, rows[file] = read_schema(file)
         by_schema.setdefault(schema, []).append(file)
-    source = InputSource(input_, path, files, tuple(rows[f] for f in files))
+    source = InputSource(input_, path, files, tuple(rows[f] for f in files), copies)
     groups = tuple(
         _scan_group(source, chunk, tuple(rows[f] for f in chunk), schema, columns)
         for schema, group in by_schema.items()

@@ -7,7 +7,7 @@ Writing and publishing the result is `incident.api`'s and `incident.outputs`'.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import polars as pl
 
@@ -25,6 +25,7 @@ from incident.pipeline.impact import (
     users_report,
 )
 from incident.pipeline.load import (
+    REJECT_REASON,
     SOURCE_FILE,
     LoadedInput,
     app_registry,
@@ -32,6 +33,7 @@ from incident.pipeline.load import (
     load_input,
 )
 from incident.pipeline.summarise import Detection, Impact, reasons, summarise
+from incident.pipeline.values import as_text
 from incident.schema import CAUSE, COLUMNS, REASON, Input
 from incident.summary import RowAccounting, Summary
 
@@ -88,6 +90,45 @@ def _sorted_rows(frame: pl.LazyFrame) -> pl.LazyFrame:
     return frame.sort(keys, nulls_last=True, maintain_order=True)
 
 
+DUPLICATE = "duplicate"
+
+
+def _copies(misdelivered: pl.DataFrame) -> pl.Series:
+    """True for a misdelivered row that copies an earlier one (in the rows' stable order):
+    the same `delivery_id`, or without one the same value in every input column. A log
+    loaded twice under two names must not count its findings twice."""
+    values = [c for c in misdelivered.columns if c not in (SOURCE_FILE, "developer_id", REASON)]
+    has_id = pl.col("delivery_id").is_not_null()
+    copy = (
+        pl.when(has_id)
+        .then(pl.col("delivery_id").is_first_distinct().not_())
+        .otherwise(pl.struct(values).is_first_distinct().not_())
+    )
+    return misdelivered.select(copy.alias("copy"))["copy"]
+
+
+def _set_copies_apart(
+    accounting: RowAccounting, misdelivered: pl.DataFrame
+) -> tuple[RowAccounting, pl.DataFrame, pl.DataFrame]:
+    """The accounting, misdeliveries and rejected copies once copies of reported rows are
+    counted once (DESIGN rule 1): each copy is a rejected row with reason `duplicate`."""
+    copies = _copies(misdelivered)
+    if not copies.any():
+        return accounting, misdelivered, pl.DataFrame()
+    duplicates = misdelivered.filter(copies).drop("developer_id", REASON)
+    rejected = duplicates.select(
+        *(as_text(name, dtype) for name, dtype in duplicates.schema.items()),
+        pl.lit(DUPLICATE).alias(REJECT_REASON),
+    )
+    moved = duplicates.height
+    recounted = replace(
+        accounting,
+        rows_rejected=accounting.rows_rejected + moved,
+        rows_misdelivered=accounting.rows_misdelivered - moved,
+    )
+    return recounted, misdelivered.filter(copies.not_()), rejected
+
+
 def _detect(inputs: ScanInputs, window: Window) -> Detection:
     """Classify every delivery; the misdeliveries with their developer, in a stable order."""
     found = passes.run(inputs.deliveries, inputs.authorizations, window)
@@ -106,10 +147,16 @@ def _detect(inputs: ScanInputs, window: Window) -> Detection:
     # Sorted before attribution adds its columns, which is the same order: rows alike in every
     # input column are attributed alike.
     misdelivered = _sorted_rows(attributed.select(*canonical, *extras, *added)).collect()
+    accounting, misdelivered, copies = _set_copies_apart(accounting, misdelivered)
+    rejected = (
+        pl.concat([found.rejected, copies], how="diagonal_relaxed")
+        if copies.height
+        else found.rejected
+    )
     return Detection(
         accounting=accounting,
         misdeliveries=misdelivered,
-        rejected=found.rejected.sort(pl.all(), nulls_last=True, maintain_order=True),
+        rejected=rejected.sort(pl.all(), nulls_last=True, maintain_order=True),
         rejected_grants=collect_input(
             [inputs.authorizations.rejected.sort(pl.all(), nulls_last=True)],
             [inputs.authorizations],

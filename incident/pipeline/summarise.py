@@ -86,6 +86,19 @@ def _inputs(loaded: Sequence[LoadedInput], detection: Detection) -> Inputs:
     )
 
 
+def _copies(loaded: Sequence[LoadedInput]) -> list[str]:
+    """A warning per input with files that are copies of others (read once)."""
+    warnings = []
+    for source in (i.source for i in loaded if i.source.copies):
+        pairs = [f"{copy} = {original}" for copy, original in source.copies]
+        shown = "; ".join(pairs[:3]) + (f"; and {len(pairs) - 3} more" if len(pairs) > 3 else "")
+        warnings.append(
+            f"{len(pairs)} {source.input.value} files have the same bytes (SHA-256) as another "
+            f"and were read once: {shown}; see manifest.json"
+        )
+    return warnings
+
+
 def _warnings(
     detection: Detection, impact: Impact, apps: InputSummary | None, missing: Sequence[str]
 ) -> list[str]:
@@ -153,5 +166,8 @@ def summarise(
         attribution=attribution,
         regulator=impact.regulator,
         rejected_by_reason=dict(reject_reasons.iter_rows()),
-        warnings=tuple(_warnings(detection, impact, inputs.apps, explained.evidence_missing)),
+        warnings=(
+            *_copies(loaded),
+            *_warnings(detection, impact, inputs.apps, explained.evidence_missing),
+        ),
     )

@@ -7,7 +7,6 @@ all of it and lists each difference.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 from collections.abc import Iterable
@@ -22,13 +21,11 @@ import pyarrow.parquet as pq
 
 from incident.config import ScanConfig, format_instant
 from incident.errors import IncidentError, VerificationError
-from incident.pipeline.files import find_files
+from incident.pipeline.files import find_files, sha256
 from incident.pipeline.load import InputSource
 from incident.results.read import MANIFEST
 from incident.schema import Input
 from incident.version import __version__
-
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -39,33 +36,28 @@ class FileEvidence:
     size: int
     sha256: str
     rows: int | None = None
+    same_as: str | None = None  # an input file not read: a copy of this one
 
 
-def sha256(path: Path) -> str:
-    """The SHA-256 of a file, read in chunks (hashlib releases the GIL: it overlaps the scan)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while chunk := stream.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _input_evidence(path: str, rows: int) -> FileEvidence:
-    return FileEvidence(path, Path(path).stat().st_size, sha256(Path(path)), rows)
+def _input_evidence(path: str, rows: int, same_as: str | None = None) -> FileEvidence:
+    return FileEvidence(path, Path(path).stat().st_size, sha256(Path(path)), rows, same_as)
 
 
 def hash_inputs(
     sources: Iterable[InputSource], pool: ThreadPoolExecutor
 ) -> dict[Input, list[Future[FileEvidence]]]:
     """Start hashing every input file in `pool`, to run while the scan reads them; the files
-    and their rows are those the inputs were loaded from."""
-    return {
-        source.input: [
-            pool.submit(_input_evidence, file, rows)
-            for file, rows in zip(source.files, source.file_rows, strict=True)
+    and their rows are those the inputs were loaded from, and a copy that was not read is
+    recorded with the file it is a copy of (`same_as`)."""
+    hashed: dict[Input, list[Future[FileEvidence]]] = {}
+    for source in sources:
+        rows = dict(zip(source.files, source.file_rows, strict=True))
+        hashed[source.input] = [pool.submit(_input_evidence, f, n) for f, n in rows.items()]
+        hashed[source.input] += [
+            pool.submit(_input_evidence, copy, rows[original], original)
+            for copy, original in source.copies
         ]
-        for source in sources
-    }
+    return hashed
 
 
 def _parameters(config: ScanConfig) -> dict[str, Any]:
@@ -79,6 +71,10 @@ def _parameters(config: ScanConfig) -> dict[str, Any]:
         "max_rejected": str(config.max_rejected),
         "formats": [f.value for f in config.formats],
     }
+
+
+def _without_nulls(fields: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in fields.items() if value is not None}
 
 
 def write_manifest(
@@ -95,7 +91,7 @@ def write_manifest(
         },
         "parameters": _parameters(config),
         "inputs": {
-            input_.value: [asdict(f.result()) for f in futures]
+            input_.value: [_without_nulls(asdict(f.result())) for f in futures]
             for input_, futures in inputs.items()
         },
         "outputs": {p.name: {"size": p.stat().st_size, "sha256": sha256(p)} for p in outputs},
@@ -141,7 +137,10 @@ def _evidence(entry: Any, is_input: bool) -> FileEvidence:
         raise ValueError(f"size and sha256 of {entry.get('path', '?')!r}")
     if is_input and not (isinstance(entry["path"], str) and isinstance(rows, int)):
         raise ValueError(f"path and rows of {entry.get('path', '?')!r}")
-    return FileEvidence(str(entry.get("path", "")), size, digest, rows if is_input else None)
+    same_as = entry.get("same_as")
+    return FileEvidence(
+        str(entry.get("path", "")), size, digest, rows if is_input else None, same_as
+    )
 
 
 def read_manifest(result: Path) -> Manifest:
