@@ -388,6 +388,7 @@ def reference_scan(
 
     rejected = outside = authorized = 0
     misdelivered: list[Misdelivery] = []
+    reported: set[Delivery] = set()
     for row in deliveries:
         delivery = valid_delivery(row)
         if delivery is None:
@@ -400,6 +401,10 @@ def reference_scan(
         if reason is None:
             authorized += 1
             continue
+        if delivery in reported:
+            rejected += 1  # rule 1: a copy of a reported row counts once; the copy is rejected
+            continue
+        reported.add(delivery)
         developer = developer_of(delivery.app_id, registry)
         misdelivered.append(Misdelivery(delivery, developer, reason))
 

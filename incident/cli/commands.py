@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import click
+import polars as pl
 
 from incident.cli.diff import diff_command
 from incident.cli.export import export_command
@@ -30,7 +31,8 @@ class IncidentGroup(click.Group):
             ctx.exit(error.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
-        except Exception as error:
+        except (Exception, pl.exceptions.PanicException) as error:
+            # A panic of polars' Rust code derives from BaseException: still a bug of ours.
             say(
                 f"internal error (a bug in incident {__version__}, please report it): "
                 f"{type(error).__name__}: {one_line(error)}"
