@@ -18,7 +18,7 @@ from incident.results.export import EXPORT_FORMATS, export_result, read_key
     "--to",
     type=click.Path(path_type=Path),
     required=True,
-    help="New (or empty) directory for users, developers and misdeliveries.",
+    help="New (or empty) directory for users, developers, endpoints and misdeliveries.",
 )
 @click.option(
     "--format",
@@ -51,7 +51,7 @@ def export_command(
     key_file: Path | None,
     mapping: Path | None,
 ) -> None:
-    """Copy a scan result's reports to --to as CSV, TSV or JSON Lines for analysts."""
+    """Copy a scan result's reports to --to in a table format (CSV by default) for analysts."""
     if pseudonymize and key_file is None:
         raise click.UsageError("--pseudonymize needs --key-file FILE")
     if not pseudonymize and (key_file is not None or mapping is not None):
