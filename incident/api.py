@@ -3,7 +3,7 @@ to a staging directory and publishes it whole."""
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,10 +12,11 @@ import polars as pl
 from incident.config import ScanConfig
 from incident.errors import ConfigError, TooManyRejectedError
 from incident.outputs import check_directory, staged_directory
-from incident.pipeline.run import Progress, load_inputs, run
+from incident.pipeline.run import Outcome, Progress, load_inputs, run
 from incident.report.write import write_result
-from incident.results.manifest import hash_inputs, write_manifest
+from incident.results.manifest import FileEvidence, hash_inputs, write_manifest
 from incident.results.read import is_result
+from incident.schema import Input
 from incident.summary import RowAccounting, Summary
 
 
@@ -66,6 +67,21 @@ def _check_rejected(config: ScanConfig, summary: Summary) -> None:
             )
 
 
+def _write(
+    config: ScanConfig,
+    staging: Path,
+    outcome: Outcome,
+    evidence: dict[Input, list[Future[FileEvidence]]],
+) -> None:
+    """The result's files; a full disk or a failing device is the destination's problem."""
+    try:
+        write_result(staging, outcome, config.formats)
+        write_manifest(config, staging, evidence)
+    except (OSError, pl.exceptions.ComputeError) as error:
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError(f"--out {config.out}: cannot be written ({detail})") from None
+
+
 def scan(config: ScanConfig, progress: Progress | None = None) -> ScanResult:
     """Run a scan and publish its result in `config.out`, whole or not at all.
 
@@ -84,8 +100,7 @@ def scan(config: ScanConfig, progress: Progress | None = None) -> ScanResult:
         with staged_directory(config.out, "--out") as staging:
             outcome = run(config, inputs, stage)
             stage("writing reports")
-            write_result(staging, outcome, config.formats)
-            write_manifest(config, staging, evidence)
+            _write(config, staging, outcome, evidence)
     _check_rejected(config, outcome.summary)
     summary = outcome.summary
     return ScanResult(config.out, summary, outcome.users, outcome.developers, outcome.misdeliveries)

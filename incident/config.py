@@ -35,7 +35,9 @@ def format_instant(instant: datetime) -> str:
     """An instant as ISO-8601 UTC with `Z`, fractional seconds only when non-zero."""
     utc = instant.astimezone(UTC)
     fraction = f".{utc.microsecond:06d}".rstrip("0") if utc.microsecond else ""
-    return utc.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"
+    # Four-digit years always (strftime's %Y writes year 1 as "1", which no parser reads back).
+    date = f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}"
+    return f"{date}T{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}{fraction}Z"
 
 
 @dataclass(frozen=True)

@@ -116,9 +116,15 @@ def _replace_directory(staging: Path, target: Path, option: str, shown: Path) ->
         retired = Path(
             tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent)
         )
+        earlier = retired / target.name
         try:
-            os.replace(target, retired / target.name)
+            os.replace(target, earlier)
             os.replace(staging, target)
+        except BaseException:
+            # Interrupted or failed between the two renames: the earlier output goes back.
+            if earlier.exists() and not target.exists():
+                os.replace(earlier, target)
+            raise
         finally:
             shutil.rmtree(retired, ignore_errors=True)
     except OSError as error:

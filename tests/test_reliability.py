@@ -253,3 +253,112 @@ def test_copies_of_a_reported_row_count_once(run_scan: ScanFn) -> None:
     assert rejected["reject_reason"].to_list() == ["duplicate"] * 3
     assert rejected["delivery_id"].to_list() == ["d-2", "d-2", None]  # sorted by event_id first
     assert result.summary.to_json()["rejected_by_reason"] == {"duplicate": 3}
+
+
+def test_identical_files_under_different_partitions_that_are_read_are_not_copies(
+    tmp_path: Path,
+) -> None:
+    """With the app read from the path (`app=A/`), two files of the same bytes hold the
+    deliveries of two apps: both are read."""
+    logs = tmp_path / "logs"
+    rows = [delivery(1, utc(2018, 3, 1), 10, 1), delivery(2, utc(2018, 3, 1), 10, 2)]
+    for app in ("11", "12"):
+        frame = pl.DataFrame(rows).drop("app_id")
+        write(frame, logs / "deliveries" / f"app={app}" / "part-0.parquet")
+    write([grant(1, 10)], logs / "authorizations.parquet")
+    out = tmp_path / "out"
+    code, _, stderr = invoke("scan", str(logs), "--out", str(out), "--map", "deliveries.app_id=app")
+    assert code == ExitCode.OK
+    assert "same bytes" not in stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["accounting"]["rows_read"] == 4
+    assert summary["totals"]["developers_exposed"] == 2
+
+
+def test_a_delivery_id_shared_by_different_deliveries_is_not_a_copy(run_scan: ScanFn) -> None:
+    rows = [
+        delivery(1, utc(2018, 3, 1), 11, 1, delivery_id=7),
+        delivery(2, utc(2018, 3, 1), 12, 2, delivery_id=7),  # per-webhook numbering
+    ]
+    result = run_scan(rows, [grant(1, 10)])
+    assert (result.accounting.rows_misdelivered, result.accounting.rows_rejected) == (2, 0)
+    assert result.summary.totals.users_exposed == 2
+    assert result.summary.warnings[0].startswith("1 delivery_id values name misdelivered rows")
+
+
+def test_categorical_and_binary_columns_are_safe_in_every_format(
+    run_scan: ScanFn, tmp_path: Path
+) -> None:
+    frame = pl.DataFrame([delivery(1, utc(2018, 3, 1), 11, 1)]).with_columns(
+        pl.lit(FORMULA).cast(pl.Categorical).alias("note"),
+        pl.lit(b"\x00\xff").alias("raw"),
+    )
+    out = run_scan(frame, [grant(1, 10)]).out
+    for fmt in ("csv", "tsv", "jsonl"):
+        code, _, stderr = invoke("export", str(out), "--to", str(tmp_path / fmt), "--format", fmt)
+        assert (code, stderr.count("error")) == (ExitCode.OK, 0), stderr
+    cells = _csv_cells(tmp_path / "csv" / "misdeliveries.csv")
+    assert "'" + FORMULA in cells
+    assert "00ff" in cells
+
+
+def test_an_interrupted_swap_puts_the_earlier_result_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from incident.cli import Interrupted
+    from incident.outputs import staged_directory
+
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "summary.json").write_text("earlier")
+    real_replace = __import__("os").replace
+
+    def interrupted(source: str | Path, destination: str | Path) -> None:
+        if Path(destination) == target and Path(source).name.endswith(".partial"):
+            raise Interrupted(15)  # after the earlier result was moved aside
+        real_replace(source, destination)
+
+    monkeypatch.setattr("incident.outputs.os.replace", interrupted)
+    with pytest.raises(Interrupted), staged_directory(target, "--out") as staging:
+        (staging / "summary.json").write_text("new")
+    assert (target / "summary.json").read_text() == "earlier"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_window_from_year_one_reads_back(hostile_logs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code, _, _ = invoke("scan", str(hostile_logs), "--out", str(out), "-q", "--since", "0001-01-01")
+    assert code == ExitCode.OK
+    assert json.loads((out / "summary.json").read_text())["window"]["since"] == (
+        "0001-01-01T00:00:00Z"
+    )
+    assert invoke("report", str(out), "--html", str(tmp_path / "r.html"))[0] == ExitCode.OK
+    assert invoke("diff", str(out), str(out))[0] == ExitCode.OK
+
+
+def test_a_full_disk_is_the_destination_s_problem(
+    hostile_logs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(*_: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("incident.api.write_result", full)
+    out = tmp_path / "out"
+    code, _, stderr = invoke("scan", str(hostile_logs), "--out", str(out), "-q")
+    assert code == ExitCode.USAGE_ERROR
+    assert stderr == f"error: --out {out}: cannot be written ([Errno 28] No space left on device)\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["logs"]
+
+
+def test_json_nested_too_deep_is_not_a_summary_or_a_manifest(
+    hostile_logs: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    assert invoke("scan", str(hostile_logs), "--out", str(out), "-q")[0] == ExitCode.OK
+    (out / "manifest.json").write_text("[" * 200_000)
+    code, _, stderr = invoke("verify", str(out))
+    assert (code, stderr.count("\n")) == (ExitCode.VERIFICATION_FAILED, 1)
+    (out / "summary.json").write_text('{"tool": {"name": "incident"}, "x": ' + "[" * 200_000)
+    code, _, stderr = invoke("diff", str(out), str(out))
+    assert (code, stderr.count("\n")) == (ExitCode.INPUT_ERROR, 1)
+    assert "summary.json unreadable" in stderr

@@ -12,6 +12,7 @@ import fnmatch
 import glob
 import hashlib
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -178,14 +179,25 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def distinct_files(files: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+def _partition_values(path: str, partitions: frozenset[str]) -> tuple[tuple[str, str], ...]:
+    """The `name=value` directories of `path` whose name is a column read from the path."""
+    found = re.finditer(r"[/\\]([^/\\=]+)=([^/\\]*)(?=[/\\])", path)
+    return tuple((m.group(1), m.group(2)) for m in found if m.group(1) in partitions)
+
+
+def distinct_files(
+    files: tuple[str, ...], partitions: frozenset[str] = frozenset()
+) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
     """The files with distinct contents, and `(copy, original)` for each file whose bytes
     are those of an earlier one (a log copied twice, two links to one file): a copy is read
-    once. Only files of the same size are hashed, so that a scan does not read every file
-    twice to find copies, which are rare."""
-    by_size: dict[int, list[str]] = {}
+    once. Files under different values of a partition column that is read (`partitions`,
+    e.g. `app_id=A/` and `app_id=B/`) hold different rows even with the same bytes: they are
+    never copies. Only files of the same size are hashed, so that a scan does not read every
+    file twice to find copies, which are rare."""
+    by_size: dict[tuple[int, tuple[tuple[str, str], ...]], list[str]] = {}
     for file in files:
-        by_size.setdefault(os.stat(file).st_size, []).append(file)
+        key = (os.stat(file).st_size, _partition_values(file, partitions))
+        by_size.setdefault(key, []).append(file)
     originals: dict[str, str] = {}
     for same_size in (group for group in by_size.values() if len(group) > 1):
         first: dict[str, str] = {}

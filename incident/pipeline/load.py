@@ -439,7 +439,8 @@ def stack(frames: list[pl.LazyFrame], input_: Input) -> pl.LazyFrame:
 def load_input(input_: Input, path: str, columns: ColumnMap) -> LoadedInput:
     """Find, check and plan the reading of one input; raise `InputError` naming the file and
     column. Nothing but Parquet footers is read here."""
-    files, copies = distinct_files(find_files(input_, path))
+    read_from_paths = frozenset(columns.source(input_, c) for c in COLUMNS[input_])
+    files, copies = distinct_files(find_files(input_, path), read_from_paths)
     by_schema: dict[pa.Schema, list[str]] = {}
     rows: dict[str, int] = {}
     for file in files:

@@ -34,7 +34,7 @@ from incident.pipeline.load import (
 )
 from incident.pipeline.summarise import Detection, Impact, reasons, summarise
 from incident.pipeline.values import as_text
-from incident.schema import CAUSE, COLUMNS, REASON, Input
+from incident.schema import CAUSE, COLUMNS, DELIVERY_COLUMNS, REASON, Input
 from incident.summary import RowAccounting, Summary
 
 Progress = Callable[[str], None]
@@ -93,28 +93,34 @@ def _sorted_rows(frame: pl.LazyFrame) -> pl.LazyFrame:
 DUPLICATE = "duplicate"
 
 
-def _copies(misdelivered: pl.DataFrame) -> pl.Series:
+def _copies(misdelivered: pl.DataFrame) -> tuple[pl.Series, int]:
     """True for a misdelivered row that copies an earlier one (in the rows' stable order):
-    the same `delivery_id`, or without one the same value in every input column. A log
-    loaded twice under two names must not count its findings twice."""
+    the same `delivery_id` and the same required columns, or without an ID the same value in
+    every input column. A log loaded twice under two names must not count its findings twice.
+    Also the number of rows whose `delivery_id` another, different delivery has too: they are
+    not copies, and each is counted."""
     values = [c for c in misdelivered.columns if c not in (SOURCE_FILE, "developer_id", REASON)]
+    attempt = ["delivery_id", *(c for c, column in DELIVERY_COLUMNS.items() if column.required)]
     has_id = pl.col("delivery_id").is_not_null()
     copy = (
         pl.when(has_id)
-        .then(pl.col("delivery_id").is_first_distinct().not_())
+        .then(pl.struct(attempt).is_first_distinct().not_())
         .otherwise(pl.struct(values).is_first_distinct().not_())
     )
-    return misdelivered.select(copy.alias("copy"))["copy"]
+    attempts = pl.struct(attempt).n_unique().over("delivery_id")
+    clashing = misdelivered.filter(has_id & (attempts > 1))["delivery_id"].n_unique()
+    return misdelivered.select(copy.alias("copy"))["copy"], clashing
 
 
 def _set_copies_apart(
     accounting: RowAccounting, misdelivered: pl.DataFrame
-) -> tuple[RowAccounting, pl.DataFrame, pl.DataFrame]:
+) -> tuple[RowAccounting, pl.DataFrame, pl.DataFrame, int]:
     """The accounting, misdeliveries and rejected copies once copies of reported rows are
-    counted once (DESIGN rule 1): each copy is a rejected row with reason `duplicate`."""
-    copies = _copies(misdelivered)
+    counted once (DESIGN rule 1): each copy is a rejected row with reason `duplicate`; and
+    how many delivery IDs name different deliveries."""
+    copies, clashing = _copies(misdelivered)
     if not copies.any():
-        return accounting, misdelivered, pl.DataFrame()
+        return accounting, misdelivered, pl.DataFrame(), clashing
     duplicates = misdelivered.filter(copies).drop("developer_id", REASON)
     rejected = duplicates.select(
         *(as_text(name, dtype) for name, dtype in duplicates.schema.items()),
@@ -126,7 +132,7 @@ def _set_copies_apart(
         rows_rejected=accounting.rows_rejected + moved,
         rows_misdelivered=accounting.rows_misdelivered - moved,
     )
-    return recounted, misdelivered.filter(copies.not_()), rejected
+    return recounted, misdelivered.filter(copies.not_()), rejected, clashing
 
 
 def _detect(inputs: ScanInputs, window: Window) -> Detection:
@@ -147,7 +153,7 @@ def _detect(inputs: ScanInputs, window: Window) -> Detection:
     # Sorted before attribution adds its columns, which is the same order: rows alike in every
     # input column are attributed alike.
     misdelivered = _sorted_rows(attributed.select(*canonical, *extras, *added)).collect()
-    accounting, misdelivered, copies = _set_copies_apart(accounting, misdelivered)
+    accounting, misdelivered, copies, clashing = _set_copies_apart(accounting, misdelivered)
     rejected = (
         pl.concat([found.rejected, copies], how="diagonal_relaxed")
         if copies.height
@@ -156,6 +162,7 @@ def _detect(inputs: ScanInputs, window: Window) -> Detection:
     return Detection(
         accounting=accounting,
         misdeliveries=misdelivered,
+        delivery_id_clashes=clashing,
         rejected=rejected.sort(pl.all(), nulls_last=True, maintain_order=True),
         rejected_grants=collect_input(
             [inputs.authorizations.rejected.sort(pl.all(), nulls_last=True)],

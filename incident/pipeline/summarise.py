@@ -35,6 +35,8 @@ class Detection:
     misdeliveries: pl.DataFrame
     rejected: pl.DataFrame
     rejected_grants: pl.DataFrame
+    # Delivery IDs that misdelivered rows share with a different delivery (not a copy).
+    delivery_id_clashes: int = 0
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,11 @@ def _warnings(
         warnings.append(
             f"{accounting.rows_rejected} delivery rows rejected ({reasons(detection.rejected)}), "
             "not counted as findings; see rejected.parquet"
+        )
+    if detection.delivery_id_clashes:
+        warnings.append(
+            f"{detection.delivery_id_clashes} delivery_id values name misdelivered rows that "
+            "differ in event, app, user, time or type: not copies, each row is counted"
         )
     if detection.rejected_grants.height:
         warnings.append(

@@ -49,13 +49,23 @@ def iso_timestamps(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _plain_text(name: str, dtype: pl.DataType) -> pl.Expr:
+    """Text that polars keeps in other types (categories, enums) as plain text, and bytes as
+    hex: every writer handles them alike, and the spreadsheet guard sees them as text."""
+    if dtype in (pl.Categorical,) or isinstance(dtype, pl.Enum):
+        return pl.col(name).cast(pl.String)
+    if dtype == pl.Binary:
+        return pl.col(name).bin.encode("hex")
+    return pl.col(name)
+
+
 def _flat(name: str, dtype: pl.DataType) -> pl.Expr:
     """A column as one cell per row: lists `;`-joined, other nesting as JSON."""
     if isinstance(dtype, pl.List) and not dtype.inner.is_nested():
         return pl.col(name).list.eval(pl.element().cast(pl.String)).list.join(LIST_SEPARATOR)
     if dtype.is_nested():
         return as_text(name, dtype)
-    return pl.col(name)
+    return _plain_text(name, dtype)
 
 
 def _spreadsheet_cell(name: str, dtype: pl.DataType) -> pl.Expr:
@@ -113,7 +123,8 @@ def write_tsv(frame: pl.DataFrame, destination: Destination) -> None:
 
 def write_jsonl(frame: pl.DataFrame, destination: Destination) -> None:
     """JSON Lines for programs: one object per row, IDs as strings, lists as arrays."""
-    iso_timestamps(frame).write_ndjson(destination)
+    plain = frame.select(_plain_text(name, dtype) for name, dtype in frame.schema.items())
+    iso_timestamps(plain).write_ndjson(destination)
 
 
 def write_parquet(frame: pl.DataFrame, destination: Destination) -> None:

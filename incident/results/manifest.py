@@ -162,7 +162,7 @@ def read_manifest(result: Path) -> Manifest:
         raise VerificationError(f"{path}: missing, nothing to verify against") from None
     except OSError as error:
         raise VerificationError(f"{path}: unreadable ({error.strerror})") from None
-    except ValueError as error:  # JSONDecodeError too
+    except (ValueError, RecursionError) as error:  # JSONDecodeError too; nesting too deep
         raise VerificationError(f"{path}: not a manifest incident wrote ({error})") from None
     except (KeyError, TypeError, AttributeError) as error:
         raise VerificationError(f"{path}: not a manifest incident wrote (at {error})") from None

@@ -101,7 +101,7 @@ def _summary_document(result: Path) -> dict[str, Any]:
         raise _not_a_result(result, f"no {SUMMARY}")
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, RecursionError) as error:
         raise _not_a_result(result, f"{SUMMARY} unreadable: {_detail(error)}") from None
     tool = document.get("tool") if isinstance(document, dict) else None
     if not isinstance(tool, dict) or tool.get("name") != TOOL:
