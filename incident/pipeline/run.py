@@ -97,8 +97,8 @@ def _copies(misdelivered: pl.DataFrame) -> tuple[pl.Series, int]:
     """True for a misdelivered row that copies an earlier one (in the rows' stable order):
     the same `delivery_id` and the same required columns, or without an ID the same value in
     every input column. A log loaded twice under two names must not count its findings twice.
-    Also the number of rows whose `delivery_id` another, different delivery has too: they are
-    not copies, and each is counted."""
+    Also how many delivery IDs several different deliveries share: those rows are not copies,
+    and each is counted."""
     values = [c for c in misdelivered.columns if c not in (SOURCE_FILE, "developer_id", REASON)]
     attempt = ["delivery_id", *(c for c, column in DELIVERY_COLUMNS.items() if column.required)]
     has_id = pl.col("delivery_id").is_not_null()
