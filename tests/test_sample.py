@@ -4,7 +4,7 @@ and the written files show that mechanism: checked here with polars on the files
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -150,3 +150,166 @@ def test_the_same_seed_writes_the_same_truth(tmp_path: Path) -> None:
         truths.append((tmp_path / name / "truth.parquet").read_bytes())
     assert truths[0] == truths[1]
     assert truths[0] != truths[2]  # the seed matters, so equality above is not vacuous
+
+
+# --realistic: messier evidence over the same rows, grants and truth.
+BARE_PATH = r"^https://[^/:?]+(?::\d+)?(/[^?]*)"
+CALLED_URL = r"^https://[^/:?]+:443/[^?]*\?crc_token=[0-9a-f]{16}$"
+
+
+@dataclass(frozen=True)
+class Realistic:
+    root: Path
+    default_root: Path
+    sample: Sample
+
+
+@pytest.fixture(scope="module")
+def realistic(tmp_path_factory: pytest.TempPathFactory) -> Realistic:
+    root = tmp_path_factory.mktemp("realistic")
+    generate_sample(root / "realistic", deliveries=30_000, seed=0, realistic=True)
+    generate_sample(root / "default", deliveries=30_000, seed=0)
+    return Realistic(root / "realistic", root / "default", read(root / "realistic"))
+
+
+def test_realistic_keeps_the_rows_grants_and_truth_of_the_default(realistic: Realistic) -> None:
+    for name in ("truth.parquet", "authorizations.parquet"):
+        assert (realistic.root / name).read_bytes() == (realistic.default_root / name).read_bytes()
+    evidence = ["webhook_url", "resolved_ip", "backend_host"]
+    default = pl.read_parquet(realistic.default_root / "deliveries", hive_partitioning=False)
+    assert realistic.sample.deliveries.drop(evidence).equals(default.drop(evidence))
+    apps = pl.read_parquet(realistic.root / "apps.parquet").drop("resolved_ip")
+    assert apps.equals(pl.read_parquet(realistic.default_root / "apps.parquet").drop("resolved_ip"))
+
+
+def ip_history(sample: Sample) -> pl.DataFrame:
+    """Per app: its delivered IPs, first and last, and when the last one was first seen."""
+    return (
+        sample.deliveries.sort("delivered_at")
+        .group_by("app_id")
+        .agg(
+            ips=pl.col("resolved_ip").n_unique(),
+            first_ip=pl.col("resolved_ip").first(),
+            last_ip=pl.col("resolved_ip").last(),
+            last_old=pl.col("delivered_at")
+            .filter(pl.col("resolved_ip") != pl.col("resolved_ip").last())
+            .max(),
+            first_new=pl.col("delivered_at")
+            .filter(pl.col("resolved_ip") == pl.col("resolved_ip").last())
+            .min(),
+        )
+    )
+
+
+def test_realistic_apps_on_shared_hosting_move_and_the_registry_shows_the_latest_ip(
+    realistic: Realistic,
+) -> None:
+    sample = realistic.sample
+    shared = sample.apps.filter(pl.len().over("resolved_ip") >= 2)
+    history = ip_history(sample).join(sample.apps, on="app_id", how="left")
+    assert history["ips"].max() == 2  # one move at most
+    moved = history.filter(pl.col("ips") == 2)
+    # A move is one switch inside the window, to the address the registry shows.
+    assert (moved["last_old"] < moved["first_new"]).all()
+    assert (moved["first_new"] > datetime(2017, 5, 1, tzinfo=UTC)).all()
+    assert (moved["last_old"] < datetime(2018, 9, 11, tzinfo=UTC)).all()
+    registered = history.filter(pl.col("resolved_ip").is_not_null())
+    assert (registered["last_ip"] == registered["resolved_ip"]).all()
+    moved_shared = shared.join(moved, on="app_id", how="semi")
+    assert shared.height >= 5
+    assert moved_shared.height >= 0.2 * shared.height
+    # Co-hosted apps move together: the apps first seen on one IP leave it for one other
+    # IP, all of them after their last delivery on the old one.
+    first = history.select("app_id", "first_ip")
+    old = pl.col("resolved_ip") == pl.col("first_ip")
+    hosts = (
+        sample.deliveries.join(first, on="app_id")
+        .group_by("first_ip")
+        .agg(
+            new_ips=pl.col("resolved_ip").filter(~old).n_unique(),
+            last_old=pl.col("delivered_at").filter(old).max(),
+            first_new=pl.col("delivered_at").filter(~old).min(),
+        )
+    )
+    assert (hosts["new_ips"] <= 1).all()
+    assert (hosts["first_new"].is_null() | (hosts["last_old"] < hosts["first_new"])).all()
+
+
+def test_realistic_urls_as_called_carry_port_and_query_and_some_hosts_are_missing(
+    realistic: Realistic,
+) -> None:
+    deliveries = realistic.sample.deliveries.join(
+        pl.read_parquet(realistic.root / "apps.parquet").select("app_id", bare="webhook_url"),
+        on="app_id",
+    )
+    url = pl.col("webhook_url")
+    called = deliveries.select(url.str.contains(CALLED_URL))["webhook_url"]
+    assert 0.47 <= called.mean() <= 0.53  # type: ignore[operator]
+    rest = deliveries.filter(~called)
+    assert (rest["webhook_url"] == rest["bare"]).all()
+    same_path = deliveries.select(
+        url.str.extract(BARE_PATH) == pl.col("bare").str.extract(BARE_PATH)
+    )
+    assert same_path.to_series().all()
+    assert not (
+        pl.read_parquet(realistic.root / "apps.parquet")["webhook_url"].str.contains(r"[:?]\d|\?")
+    ).any()
+    missing = realistic.sample.deliveries["backend_host"].null_count()
+    assert 0.025 <= missing / realistic.sample.deliveries.height <= 0.035
+    collisions = realistic.sample.collisions.join(realistic.sample.deliveries, on="delivery_id")
+    assert collisions.height >= 10
+
+
+def test_realistic_collisions_share_ip_and_path_with_the_intended_app_at_the_instant(
+    realistic: Realistic,
+) -> None:
+    """The intended app's IP at the collision is that of its delivery just before or just
+    after (its one move is on one side or the other); after its last delivery the registry's."""
+    sample = realistic.sample
+    collisions = (
+        sample.collisions.join(
+            sample.deliveries.select("delivery_id", "resolved_ip", "webhook_url"),
+            on="delivery_id",
+        )
+        .with_columns(path=pl.col("webhook_url").str.extract(BARE_PATH))
+        .sort("delivered_at")
+    )
+    own = (
+        sample.deliveries.select("app_id", "delivered_at", ip="resolved_ip")
+        .sort("delivered_at")
+        .rename({"app_id": "intended_app_id"})
+    )
+    before = own.rename({"ip": "before"})
+    after = own.rename({"ip": "after"})
+    checked = (
+        collisions.join_asof(
+            before,
+            on="delivered_at",
+            by="intended_app_id",
+            strategy="backward",
+            check_sortedness=False,
+        )
+        .join_asof(
+            after,
+            on="delivered_at",
+            by="intended_app_id",
+            strategy="forward",
+            check_sortedness=False,
+        )
+        .join(
+            sample.apps.select(
+                intended_app_id="app_id", latest="resolved_ip", intended_path="path"
+            ),
+            on="intended_app_id",
+        )
+        .with_columns(after=pl.coalesce("after", "latest"))
+    )
+    assert checked.height == collisions.height >= 10
+    assert (checked["path"] == checked["intended_path"]).all()
+    same_ip = (checked["resolved_ip"] == checked["before"]) | (
+        checked["resolved_ip"] == checked["after"]
+    )
+    assert same_ip.fill_null(False).all()
+    # Some collisions come after their endpoint moved, some before it.
+    assert checked["resolved_ip"].str.starts_with("198.18.").any()
+    assert not checked["resolved_ip"].str.starts_with("198.18.").all()

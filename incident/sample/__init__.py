@@ -16,9 +16,13 @@ revocation (`revocation_lag`); the rest have no mechanism (`unexplained`). Every
 vectorised with numpy; the only Python loops run over batches and day partitions. The same
 `(deliveries, seed)` gives byte-identical files.
 
+With `realistic=True` (realistic.py) the evidence is messier, as in real logs: co-hosted apps
+move to a new IP together mid-incident, URLs carry a port and a query string, backend hosts
+go missing; the rows and truth.parquet stay the same.
+
 The modules follow the pipeline: constants (units, calendar, tunables), population, grants,
-events (authorized traffic), misroutes, assembly, truth and writing; generate ties them
-together. This package only re-exports the public names.
+events (authorized traffic), misroutes, assembly, truth and writing, and realistic (optional
+messier evidence); generate ties them together. This package only re-exports the public names.
 """
 
 from incident.sample.constants import MAX_DELIVERIES

@@ -10,6 +10,7 @@ files are identical from run to run.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,8 +72,15 @@ def _nullable(values: I64) -> pa.Array:
     return pa.array(values, mask=values == NULL_ID)
 
 
-def _write_deliveries(deliveries: pl.DataFrame, apps: pl.DataFrame, directory: Path) -> None:
-    """One file per UTC day of delivered_at, rows in delivery order, no `day` column."""
+# Rewrites a day's table: (table, its first row in the data set, its app indices, its times).
+DayEdit = Callable[[pa.Table, int, I64, I64], pa.Table]
+
+
+def _write_deliveries(
+    deliveries: pl.DataFrame, apps: pl.DataFrame, directory: Path, edit: DayEdit | None = None
+) -> None:
+    """One file per UTC day of delivered_at, rows in delivery order, no `day` column; each
+    day's table goes through `edit` first when given (realistic.py)."""
     c = {name: deliveries[name].to_numpy() for name in deliveries.columns}
     width = max(9, len(str(deliveries.height)))
     url = pa.array(apps["webhook_url"].to_list(), pa.string())
@@ -109,6 +117,8 @@ def _write_deliveries(deliveries: pl.DataFrame, apps: pl.DataFrame, directory: P
             ],
             schema=DELIVERY_SCHEMA,
         )
+        if edit is not None:
+            table = edit(table, a, c["app"][s], c["delivered_at"][s])
         name = datetime.fromtimestamp(d * 86_400, tz=UTC).strftime("%Y-%m-%d")
         part = directory / f"day={name}"
         part.mkdir(parents=True, exist_ok=True)
