@@ -362,3 +362,21 @@ def test_json_nested_too_deep_is_not_a_summary_or_a_manifest(
     code, _, stderr = invoke("diff", str(out), str(out))
     assert (code, stderr.count("\n")) == (ExitCode.INPUT_ERROR, 1)
     assert "summary.json unreadable" in stderr
+
+
+def test_notify_on_a_terminal_escapes_control_characters(
+    run_scan: ScanFn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = [delivery(1, utc(2018, 3, 1), 11, "u\x1b[2J\x07", "tweet")]
+    out = run_scan(rows, [grant(1, 10)]).out
+    piped = invoke("notify", str(out))[1]
+    assert "u\x1b[2J\x07" in piped  # a pipe or a file gets the exact value
+    # A terminal: the runner's stdout, saying it is one.
+    with CliRunner().isolation() as (stdout, _, _):
+        import sys
+
+        monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
+        cli.main(["notify", str(out)], standalone_mode=False)
+        shown = stdout.getvalue().decode("utf-8")
+    assert "u\\x1b[2J\\x07" in shown
+    assert controls(shown) == []

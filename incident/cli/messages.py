@@ -22,6 +22,12 @@ def printable(text: str) -> str:
     return _CONTROL.sub(lambda m: _NAMED.get(m.group(), f"\\x{ord(m.group()):02x}"), text)
 
 
+def printable_lines(text: str) -> str:
+    """`text` with every control character but the line break escaped: data for a terminal
+    that keeps its lines."""
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
 def say(message: str) -> None:
     """One line on stderr."""
     click.echo(printable(message), err=True)

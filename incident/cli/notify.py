@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+import sys
 from pathlib import Path
 
 import click
 
+from incident.cli.messages import printable_lines
 from incident.outputs import check_outside, staged_file
 from incident.results.notify import notification_list, write_notifications
 
@@ -33,7 +35,11 @@ def notify_command(result: Path, to: Path | None) -> None:
     if to is None:
         buffer = io.BytesIO()
         write_notifications(notices, buffer)
-        click.echo(buffer.getvalue(), nl=False)  # bytes: UTF-8 whatever the locale
+        data = buffer.getvalue()
+        if sys.stdout.isatty():
+            # On a screen, no value can drive the terminal; a pipe or a file gets exact bytes.
+            data = printable_lines(data.decode("utf-8")).encode("utf-8")
+        click.echo(data, nl=False)  # bytes: UTF-8 whatever the locale
         return
     with staged_file(to, "--to") as staging:
         write_notifications(notices, staging)
