@@ -380,3 +380,19 @@ def test_notify_on_a_terminal_escapes_control_characters(
         shown = stdout.getvalue().decode("utf-8")
     assert "u\\x1b[2J\\x07" in shown
     assert controls(shown) == []
+
+
+def test_file_names_with_glob_characters_are_read_as_names(tmp_path: Path) -> None:
+    """A directory named `day=2018-03-01[1]*` is a name, not a pattern, once found."""
+    logs = tmp_path / "logs"
+    odd = logs / "deliveries" / "day=2018-03-01[1]*?\x1b[31m"
+    write(
+        [delivery(1, utc(2018, 3, 1), 10, 1), delivery(2, utc(2018, 3, 1), 11, 1)],
+        odd / "part-0.parquet",
+    )
+    write([grant(1, 10)], logs / "authorizations.parquet")
+    out = tmp_path / "out[1]"
+    code, _, stderr = invoke("scan", str(logs), "--out", str(out), "-q")
+    assert (code, stderr) == (ExitCode.OK, "")
+    assert json.loads((out / "summary.json").read_text())["accounting"]["rows_misdelivered"] == 1
+    assert invoke("export", str(out), "--to", str(tmp_path / "shared"))[0] == ExitCode.OK

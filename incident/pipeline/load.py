@@ -115,6 +115,7 @@ class SourceGroup:
         """The raw rows, numbered, with the file each came from."""
         return pl.scan_parquet(
             list(self.files),
+            glob=False,  # found files: a `[` or `*` in a name is part of the name
             hive_partitioning=self.hive,
             include_file_paths=SOURCE_FILE,
             row_index_name=ROW,
@@ -328,7 +329,11 @@ def _raw_schema(files: list[str], hive: bool) -> pl.Schema:
 
     def schema(paths: list[str]) -> pl.Schema:
         return pl.scan_parquet(
-            paths, hive_partitioning=hive, include_file_paths=SOURCE_FILE, row_index_name=ROW
+            paths,
+            glob=False,
+            hive_partitioning=hive,
+            include_file_paths=SOURCE_FILE,
+            row_index_name=ROW,
         ).collect_schema()
 
     try:

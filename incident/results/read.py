@@ -163,7 +163,7 @@ def _check_columns(
 
 
 def _read_parquet(path: Path, report: Table, columns: Sequence[str] | None) -> pl.DataFrame:
-    frame = pl.scan_parquet(path)
+    frame = pl.scan_parquet(path, glob=False)
     try:
         if columns is None:
             return frame.collect()
