@@ -241,6 +241,10 @@ class ScanConfig:
     max_rejected: RejectLimit = field(default_factory=RejectLimit)
     formats: tuple[ReportFormat, ...] = DEFAULT_FORMATS
     attribution: Attribution = field(default_factory=Attribution)
+    # How the scan runs, never what it finds: no part of a result depends on these.
+    cluster: str | None = None  # None: in this process; else `local`, `local:N` or an address
+    partition_rows: int | None = None  # rows per detection task; None: chosen by the engine
+    grant_buckets: int | None = None  # key tables; None: as many as the grants need
 
     def __post_init__(self) -> None:
         # Accept a str for the output directory, as a notebook user would write it.

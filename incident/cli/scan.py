@@ -123,6 +123,24 @@ _FORMAT_HELP = "; ".join(f"{name}: {spec.description}" for name, spec in FORMATS
     type=DURATION,
     help="A delivery this soon after its grant was revoked is revocation lag [default: 5m].",
 )
+@click.option(
+    "--cluster",
+    metavar="ADDRESS",
+    help="Run detection on Dask: local, local:N (N workers on this machine) or a scheduler "
+    "address like tcp://HOST:8786. Needs pip install 'incident[dask]' [default: this process].",
+)
+@click.option(
+    "--partition-rows",
+    type=click.IntRange(min=1),
+    help="Delivery rows per detection task, cut at file boundaries [default: a group whole "
+    "in this process; a few tasks per worker on a cluster].",
+)
+@click.option(
+    "--grant-buckets",
+    type=click.IntRange(min=1),
+    help="Split the grants into N key tables, the deliveries exchanged to match; 1 is one "
+    "key table shared by every task [default: enough for about 1 GB each].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No summary or progress on stderr.")
 def scan_command(
@@ -140,6 +158,9 @@ def scan_command(
     formats: tuple[str, ...],
     collision_window: timedelta | None,
     revocation_grace: timedelta | None,
+    cluster: str | None,
+    partition_rows: int | None,
+    grant_buckets: int | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -163,6 +184,9 @@ def scan_command(
             default_attribution.collision_window if collision_window is None else collision_window,
             default_attribution.revocation_grace if revocation_grace is None else revocation_grace,
         ),
+        cluster=cluster,
+        partition_rows=partition_rows,
+        grant_buckets=grant_buckets,
     )
     with _progress(quiet) as progress:
         result = scan(config, progress=progress)
