@@ -1,6 +1,7 @@
 """Where a scan spends its time and memory, stage by stage.
 
     python bench/stages.py DATA [--out DIR] [--cluster local:2] [--partition-rows N]
+                                   [--grant-buckets N]
 
 Runs `incident.scan` on DATA (a directory laid out like `incident sample` writes it:
 deliveries/, authorizations.parquet, apps.parquet) in this process (detection on a Dask
@@ -71,10 +72,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, help="where the reports go (default: a temp dir)")
     parser.add_argument("--cluster", help="as scan's --cluster, e.g. local:2 (default: none)")
     parser.add_argument("--partition-rows", type=int, help="as scan's --partition-rows")
+    parser.add_argument("--grant-buckets", type=int, help="as scan's --grant-buckets")
     args = parser.parse_args(argv)
     out = args.out or Path(tempfile.mkdtemp(prefix="incident-stages-")) / "out"
     config = ScanConfig.from_directory(
-        args.data, out=out, cluster=args.cluster, partition_rows=args.partition_rows
+        args.data,
+        out=out,
+        cluster=args.cluster,
+        partition_rows=args.partition_rows,
+        grant_buckets=args.grant_buckets,
     )
     stages = Stages()
     scan(config, stages)

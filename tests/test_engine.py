@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from incident import ScanConfig, scan
 from incident.cli import cli
+from incident.cli.scan import _with_bar
 from incident.errors import ConfigError, ExitCode, InputError
 from incident.pipeline.detect import PACKED_KEY
 from incident.pipeline.exchange import BUCKET, bucket_of
@@ -261,3 +262,20 @@ def test_without_dask_the_cluster_flag_says_how_to_install_it(
     )
     assert result.exit_code == ExitCode.USAGE_ERROR
     assert "pip install 'incident[dask]'" in result.output
+
+
+def test_the_terminal_shows_a_bar_of_the_tasks_done() -> None:
+    stage = "detecting misdeliveries: 3 of 8 partitions read, 30 of 80 rows"
+    assert _with_bar(stage) == f"{stage} [{'━' * 7}{' ' * 13}]"
+    assert _with_bar("explaining misdeliveries") == "explaining misdeliveries…"
+
+
+def test_progress_counts_tasks_and_rows_to_the_total(tmp_path: Path) -> None:
+    stages: list[str] = []
+    config = ScanConfig.from_directory(SAMPLE, out=tmp_path / "out", partition_rows=5_000)
+    scan(config, progress=stages.append)
+    counted = [s for s in stages if " of " in s]
+    assert counted[-1] == (
+        f"detecting misdeliveries: {len(counted)} of {len(counted)} partitions read, "
+        "20,000 of 20,000 rows"
+    )

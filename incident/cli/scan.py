@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -10,6 +11,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 from incident.api import scan
 from incident.cli.params import DURATION, INSTANT, REJECT_LIMIT
@@ -26,15 +28,28 @@ from incident.config import (
 from incident.errors import ExitCode
 from incident.report import FORMATS
 
+_DONE = re.compile(r"(\d+) of (\d+) ")
+_BAR = 20
+
+
+def _with_bar(stage: str) -> str:
+    """`stage`, with a bar of the tasks done when it counts them ("3 of 8 partitions …")."""
+    counted = _DONE.search(stage)
+    if not counted or not int(counted[2]):
+        return f"{stage}…"
+    filled = _BAR * int(counted[1]) // int(counted[2])
+    return f"{stage} [{'━' * filled}{' ' * (_BAR - filled)}]"
+
 
 @contextmanager
 def _progress(quiet: bool) -> Iterator[Callable[[str], None]]:
-    """A spinner naming the current stage, on a terminal only: it costs nothing per row."""
+    """A spinner naming the current stage, with a bar of the detection tasks done, on a
+    terminal only: it costs nothing per row."""
     if quiet or not console.is_terminal:
         yield lambda _stage: None
         return
     with console.status("starting") as status:
-        yield lambda stage: status.update(f"{stage}…")
+        yield lambda stage: status.update(escape(_with_bar(stage)))
 
 
 def _config(

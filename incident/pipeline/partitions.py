@@ -125,18 +125,19 @@ def _exchanged(
     progress(f"detecting misdeliveries: splitting the grants into {buckets} buckets")
     folder = Path(partitions[0].folder)
     shared = exchange.split_grants(authorizations, deliveries.groups, window, buckets, folder)
-    total = len(partitions)
-    engine.map(_scatter_partition, partitions, shared, _counter(progress, "partitions read", total))
+    total, rows = len(partitions), deliveries.source.rows
+    scattered = _counter(progress, "partitions read", total, rows)
+    engine.map(_scatter_partition, partitions, shared, scattered)
     keyings = sorted({_packed(p.group) for p in partitions})
     buckets_ = [(packed, bucket) for packed in keyings for bucket in range(buckets)]
     counts = engine.map(
         exchange.classify_bucket,
         buckets_,
         shared,
-        _counter(progress, "buckets joined", len(buckets_)),
+        _counter(progress, "buckets joined", len(buckets_), rows),
     )
     fetched = engine.map(
-        _fetch_partition, partitions, shared, _counter(progress, "partitions fetched", total)
+        _fetch_partition, partitions, shared, _counter(progress, "partitions fetched", total, rows)
     )
     # Every row went to exactly one bucket: a lost one would be a silent wrong answer.
     in_buckets = sum(count["rows"] for count in counts)
@@ -155,12 +156,28 @@ def _statuses(rows: int, outside: int, found: list[Counter[str]]) -> Counter[str
     return +statuses
 
 
-def _counter(progress: Callable[[str], None], what: str, total: int) -> Callable[[object], None]:
+def _rows(result: object) -> int:
+    """The delivery rows a task's result stands for."""
+    if isinstance(result, PartDone):
+        return result.rows
+    if isinstance(result, Counter):
+        return int(result["rows"])
+    return result if isinstance(result, int) else 0
+
+
+def _counter(
+    progress: Callable[[str], None], what: str, total: int, rows: int
+) -> Callable[[object], None]:
+    """A progress line for each task done: tasks and delivery rows done, of how many."""
     done = Counter[str]()
 
-    def tick(_result: object) -> None:
-        done[what] += 1
-        progress(f"detecting misdeliveries: {done[what]} of {total} {what}")
+    def tick(result: object) -> None:
+        done["tasks"] += 1
+        done["rows"] += _rows(result)
+        progress(
+            f"detecting misdeliveries: {done['tasks']} of {total} {what}, "
+            f"{done['rows']:,} of {rows:,} rows"
+        )
 
     return tick
 
@@ -189,7 +206,7 @@ def run(
         )
     else:
         detector = prepare(authorizations, deliveries.groups, window)
-        done = _counter(progress, "partitions read", len(partitions))
+        done = _counter(progress, "partitions read", len(partitions), deliveries.source.rows)
         parts = engine.map(detect_partition, partitions, detector, done)
         statuses = sum((part.statuses for part in parts), Counter())
     misdeliveries = stack(
