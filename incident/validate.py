@@ -171,26 +171,25 @@ def _sample(group: SourceGroup, rows: int) -> pl.LazyFrame:
 def _validate_input(
     loaded: LoadedInput, window: Window, full: bool, sample_rows: int
 ) -> InputReport:
-    """One input validated: its footers, then one query per group over its rows or a sample."""
-    groups = loaded.groups
+    """One input validated: its footers, one query per group over its rows or a sample, and
+    for the deliveries their copies."""
+    groups, input_ = loaded.groups, loaded.source.input
     per_group = max(1, sample_rows // len(groups))
     frames = [group.scan() if full else _sample(group, per_group) for group in groups]
-    input_ = loaded.source.input
-    queries = [
-        _measures(group, frame, input_, window) for group, frame in zip(groups, frames, strict=True)
-    ]
+    measured = collect_input(
+        [_measures(g, frame, input_, window) for g, frame in zip(groups, frames, strict=True)],
+        [loaded],
+        engine="streaming" if full else "auto",
+    )
     deliveries = input_ is Input.DELIVERIES
-    if deliveries:
-        valid = [
-            group.normalised(frame.filter(group.is_valid())).drop(ROW)
-            for group, frame in zip(groups, frames, strict=True)
-        ]
-        queries.append(_duplicates(stack(valid, input_)))
-    measured = collect_input(queries, [loaded], engine="streaming" if full else "auto")
+    valid = [
+        g.normalised(frame.filter(g.is_valid())).drop(ROW)
+        for g, frame in zip(groups, frames, strict=True)
+    ]
     facts = None if full else footer_facts(loaded)
-    totals = _totals(measured[: len(groups)])
+    totals = _totals(measured)
     return InputReport(
-        input=loaded.source.input,
+        input=input_,
         path=loaded.source.path,
         files=len(loaded.source.files),
         rows=loaded.source.rows,
@@ -201,9 +200,9 @@ def _validate_input(
         rejected=sum(v for k, v in totals.items() if k.startswith("reason:")),
         reasons=_labelled(totals, "reason:"),
         problems=_labelled(totals, "problem:"),
-        time_ranges=_time_ranges(loaded, measured[: len(groups)], facts, full),
+        time_ranges=_time_ranges(loaded, measured, facts, full),
         in_window=totals.get("in_window") if deliveries else None,
-        duplicates=int(measured[-1].item()) if deliveries else None,
+        duplicates=_copies(stack(valid, input_), loaded) if deliveries else None,
     )
 
 
@@ -238,18 +237,29 @@ def _measures(
     return frame.select(figures)
 
 
-def _duplicates(valid: pl.LazyFrame) -> pl.LazyFrame:
+def _copies(valid: pl.LazyFrame, loaded: LoadedInput) -> int:
     """Valid deliveries that copy an earlier one as the scan tells copies (`run._copies`): the
-    same `delivery_id` and required columns, or without an ID the same value in every column."""
+    same `delivery_id` and required columns, or without an ID the same value in every column.
+    Rows are hashed first, and only rows whose hash repeats are compared whole: exact, and a
+    pass holds 8 bytes per distinct row rather than the rows."""
     values = [c for c in valid.collect_schema() if c != SOURCE_FILE]
     attempt = ["delivery_id", *(c for c, column in DELIVERY_COLUMNS.items() if column.required)]
     has_id = pl.col("delivery_id").is_not_null()
-    copies = (
-        pl.when(has_id)
-        .then(pl.struct(attempt).is_first_distinct().not_())
-        .otherwise(pl.struct(values).is_first_distinct().not_())
+    parts = [(valid.filter(has_id), attempt), (valid.filter(has_id.not_()), values)]
+    hashed = [part.with_columns(pl.struct(key).hash().alias("_hash")) for part, key in parts]
+    repeated = collect_input(
+        [h.group_by("_hash").len().filter(pl.col("len") > 1).select("_hash") for h in hashed],
+        [loaded],
     )
-    return valid.select(copies.sum().cast(pl.Int64).alias("duplicates"))
+    if not any(r.height for r in repeated):
+        return 0
+    exact = [
+        h.filter(pl.col("_hash").is_in(r["_hash"].implode())).select(
+            pl.struct(key).is_first_distinct().not_().sum().cast(pl.Int64)
+        )
+        for h, r, (_, key) in zip(hashed, repeated, parts, strict=True)
+    ]
+    return sum(int(frame.item()) for frame in collect_input(exact, [loaded]))
 
 
 def _totals(measured: list[pl.DataFrame]) -> dict[str, int]:
