@@ -115,7 +115,8 @@ def test_grants_split_into_buckets_give_the_same_bytes_in_one_partition(
     awkward: tuple[Path, dict[str, bytes]], tmp_path: Path
 ) -> None:
     logs, expected = awkward
-    assert _scan(logs, tmp_path / "buckets", grant_buckets=3) == expected
+    # A staging path with glob characters: the parts are read as names.
+    assert _scan(logs, tmp_path / "buckets[1]*?", grant_buckets=3) == expected
 
 
 def test_a_keys_bucket_is_a_stable_function_of_its_ids() -> None:

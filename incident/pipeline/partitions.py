@@ -210,9 +210,9 @@ def run(
         parts = engine.map(detect_partition, partitions, detector, done)
         statuses = sum((part.statuses for part in parts), Counter())
     misdeliveries = stack(
-        [pl.scan_parquet(p.part("misdeliveries")) for p in partitions], Input.DELIVERIES
+        [pl.scan_parquet(p.part("misdeliveries"), glob=False) for p in partitions], Input.DELIVERIES
     )
-    rejected = [pl.read_parquet(p.part("rejected")) for p in partitions]
+    rejected = [pl.read_parquet(p.part("rejected"), glob=False) for p in partitions]
     return Findings(
         statuses=+statuses,
         misdeliveries=misdeliveries.collect(),
