@@ -13,6 +13,7 @@ from typing import Any
 
 from incident.errors import ConfigError
 from incident.schema import COLUMNS, Input
+from incident.storage.locations import NO_OPTIONS, StorageOptions, is_url
 
 
 def parse_instant(text: str) -> datetime:
@@ -235,16 +236,20 @@ class ScanConfig:
     deliveries: str
     authorizations: str
     apps: str | None = None
-    out: Path = Path("incident-report")
+    # A local directory, or a prefix in object storage (`s3://…`, kept as text).
+    out: Path | str = Path("incident-report")
     window: Window = field(default_factory=Window)
     columns: ColumnMap = field(default_factory=ColumnMap)
     max_rejected: RejectLimit = field(default_factory=RejectLimit)
     formats: tuple[ReportFormat, ...] = DEFAULT_FORMATS
     attribution: Attribution = field(default_factory=Attribution)
+    # Options for inputs and `out` in object storage, beside the environment's credentials.
+    storage: StorageOptions = NO_OPTIONS
 
     def __post_init__(self) -> None:
         # Accept a str for the output directory, as a notebook user would write it.
-        object.__setattr__(self, "out", Path(self.out))
+        if not is_url(self.out):
+            object.__setattr__(self, "out", Path(self.out))
         # Every other command reads a result from its Parquet or CSV tables: a scan asked for
         # other formats alone (html, say) writes the default tables too.
         chosen = tuple(dict.fromkeys(ReportFormat(f) for f in self.formats))

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from incident.api import scan
-from incident.cli.params import DURATION, INSTANT, REJECT_LIMIT
+from incident.cli.params import DURATION, INSTANT, REJECT_LIMIT, LocationType, storage_option
 from incident.cli.terminal import console, render_summary
 from incident.config import (
     DEFAULT_FORMATS,
@@ -25,6 +25,7 @@ from incident.config import (
 )
 from incident.errors import ExitCode
 from incident.report import FORMATS
+from incident.storage.locations import StorageOptions
 
 
 @contextmanager
@@ -61,15 +62,19 @@ _FORMAT_HELP = "; ".join(f"{name}: {spec.description}" for name, spec in FORMATS
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     metavar="[DIR]",
 )
-@click.option("--deliveries", help="Deliveries: Parquet file, directory or glob.")
+@click.option(
+    "--deliveries",
+    help="Deliveries: Parquet file, directory or glob; or an s3://, gs://, az:// URL.",
+)
 @click.option("--authorizations", help="Authorizations (grants): Parquet file, directory or glob.")
 @click.option("--apps", help="Optional apps registry (app_id -> developer_id).")
 @click.option(
     "--out",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=LocationType(click.Path(file_okay=False, path_type=Path)),
     default=Path("incident-report"),
     show_default=True,
-    help="Directory for the reports; replaced atomically if it holds an earlier result.",
+    help="Directory or object-storage prefix for the reports; replaced whole if it holds an "
+    "earlier result.",
 )
 @click.option(
     "--since",
@@ -123,6 +128,7 @@ _FORMAT_HELP = "; ".join(f"{name}: {spec.description}" for name, spec in FORMATS
     type=DURATION,
     help="A delivery this soon after its grant was revoked is revocation lag [default: 5m].",
 )
+@storage_option
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No summary or progress on stderr.")
 def scan_command(
@@ -130,7 +136,7 @@ def scan_command(
     deliveries: str | None,
     authorizations: str | None,
     apps: str | None,
-    out: Path,
+    out: Path | str,
     since: datetime | None,
     until: datetime | None,
     fail_on_findings: bool,
@@ -140,6 +146,7 @@ def scan_command(
     formats: tuple[str, ...],
     collision_window: timedelta | None,
     revocation_grace: timedelta | None,
+    storage: StorageOptions,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -163,6 +170,7 @@ def scan_command(
             default_attribution.collision_window if collision_window is None else collision_window,
             default_attribution.revocation_grace if revocation_grace is None else revocation_grace,
         ),
+        storage=storage,
     )
     with _progress(quiet) as progress:
         result = scan(config, progress=progress)
