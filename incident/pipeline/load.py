@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -41,7 +42,9 @@ from incident.schema import (
     Input,
     Kind,
 )
-from incident.storage.locations import NO_OPTIONS, StorageOptions
+from incident.storage.locations import NO_OPTIONS, StorageOptions, is_url
+
+_FOOTER_READERS = 8
 
 SOURCE_FILE = "source_file"
 REJECT_REASON = "reject_reason"
@@ -457,9 +460,11 @@ def load_input(
     files, copies = distinct_files(found, read_from_paths, storage)
     by_schema: dict[pa.Schema, list[str]] = {}
     rows: dict[str, int] = {}
-    for file in files:
-        schema, rows[file] = read_schema(file, storage)
-        by_schema.setdefault(schema, []).append(file)
+    # Objects in a store are a request or two each: their footers are read side by side.
+    with ThreadPoolExecutor(max_workers=_FOOTER_READERS if is_url(path) else 1) as pool:
+        footers = pool.map(lambda file: read_schema(file, storage), files)
+        for file, (schema, rows[file]) in zip(files, footers, strict=True):
+            by_schema.setdefault(schema, []).append(file)
     source = InputSource(input_, path, files, tuple(rows[f] for f in files), copies)
     groups = tuple(
         _scan_group(source, chunk, tuple(rows[f] for f in chunk), schema, columns, storage)

@@ -9,6 +9,7 @@ first line, secrets replaced), which the caller frames as the input or destinati
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -106,16 +107,25 @@ def size(location: str, options: StorageOptions) -> int:
     return int(found.size)
 
 
+# An object up to this size is read with one request when it is to be read in many places.
+WHOLE_OBJECT = 64 << 20
+
+
 @contextmanager
 def open_input(location: str, options: StorageOptions) -> Iterator[BinaryIO]:
-    """A local file or an object, open for reading at any offset (`seek`, `read`)."""
+    """A local file or an object, open for reading at any offset (`seek`, `read`). An object
+    of at most `WHOLE_OBJECT` bytes is read whole at once: each read of a store is a request,
+    and checking a file's structure reads it in many places."""
     if not is_url(location):
         with open(location, "rb", buffering=0) as stream:
             yield stream
         return
     store, path = resolve(location, options)
     with store.open_input_file(path) as stream:
-        yield cast(BinaryIO, stream)
+        if stream.size() <= WHOLE_OBJECT:
+            yield io.BytesIO(stream.read())
+        else:
+            yield cast(BinaryIO, stream)
 
 
 def sha256(location: str, options: StorageOptions) -> str:
