@@ -169,6 +169,10 @@ class StorageOptions:
             if option.boolean:
                 _boolean(key, value)
             values[option.name] = value
+        if ("aws_access_key_id" in values) != ("aws_secret_access_key" in values):
+            raise ConfigError(
+                "--storage-option: give aws_access_key_id and aws_secret_access_key together"
+            )
         return cls(tuple(sorted(values.items())))
 
     def _given(self, scheme: Scheme) -> list[tuple[StorageOption, str]]:

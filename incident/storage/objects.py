@@ -43,6 +43,13 @@ def filesystem(scheme: Scheme, options: StorageOptions) -> pafs.FileSystem:
 def _filesystem(
     scheme: Scheme, options: StorageOptions, _environment: tuple[tuple[str, str], ...]
 ) -> pafs.FileSystem:
+    try:
+        return _configured(scheme, options)
+    except (ValueError, TypeError) as error:  # arguments pyarrow refuses: not a bug of ours
+        raise OSError(str(error)) from None
+
+
+def _configured(scheme: Scheme, options: StorageOptions) -> pafs.FileSystem:
     arguments = options.for_pyarrow(scheme)
     if scheme is Scheme.S3:
         arguments.setdefault("connect_timeout", _CONNECT_TIMEOUT)
