@@ -12,12 +12,13 @@ import polars as pl
 from incident.config import ScanConfig
 from incident.engine import open_engine
 from incident.errors import ConfigError, TooManyRejectedError
-from incident.outputs import check_directory, staged_directory
+from incident.outputs import check_directory, check_prefix, staged_directory, staged_prefix
 from incident.pipeline.run import Outcome, Progress, load_inputs, run
 from incident.report.write import write_result
 from incident.results.manifest import FileEvidence, hash_inputs, write_manifest
-from incident.results.read import is_result
+from incident.results.read import MANIFEST, holds_only_result_files, is_result
 from incident.schema import Input
+from incident.storage.locations import is_url, join
 from incident.summary import RowAccounting, Summary
 
 
@@ -25,11 +26,18 @@ from incident.summary import RowAccounting, Summary
 class ScanResult:
     """What a scan found, and where it wrote the reports."""
 
-    out: Path
+    location: Path | str  # a local directory, or a prefix in object storage
     summary: Summary
     users: pl.DataFrame
     developers: pl.DataFrame
     misdeliveries: pl.DataFrame
+
+    @property
+    def out(self) -> Path:
+        """The local directory of the reports (`location` names a prefix in object storage)."""
+        if isinstance(self.location, str):
+            raise TypeError(f"{self.location} is in object storage, not a local directory")
+        return self.location
 
     @property
     def accounting(self) -> RowAccounting:
@@ -44,6 +52,12 @@ class ScanResult:
 
 def _check_out(config: ScanConfig) -> None:
     """`--out` may replace an earlier result, never anything else, and not lie in an input."""
+    if isinstance(config.out, str):
+        check_prefix(config.out, "--out", config.storage, replaceable=holds_only_result_files)
+        for source in (config.deliveries, config.authorizations, config.apps):
+            if source and is_url(source) and config.out.startswith(source.rstrip("/") + "/"):
+                raise ConfigError(f"--out {config.out}: is inside the input prefix {source}")
+        return
     check_directory(config.out, "--out", replaceable=is_result)
     out = config.out.resolve()
     for source in (config.deliveries, config.authorizations, config.apps):
@@ -64,7 +78,7 @@ def _check_rejected(config: ScanConfig, summary: Summary) -> None:
             file = "rejected.parquet" if what == "delivery" else "rejected_authorizations.parquet"
             raise TooManyRejectedError(
                 f"{path}: {rejected} of {read} {what} rows rejected, over --max-rejected "
-                f"{limit}; see {config.out / file}"
+                f"{limit}; see {join(config.out, file)}"
             )
 
 
@@ -97,11 +111,13 @@ def scan(config: ScanConfig, progress: Progress | None = None) -> ScanResult:
     _check_out(config)
     # The input files are hashed for the manifest, on one thread, while the scan reads them.
     with ThreadPoolExecutor(max_workers=1) as pool:
-        evidence = hash_inputs([loaded.source for loaded in inputs.all], pool)
-        with (
-            open_engine(config.cluster) as engine,
-            staged_directory(config.out, "--out") as staging,
-        ):
+        evidence = hash_inputs([loaded.source for loaded in inputs.all], pool, config.storage)
+        staged = (
+            staged_prefix(config.out, "--out", config.storage, last=MANIFEST)
+            if isinstance(config.out, str)
+            else staged_directory(config.out, "--out")
+        )
+        with open_engine(config.cluster) as engine, staged as staging:
             outcome = run(config, inputs, stage, engine, staging)
             stage("writing reports")
             _write(config, staging, outcome, evidence)

@@ -13,6 +13,7 @@ from typing import Any
 
 from incident.errors import ConfigError
 from incident.schema import COLUMNS, Input
+from incident.storage.locations import NO_OPTIONS, StorageOptions, is_url
 
 
 def parse_instant(text: str) -> datetime:
@@ -240,7 +241,8 @@ class ScanConfig:
     deliveries: str
     authorizations: str
     apps: str | None = None
-    out: Path = Path("incident-report")
+    # A local directory, or a prefix in object storage (`s3://…`, kept as text).
+    out: Path | str = Path("incident-report")
     window: Window = field(default_factory=Window)
     columns: ColumnMap = field(default_factory=ColumnMap)
     max_rejected: RejectLimit = field(default_factory=RejectLimit)
@@ -250,10 +252,13 @@ class ScanConfig:
     cluster: str | None = None  # None: in this process; else `local`, `local:N` or an address
     partition_rows: int | None = None  # rows per detection task; None: chosen by the engine
     grant_buckets: int | None = None  # key tables; None: as many as the grants need
+    # Options for inputs and `out` in object storage, beside the environment's credentials.
+    storage: StorageOptions = NO_OPTIONS
 
     def __post_init__(self) -> None:
         # Accept a str for the output directory, as a notebook user would write it.
-        object.__setattr__(self, "out", Path(self.out))
+        if not is_url(self.out):
+            object.__setattr__(self, "out", Path(self.out))
         # Every other command reads a result from its Parquet or CSV tables: a scan asked for
         # other formats alone (html, say) writes the default tables too.
         chosen = tuple(dict.fromkeys(ReportFormat(f) for f in self.formats))

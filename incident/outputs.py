@@ -5,6 +5,11 @@ at the end, so that a failure or an interruption never leaves a partial output, 
 earlier output stays untouched until the new one is whole. Every command that writes (scan,
 export, report, notify) goes through here. A destination that cannot be used is a usage
 error (`ConfigError`, exit 2) naming the option and the path.
+
+Object stores have no rename. A result published to a prefix (`staged_prefix`) is staged in
+a local directory and uploaded when whole, its manifest last and the earlier manifest removed
+first: a reader that requires the manifest (every one does) never takes a partial or
+half-replaced output for a whole one, and an interrupted upload leaves no manifest.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from functools import cache
 from pathlib import Path
 
 from incident.errors import ConfigError
+from incident.storage import objects
+from incident.storage.locations import StorageOptions, join, split_url
 
 
 @cache
@@ -153,3 +160,64 @@ def staged_file(destination: Path, option: str, private: bool = False) -> Iterat
         raise _cannot_write(option, destination, error) from None
     finally:
         staging.unlink(missing_ok=True)
+
+
+def _cannot_publish(option: str, url: str, error: OSError, storage: StorageOptions) -> ConfigError:
+    return ConfigError(f"{option} {url}: cannot be written ({objects.describe(error, storage)})")
+
+
+def check_prefix(
+    url: str,
+    option: str,
+    storage: StorageOptions,
+    replaceable: Callable[[list[str]], bool],
+) -> None:
+    """A prefix in object storage to publish a new output to: below a bucket that exists,
+    and empty, or holding only objects directly under it whose names `replaceable` accepts."""
+    _, path = split_url(url)
+    if "/" not in path:
+        raise ConfigError(f"{option} {url}: name a prefix of its own below the bucket")
+    try:
+        if not objects.bucket_exists(url, storage):
+            raise ConfigError(f"{option} {url}: no such bucket")
+        listed = [found.path[len(path) + 1 :] for found in objects.listing(url, storage)]
+    except OSError as error:
+        raise _cannot_publish(option, url, error, storage) from None
+    if listed and ("/" in "".join(listed) or not replaceable(listed)):
+        raise ConfigError(
+            f"{option} {url}: prefix is not empty and holds no incident result; choose a new prefix"
+        )
+
+
+@contextmanager
+def staged_prefix(url: str, option: str, storage: StorageOptions, last: str) -> Iterator[Path]:
+    """A new local staging directory; when the block ends without an error, its files are
+    published under the prefix `url`: the earlier `last` (the manifest) removed first, every
+    other file uploaded, objects of an earlier output that the new one lacks removed, and
+    `last` uploaded at the end. Otherwise nothing is uploaded."""
+    try:
+        staging = Path(tempfile.mkdtemp(prefix="incident-", suffix=".partial"))
+    except OSError as error:
+        raise _cannot_write(option, Path(tempfile.gettempdir()), error) from None
+    try:
+        yield staging
+        _publish(staging, url, option, storage, last)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _publish(staging: Path, url: str, option: str, storage: StorageOptions, last: str) -> None:
+    names = sorted(path.name for path in staging.iterdir())
+    try:
+        _, prefix = split_url(url)
+        earlier = {found.path[len(prefix) + 1 :] for found in objects.listing(url, storage)}
+        objects.remove(str(join(url, last)), storage)
+        for name in names:
+            if name != last:
+                objects.upload(staging / name, str(join(url, name)), storage)
+        for name in sorted(earlier - set(names)):
+            objects.remove(str(join(url, name)), storage)
+        if last in names:
+            objects.upload(staging / last, str(join(url, last)), storage)
+    except OSError as error:
+        raise _cannot_publish(option, url, error, storage) from None

@@ -33,6 +33,7 @@ from incident.config import (
     parse_instant,
 )
 from incident.errors import ConfigError
+from incident.storage.locations import NO_OPTIONS, StorageOptions, is_url
 
 PROJECT_FILE = "incident.toml"
 CONFIG_VARIABLE = "INCIDENT_CONFIG"
@@ -199,6 +200,8 @@ class ProjectConfig:
     mapping_origins: Mapping[str, Resolved] = field(default_factory=dict)
     # How the file was named: a flag, the environment, or found in the working directory.
     file_origin: Origin | None = None
+    # Options for object storage (`--storage-option`), passed through to the scan.
+    storage: StorageOptions = NO_OPTIONS
 
     def value(self, key: str) -> Any:
         """The value of the setting `key` (e.g. `window.since`)."""
@@ -216,7 +219,7 @@ class ProjectConfig:
             deliveries=deliveries,
             authorizations=authorizations,
             apps=apps,
-            out=Path(self.value("outputs.out")),
+            out=_location(self.value("outputs.out")),
             window=Window(self.value("window.since"), self.value("window.until")),
             columns=self.columns,
             max_rejected=self.value("scan.max_rejected"),
@@ -228,6 +231,7 @@ class ProjectConfig:
             cluster=self.value("engine.cluster"),
             partition_rows=self.value("engine.partition_rows"),
             grant_buckets=self.value("engine.grant_buckets"),
+            storage=self.storage,
         )
 
     def from_environment(self) -> list[str]:
@@ -256,6 +260,11 @@ class ProjectConfig:
 def _flag_name(setting: Setting) -> str:
     names = {"directory": "DIR", "formats": "--format"}
     return names.get(setting.param, "--" + setting.param.replace("_", "-"))
+
+
+def _location(value: str) -> Path | str:
+    """`--out` as a scan takes it: an object-storage URL as text, else a path."""
+    return value if is_url(value) else Path(value)
 
 
 def _relative_to(base: Path, value: str) -> str:

@@ -61,7 +61,7 @@ def logs(tmp_path: Path) -> Path:
 def _scan_rejects(config: ScanConfig) -> tuple[Counter[str], int]:
     """The reasons of the delivery rows a scan rejects, and its rejected grants."""
     result = scan(config)
-    rejected = pl.read_parquet(config.out / "rejected.parquet")
+    rejected = pl.read_parquet(result.out / "rejected.parquet")
     reasons = Counter(rejected["reject_reason"].to_list()) if rejected.height else Counter()
     assert result.summary.inputs is not None
     grants = result.summary.inputs.authorizations

@@ -13,6 +13,7 @@ from incident.cli.diff import diff_command
 from incident.cli.export import export_command
 from incident.cli.messages import one_line, say
 from incident.cli.notify import notify_command
+from incident.cli.params import redact
 from incident.cli.report import report_command
 from incident.cli.sample import sample_command
 from incident.cli.scan import scan_command
@@ -29,7 +30,7 @@ class IncidentGroup(click.Group):
         try:
             return super().invoke(ctx)
         except IncidentError as error:
-            say(f"error: {one_line(error)}")
+            say(f"error: {redact(ctx, one_line(error))}")
             ctx.exit(error.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
@@ -37,7 +38,7 @@ class IncidentGroup(click.Group):
             # A panic of polars' Rust code derives from BaseException: still a bug of ours.
             say(
                 f"internal error (a bug in incident {__version__}, please report it): "
-                f"{type(error).__name__}: {one_line(error)}"
+                f"{type(error).__name__}: {redact(ctx, one_line(error))}"
             )
             ctx.exit(ExitCode.INTERNAL_ERROR)
 

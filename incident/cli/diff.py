@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import click
 import polars as pl
 
 from incident.cli.messages import printable
+from incident.cli.params import LocationType, storage_option
 from incident.results.diff import Change, ChangeCounts, ResultDiff, diff_results
+from incident.results.remote import local_result
+from incident.storage.locations import StorageOptions
+
+_RESULT = LocationType(click.Path(exists=True, file_okay=False, path_type=Path))
 
 # IDs listed per section in the text report; --json lists every one.
 LISTED = 20
@@ -83,19 +89,18 @@ def render_text(diff: ResultDiff) -> str:
 
 
 @click.command("diff")
-@click.argument(
-    "old", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="OLD_RESULT"
-)
-@click.argument(
-    "new", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="NEW_RESULT"
-)
+@click.argument("old", type=_RESULT, metavar="OLD_RESULT")
+@click.argument("new", type=_RESULT, metavar="NEW_RESULT")
 @click.option("--json", "as_json", is_flag=True, help="Print the difference as JSON, in full.")
-def diff_command(old: Path, new: Path, as_json: bool) -> None:
+@storage_option
+def diff_command(old: Path | str, new: Path | str, as_json: bool, storage: StorageOptions) -> None:
     """Compare two results: users and developers added, removed or changed, and the totals.
 
-    Exits 0 whether or not they differ; 4 when either is not an incident result.
+    Either may be an object-storage prefix (s3://, gs://, az://). Exits 0 whether or not
+    they differ; 4 when either is not an incident result.
     """
-    diff = diff_results(old, new)
+    with local_result(old, storage) as old_copy, local_result(new, storage) as new_copy:
+        diff = replace(diff_results(old_copy, new_copy), old=old, new=new)
     if as_json:
         click.echo(json.dumps(diff.to_dict(), indent=2))
     else:

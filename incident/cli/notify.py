@@ -9,13 +9,18 @@ from pathlib import Path
 import click
 
 from incident.cli.messages import printable_lines
+from incident.cli.params import LocationType, storage_option
 from incident.outputs import check_outside, staged_file
 from incident.results.notify import notification_list, write_notifications
+from incident.results.remote import local_result
+from incident.storage.locations import StorageOptions
 
 
 @click.command("notify")
 @click.argument(
-    "result", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="RESULT_DIR"
+    "result",
+    type=LocationType(click.Path(exists=True, file_okay=False, path_type=Path)),
+    metavar="RESULT_DIR",
 )
 @click.option(
     "--to",
@@ -24,14 +29,17 @@ from incident.results.notify import notification_list, write_notifications
     metavar="FILE",
     help="Write the CSV to FILE [default: stdout].",
 )
-def notify_command(result: Path, to: Path | None) -> None:
+@storage_option
+def notify_command(result: Path | str, to: Path | None, storage: StorageOptions) -> None:
     """Write the notification list: one row per exposed user, with the categories and counts
     of what was exposed, the period, the number of developers, and a sentence for a mail merge.
+    RESULT_DIR may be an object-storage prefix (s3://, gs://, az://).
     """
     # Checked first: a list written into the result would no longer be a result.
-    if to is not None:
+    if to is not None and isinstance(result, Path):
         check_outside(to, "--to", result, "the result", "write the list elsewhere")
-    notices = notification_list(result)
+    with local_result(result, storage) as copy:
+        notices = notification_list(copy)
     if to is None:
         buffer = io.BytesIO()
         write_notifications(notices, buffer)

@@ -4,6 +4,7 @@ their resolution with the environment and `incident.toml` (`incident.settings`).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -11,9 +12,10 @@ import click
 from click.core import ParameterSource
 
 from incident.cli.messages import say
-from incident.cli.params import DURATION, INSTANT, REJECT_LIMIT
+from incident.cli.params import DURATION, INSTANT, REJECT_LIMIT, LocationType, storage_option
 from incident.report import FORMATS
 from incident.settings import Origin, ProjectConfig, resolve
+from incident.storage.locations import NO_OPTIONS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -37,7 +39,10 @@ def input_options(function: F) -> F:
                 type=click.Path(exists=True, file_okay=False, path_type=Path),
                 metavar="[DIR]",
             ),
-            click.option("--deliveries", help="Deliveries: Parquet file, directory or glob."),
+            click.option(
+                "--deliveries",
+                help="Deliveries: Parquet file, directory or glob; or an s3://, gs://, az:// URL.",
+            ),
             click.option(
                 "--authorizations", help="Authorizations (grants): Parquet file, directory or glob."
             ),
@@ -57,6 +62,7 @@ def input_options(function: F) -> F:
                 help="Project file (TOML) [default: $INCIDENT_CONFIG, else ./incident.toml "
                 'if present]; a file of [map.deliveries] delivered_at = "ts" tables works too.',
             ),
+            storage_option,
             click.option(
                 "--since",
                 type=INSTANT,
@@ -80,9 +86,10 @@ def scan_options(function: F) -> F:
         [
             click.option(
                 "--out",
-                type=click.Path(file_okay=False, path_type=Path),
-                help="Directory for the reports; replaced atomically if it holds an earlier "
-                "result [default: incident-report].",
+                type=LocationType(click.Path(file_okay=False, path_type=Path)),
+                help="Directory or object-storage prefix (s3://, gs://, az://) for the "
+                "reports; replaced whole if it holds an earlier result [default: "
+                "incident-report].",
             ),
             click.option(
                 "--fail-on-findings/--no-fail-on-findings",
@@ -147,7 +154,9 @@ def project_config(ctx: click.Context) -> ProjectConfig:
         for name, value in ctx.params.items()
         if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
     }
-    return resolve(given, ctx.params.get("mappings", ()), ctx.params.get("config_file"))
+    project = resolve(given, ctx.params.get("mappings", ()), ctx.params.get("config_file"))
+    # Options for object storage come from flags alone: they may carry credentials.
+    return replace(project, storage=ctx.params.get("storage", NO_OPTIONS))
 
 
 def note_origins(project: ProjectConfig) -> None:

@@ -6,13 +6,19 @@ same values, and turns its `ConfigError` into click's usage error (exit 2).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
 from incident.config import RejectLimit, parse_duration, parse_instant
 from incident.errors import ConfigError
+from incident.storage.locations import NO_OPTIONS, StorageOptions, is_url, split_url
+
+# Where the storage options of the running command are kept, for `redact`.
+_STORAGE_KEY = "incident.storage_options"
 
 
 class InstantType(click.ParamType[datetime]):
@@ -67,3 +73,57 @@ class RejectLimitType(click.ParamType[RejectLimit]):
 INSTANT = InstantType()
 DURATION = DurationType()
 REJECT_LIMIT = RejectLimitType()
+
+
+class LocationType(click.ParamType[Path | str]):
+    """A local path, checked as `local` checks it, or an object-storage URL (`s3://…`),
+    kept as text."""
+
+    name = "path|url"
+
+    def __init__(self, local: click.Path) -> None:
+        self.local = local
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> Path | str:
+        if isinstance(value, Path) or not is_url(value):
+            converted = self.local.convert(value, param, ctx)
+            return Path(converted) if not isinstance(converted, bytes) else Path(str(value))
+        try:
+            split_url(value)
+        except ConfigError as error:
+            self.fail(str(error), param, ctx)
+        return str(value)
+
+
+def _storage_options(ctx: click.Context, _param: click.Parameter, specs: Any) -> StorageOptions:
+    try:
+        storage = StorageOptions.parse(specs or ())
+    except ConfigError as error:
+        raise click.BadParameter(str(error)) from None
+    ctx.meta[_STORAGE_KEY] = storage
+    return storage
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def storage_option(command: F) -> F:
+    """`--storage-option KEY=VALUE`, repeatable, as a `StorageOptions` named `storage`."""
+    return click.option(
+        "--storage-option",
+        "storage",
+        multiple=True,
+        metavar="KEY=VALUE",
+        callback=_storage_options,
+        help="An option for object storage, as polars names it, e.g. "
+        "aws_endpoint_url=http://127.0.0.1:9000 or aws_region=eu-west-1. Repeatable; "
+        "credentials otherwise come from the environment.",
+    )(command)
+
+
+def redact(ctx: click.Context, text: str) -> str:
+    """`text` without the secrets of the running command's storage options or environment."""
+    storage = ctx.meta.get(_STORAGE_KEY, NO_OPTIONS)
+    return storage.redact(text) if isinstance(storage, StorageOptions) else text

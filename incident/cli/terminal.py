@@ -98,4 +98,4 @@ def render_summary(console: Console, result: ScanResult) -> None:
             console.print(Text(f"warning: {printable(warning)}", style="yellow"))
         else:
             say(f"warning: {warning}")
-    say(f"reports written to {result.out}")
+    say(f"reports written to {result.location}")

@@ -18,11 +18,14 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from incident.errors import InputError
-from incident.pipeline.integrity import ParquetDamage, check_parquet
+from incident.pipeline.integrity import ParquetDamage, check_parquet, check_stream
 from incident.schema import Input
+from incident.storage import objects
+from incident.storage.locations import NO_OPTIONS, StorageOptions, is_url
 
 # What reading a damaged or unusual file can raise: polars' errors, I/O errors, and a panic
 # of its Rust code, which derives from BaseException and so escapes `except Exception`.
@@ -39,12 +42,15 @@ def first_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-def find_files(input_: Input, path: str) -> tuple[str, ...]:
-    """The Parquet files of an input path: a file, a directory tree, or a glob, in sorted order.
+def find_files(input_: Input, path: str, storage: StorageOptions = NO_OPTIONS) -> tuple[str, ...]:
+    """The Parquet files of an input path: a file, a directory tree, or a glob, in sorted order;
+    in object storage (a URL), an object, every object under a prefix, or a glob.
 
     Symbolic links are followed. A directory that cannot be listed, a broken link or anything
     that is not a regular file is an `InputError` naming it: no file is skipped silently.
     """
+    if is_url(path):
+        return find_objects(input_, path, storage)
     kind = _kind(input_, path, missing_ok=True)
     if kind is None:
         if not glob.has_magic(path):
@@ -152,18 +158,26 @@ def _tree(input_: Input, top: str) -> tuple[list[str], list[str]]:
     return directories, files
 
 
-def read_schema(path: str) -> tuple[pa.Schema, int]:
+def read_schema(path: str, storage: StorageOptions = NO_OPTIONS) -> tuple[pa.Schema, int]:
+    """The Arrow schema and rows of a Parquet file (or object), once its structure is checked;
+    `InputError` naming it when it is damaged or not Parquet."""
     try:
         # Checked first: polars and pyarrow trust a file's counts, and abort on some damage.
-        check_parquet(path)
-        metadata = pq.read_metadata(path)
+        if is_url(path):
+            with objects.open_input(path, storage) as stream:
+                check_stream(stream)
+                metadata = pq.read_metadata(stream)
+        else:
+            check_parquet(path)
+            metadata = pq.read_metadata(path)
         schema = metadata.schema.to_arrow_schema().remove_metadata()
     except ParquetDamage as error:
         raise InputError(f"{path}: not a readable Parquet file (damaged: {error})") from None
     # pyarrow raises more than its own errors on a damaged footer (a column name that is not
     # UTF-8 is a UnicodeDecodeError): each is about the file.
     except (OSError, ValueError, LookupError, ArithmeticError, pa.ArrowException) as error:
-        raise InputError(f"{path}: not a readable Parquet file ({first_line(error)})") from None
+        detail = storage.redact(first_line(error))
+        raise InputError(f"{path}: not a readable Parquet file ({detail})") from None
     return schema, metadata.num_rows
 
 
@@ -186,7 +200,9 @@ def _partition_values(path: str, partitions: frozenset[str]) -> tuple[tuple[str,
 
 
 def distinct_files(
-    files: tuple[str, ...], partitions: frozenset[str] = frozenset()
+    files: tuple[str, ...],
+    partitions: frozenset[str] = frozenset(),
+    storage: StorageOptions = NO_OPTIONS,
 ) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
     """The files with distinct contents, and `(copy, original)` for each file whose bytes
     are those of an earlier one (a log copied twice, two links to one file): a copy is read
@@ -196,16 +212,111 @@ def distinct_files(
     file twice to find copies, which are rare."""
     by_size: dict[tuple[int, tuple[tuple[str, str], ...]], list[str]] = {}
     for file in files:
-        key = (os.stat(file).st_size, _partition_values(file, partitions))
+        key = (_size(file, storage), _partition_values(file, partitions))
         by_size.setdefault(key, []).append(file)
     originals: dict[str, str] = {}
     for same_size in (group for group in by_size.values() if len(group) > 1):
         first: dict[str, str] = {}
         for file in same_size:
-            digest = sha256(Path(file))
+            digest = _sha256(file, storage)
             if digest in first:
                 originals[file] = first[digest]
             else:
                 first[digest] = file
     kept = tuple(file for file in files if file not in originals)
     return kept, tuple((file, originals[file]) for file in files if file in originals)
+
+
+def _size(file: str, storage: StorageOptions) -> int:
+    try:
+        return objects.size(file, storage)
+    except OSError as error:
+        raise InputError(f"{file}: cannot read ({objects.describe(error, storage)})") from None
+
+
+def _sha256(file: str, storage: StorageOptions) -> str:
+    try:
+        return objects.sha256(file, storage)
+    except OSError as error:
+        raise InputError(f"{file}: cannot read ({objects.describe(error, storage)})") from None
+
+
+def find_objects(input_: Input, url: str, storage: StorageOptions) -> tuple[str, ...]:
+    """The Parquet objects of an input URL: one object, every object under a prefix (at any
+    depth), or those a glob matches, with the rules of local paths: hidden names and markers
+    are not data, a wildcard does not match them, and everything else is read or named."""
+    try:
+        if glob.has_magic(url):
+            files = _glob_objects(input_, url, storage)
+        else:
+            found = objects.info(url, storage)
+            if found.type == pafs.FileType.File:
+                files = [objects.url_of(url, found.path)]
+            elif found.type == pafs.FileType.Directory:
+                files = _objects_under(objects.listing(url, storage), found.path, url)
+            else:
+                files = []
+        if not files and not objects.bucket_exists(url, storage):
+            raise InputError(f"{url}: no such bucket for the {input_.value} input")
+    except OSError as error:
+        raise InputError(
+            f"{url}: cannot list the {input_.value} input ({objects.describe(error, storage)}); "
+            "expected a readable bucket and prefix"
+        ) from None
+    if not files:
+        raise InputError(f"{url}: no Parquet files found for {input_.value}")
+    return tuple(sorted(set(files)))
+
+
+def _objects_under(listed: list[pafs.FileInfo], prefix: str, url: str) -> list[str]:
+    """The objects of `listed` under `prefix` whose names below it are none hidden."""
+    start = len(prefix.rstrip("/")) + 1
+    return [
+        objects.url_of(url, found.path)
+        for found in listed
+        if found.type == pafs.FileType.File
+        and found.path.startswith(prefix.rstrip("/") + "/")
+        and not any(_hidden(name) for name in found.path[start:].split("/"))
+    ]
+
+
+def _glob_objects(input_: Input, url: str, storage: StorageOptions) -> list[str]:
+    """The objects a glob URL matches, as `_glob` matches files: the prefix before the first
+    wildcard is listed once, and each object's path matched part by part below it."""
+    parts = url.split("://", 1)[1].rstrip("/").split("/")
+    fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+    if fixed == 0:
+        raise InputError(
+            f"{url}: a wildcard in the bucket name of the {input_.value} input; expected one bucket"
+        )
+    prefix, pattern = "/".join(parts[:fixed]), parts[fixed:]
+    listed = objects.listing(objects.url_of(url, prefix), storage)
+    files = _objects_under(listed, prefix, url) if _matches([], pattern) else []
+    for found in listed:
+        relative = found.path[len(prefix) + 1 :].split("/")
+        if not _matches(relative, pattern):
+            continue
+        if found.type == pafs.FileType.File:
+            files.append(objects.url_of(url, found.path))
+        else:
+            files += _objects_under(listed, found.path, url)
+    return files
+
+
+def _matches(names: list[str], pattern: list[str]) -> bool:
+    """True when the path `names` matches the glob `pattern`, part by part (`**`: any number
+    of non-hidden directories; a wildcard matches no hidden name unless it is hidden itself)."""
+    if not pattern:
+        return not names
+    head, rest = pattern[0], pattern[1:]
+    if head == "**":
+        deeper = bool(names) and not _hidden(names[0]) and _matches(names[1:], pattern)
+        return _matches(names, rest) or deeper
+    if not names:
+        return False
+    name = names[0]
+    if glob.has_magic(head):
+        matched = fnmatch.fnmatchcase(name, head) and (not _hidden(name) or _hidden(head))
+    else:
+        matched = name == head
+    return matched and _matches(names[1:], rest)

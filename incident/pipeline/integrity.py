@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, BinaryIO
 
 MAGIC = b"PAR1"
 # Counts beyond what a 32-bit row index can number are damage, not data.
@@ -185,16 +185,22 @@ def check_parquet(path: str) -> int:
     the file, values in each column chunk (one per row where nothing repeats) and its pages,
     and where the pages lie."""
     with open(path, "rb", buffering=0) as file:
-        size = file.seek(0, os.SEEK_END)
-        if size < 12:
-            raise ParquetDamage(f"{size} bytes, too short for a Parquet file")
+        return check_stream(file)
 
-        def read(at: int, length: int) -> bytes:
-            # One call per read, without the buffer a seek would throw away each time.
-            file.seek(at)
-            return file.read(length) or b""
 
-        return _check_file(read, size)
+def check_stream(file: BinaryIO) -> int:
+    """`check_parquet` of a file already open, unbuffered (a local file or an object in a
+    store: one request per read)."""
+    size = file.seek(0, os.SEEK_END)
+    if size < 12:
+        raise ParquetDamage(f"{size} bytes, too short for a Parquet file")
+
+    def read(at: int, length: int) -> bytes:
+        # One call per read, without the buffer a seek would throw away each time.
+        file.seek(at)
+        return file.read(length) or b""
+
+    return _check_file(read, size)
 
 
 def _check_file(read: Callable[[int, int], bytes], size: int) -> int:

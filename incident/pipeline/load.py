@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -41,6 +42,9 @@ from incident.schema import (
     Input,
     Kind,
 )
+from incident.storage.locations import NO_OPTIONS, StorageOptions, is_url
+
+_FOOTER_READERS = 8
 
 SOURCE_FILE = "source_file"
 REJECT_REASON = "reject_reason"
@@ -111,16 +115,11 @@ class SourceGroup:
     problems: tuple[tuple[pl.Expr, str], ...]
     sources: dict[str, str]
     file_rows: tuple[int, ...]  # from each file's Parquet footer
+    storage: StorageOptions = NO_OPTIONS  # for files in object storage
 
     def scan(self) -> pl.LazyFrame:
         """The raw rows, numbered, with the file each came from."""
-        return pl.scan_parquet(
-            list(self.files),
-            glob=False,  # found files: a `[` or `*` in a name is part of the name
-            hive_partitioning=self.hive,
-            include_file_paths=SOURCE_FILE,
-            row_index_name=ROW,
-        )
+        return _scan_files(self.files, self.hive, self.storage)
 
     def holding(self, rows: pl.Series) -> tuple[SourceGroup, pl.Series]:
         """The group of just the files that hold the numbered `rows`, and those rows numbered
@@ -202,7 +201,7 @@ class SourceGroup:
             culprit = next((c for c in columns if single._fails(single._readings(c), engine)), None)
             where = f"column {culprit!r}: " if culprit else ""
             return (
-                f"{file}: {where}cannot be read ({first_line(error)}); "
+                f"{file}: {where}cannot be read ({self.storage.redact(first_line(error))}); "
                 "expected Parquet data that polars can read"
             )
         return None
@@ -272,11 +271,12 @@ def _scan_group(
     file_rows: tuple[int, ...],
     schema: pa.Schema,
     columns: ColumnMap,
+    storage: StorageOptions,
 ) -> SourceGroup:
     """Check one group of files that share a Parquet schema, and plan its normalisation."""
     spec = COLUMNS[source.input]
     hive = _check_columns(source.input, files[0], set(schema.names), columns)
-    raw_schema = _raw_schema(files, hive)
+    raw_schema = _raw_schema(files, hive, storage)
     canonical: list[pl.Expr] = []
     problems: list[tuple[pl.Expr, str]] = []
     sources: dict[str, str] = {}
@@ -305,6 +305,7 @@ def _scan_group(
         tuple(problems),
         sources,
         file_rows,
+        storage,
     )
 
 
@@ -334,17 +335,23 @@ def _check_columns(input_: Input, file: str, present: set[str], columns: ColumnM
     return hive
 
 
-def _raw_schema(files: list[str], hive: bool) -> pl.Schema:
+def _scan_files(files: Sequence[str], hive: bool, storage: StorageOptions) -> pl.LazyFrame:
+    """The raw rows of `files`, numbered, with the file each came from."""
+    return pl.scan_parquet(
+        list(files),
+        glob=False,  # found files: a `[` or `*` in a name is part of the name
+        hive_partitioning=hive,
+        include_file_paths=SOURCE_FILE,
+        row_index_name=ROW,
+        storage_options=storage.for_polars(files[0]),
+    )
+
+
+def _raw_schema(files: list[str], hive: bool, storage: StorageOptions) -> pl.Schema:
     """The columns polars reads from a group of files, with `source_file` and `_row`."""
 
     def schema(paths: list[str]) -> pl.Schema:
-        return pl.scan_parquet(
-            paths,
-            glob=False,
-            hive_partitioning=hive,
-            include_file_paths=SOURCE_FILE,
-            row_index_name=ROW,
-        ).collect_schema()
+        return _scan_files(paths, hive, storage).collect_schema()
 
     try:
         return schema(files)
@@ -357,7 +364,7 @@ def _raw_schema(files: list[str], hive: bool) -> pl.Schema:
             culprit, problem = file, error
             break
     raise InputError(
-        f"{culprit}: cannot read its schema ({first_line(problem)}); "
+        f"{culprit}: cannot read its schema ({storage.redact(first_line(problem))}); "
         "expected a Parquet file of the types polars reads"
     )
 
@@ -451,19 +458,25 @@ def stack(frames: list[pl.LazyFrame], input_: Input) -> pl.LazyFrame:
     )
 
 
-def load_input(input_: Input, path: str, columns: ColumnMap) -> LoadedInput:
-    """Find, check and plan the reading of one input; raise `InputError` naming the file and
-    column. Nothing but Parquet footers is read here."""
+def load_input(
+    input_: Input, path: str, columns: ColumnMap, storage: StorageOptions = NO_OPTIONS
+) -> LoadedInput:
+    """Find, check and plan the reading of one input (a local path or a URL, reached with
+    `storage`); raise `InputError` naming the file and column. Nothing but Parquet footers
+    is read here."""
     read_from_paths = frozenset(columns.source(input_, c) for c in COLUMNS[input_])
-    files, copies = distinct_files(find_files(input_, path), read_from_paths)
+    found = find_files(input_, path, storage)
+    files, copies = distinct_files(found, read_from_paths, storage)
     by_schema: dict[pa.Schema, list[str]] = {}
     rows: dict[str, int] = {}
-    for file in files:
-        schema, rows[file] = read_schema(file)
-        by_schema.setdefault(schema, []).append(file)
+    # Objects in a store are a request or two each: their footers are read side by side.
+    with ThreadPoolExecutor(max_workers=_FOOTER_READERS if is_url(path) else 1) as pool:
+        footers = pool.map(lambda file: read_schema(file, storage), files)
+        for file, (schema, rows[file]) in zip(files, footers, strict=True):
+            by_schema.setdefault(schema, []).append(file)
     source = InputSource(input_, path, files, tuple(rows[f] for f in files), copies)
     groups = tuple(
-        _scan_group(source, chunk, tuple(rows[f] for f in chunk), schema, columns)
+        _scan_group(source, chunk, tuple(rows[f] for f in chunk), schema, columns, storage)
         for schema, group in by_schema.items()
         for chunk in _chunks(group, rows)
     )

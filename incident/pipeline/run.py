@@ -81,9 +81,12 @@ class Outcome:
 
 def load_inputs(config: ScanConfig) -> ScanInputs:
     """Find and check every input of `config`; `InputError` naming the file and column."""
-    deliveries = load_input(Input.DELIVERIES, config.deliveries, config.columns)
-    authorizations = load_input(Input.AUTHORIZATIONS, config.authorizations, config.columns)
-    apps = load_input(Input.APPS, config.apps, config.columns) if config.apps else None
+    storage = config.storage
+    deliveries = load_input(Input.DELIVERIES, config.deliveries, config.columns, storage)
+    authorizations = load_input(
+        Input.AUTHORIZATIONS, config.authorizations, config.columns, storage
+    )
+    apps = load_input(Input.APPS, config.apps, config.columns, storage) if config.apps else None
     registry = app_registry(apps) if apps else None
     return ScanInputs(deliveries, authorizations, apps, registry)
 

@@ -58,8 +58,8 @@ class ResultDiff:
     new value: results scanned differently are not comparable as they stand.
     """
 
-    old: Path
-    new: Path
+    old: Path | str  # a directory, or a prefix in object storage
+    new: Path | str
     settings: dict[str, tuple[str | None, str | None]]
     users: pl.DataFrame
     developers: pl.DataFrame

@@ -20,11 +20,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from incident.config import ScanConfig, format_instant
-from incident.errors import IncidentError, VerificationError
+from incident.errors import IncidentError, InputError, VerificationError
 from incident.pipeline.files import find_files, sha256
 from incident.pipeline.load import InputSource
 from incident.results.read import MANIFEST
 from incident.schema import Input
+from incident.storage import objects
+from incident.storage.locations import NO_OPTIONS, StorageOptions, is_url
 from incident.version import __version__
 
 
@@ -39,28 +41,40 @@ class FileEvidence:
     same_as: str | None = None  # an input file not read: a copy of this one
 
 
-def _input_evidence(path: str, rows: int, same_as: str | None = None) -> FileEvidence:
-    return FileEvidence(path, Path(path).stat().st_size, sha256(Path(path)), rows, same_as)
+def _input_evidence(
+    path: str, rows: int, storage: StorageOptions, same_as: str | None = None
+) -> FileEvidence:
+    try:
+        size, digest = objects.size(path, storage), objects.sha256(path, storage)
+    except OSError as error:
+        raise InputError(f"{path}: cannot read ({objects.describe(error, storage)})") from None
+    return FileEvidence(path, size, digest, rows, same_as)
 
 
 def hash_inputs(
-    sources: Iterable[InputSource], pool: ThreadPoolExecutor
+    sources: Iterable[InputSource],
+    pool: ThreadPoolExecutor,
+    storage: StorageOptions = NO_OPTIONS,
 ) -> dict[Input, list[Future[FileEvidence]]]:
     """Start hashing every input file in `pool`, to run while the scan reads them; the files
     and their rows are those the inputs were loaded from, and a copy that was not read is
-    recorded with the file it is a copy of (`same_as`)."""
+    recorded with the file it is a copy of (`same_as`). Objects are reached with `storage`."""
     hashed: dict[Input, list[Future[FileEvidence]]] = {}
     for source in sources:
         rows = dict(zip(source.files, source.file_rows, strict=True))
-        hashed[source.input] = [pool.submit(_input_evidence, f, n) for f, n in rows.items()]
+        hashed[source.input] = [
+            pool.submit(_input_evidence, f, n, storage) for f, n in rows.items()
+        ]
         hashed[source.input] += [
-            pool.submit(_input_evidence, copy, rows[original], original)
+            pool.submit(_input_evidence, copy, rows[original], storage, original)
             for copy, original in source.copies
         ]
     return hashed
 
 
 def _parameters(config: ScanConfig) -> dict[str, Any]:
+    # Where object storage was reached, never with what credentials; absent for local inputs.
+    storage = {"storage_options": config.storage.public()} if config.storage.public() else {}
     return {
         "deliveries": config.deliveries,
         "authorizations": config.authorizations,
@@ -70,6 +84,7 @@ def _parameters(config: ScanConfig) -> dict[str, Any]:
         "columns": {i.value: dict(m) for i, m in sorted(config.columns.renames.items())},
         "max_rejected": str(config.max_rejected),
         "formats": [f.value for f in config.formats],
+        **storage,
     }
 
 
@@ -101,25 +116,33 @@ def write_manifest(
     return path
 
 
-def _compare(expected: FileEvidence, path: Path) -> Iterable[str]:
-    if not path.is_file():
-        yield f"{path}: missing"
+def _compare(expected: FileEvidence, location: str, storage: StorageOptions) -> Iterable[str]:
+    """How the file or object at `location` differs from what the manifest recorded."""
+    try:
+        if not (is_url(location) or Path(location).is_file()):
+            raise FileNotFoundError(location)
+        size = objects.size(location, storage)
+        digest = objects.sha256(location, storage)
+    except FileNotFoundError:
+        yield f"{location}: missing"
         return
-    size = path.stat().st_size
+    except OSError as error:
+        yield f"{location}: unreadable ({objects.describe(error, storage)})"
+        return
     if size != expected.size:
-        yield f"{path}: size {size}, expected {expected.size}"
-    digest = sha256(path)
+        yield f"{location}: size {size}, expected {expected.size}"
     if digest != expected.sha256:
-        yield f"{path}: sha256 {digest}, expected {expected.sha256}"
+        yield f"{location}: sha256 {digest}, expected {expected.sha256}"
     if expected.rows is None or digest == expected.sha256:
         return  # not an input, or the same bytes and so the same rows
     try:
-        rows = pq.read_metadata(path).num_rows
+        with objects.open_input(location, storage) as stream:
+            rows = pq.read_metadata(stream).num_rows
     except (OSError, pa.ArrowException):
-        yield f"{path}: no longer a readable Parquet file"
+        yield f"{location}: no longer a readable Parquet file"
         return
     if rows != expected.rows:
-        yield f"{path}: {rows} rows, expected {expected.rows}"
+        yield f"{location}: {rows} rows, expected {expected.rows}"
 
 
 @dataclass(frozen=True)
@@ -169,22 +192,30 @@ def read_manifest(result: Path) -> Manifest:
     return Manifest(outputs, inputs, paths)
 
 
-def verify(result: Path) -> list[str]:
-    """Every difference between `result/manifest.json` and the inputs and outputs as they are
-    now; empty when everything matches. `VerificationError` when the manifest itself cannot
-    be used."""
-    manifest = read_manifest(result)
+def verify_outputs(result: Path, manifest: Manifest) -> list[str]:
+    """Every difference between the outputs `manifest` records and the files in `result`:
+    a file changed or missing, or one the manifest does not name."""
     problems: list[str] = []
     for expected in manifest.outputs:
-        problems.extend(_compare(expected, result / expected.path))
+        problems.extend(_compare(expected, str(result / expected.path), NO_OPTIONS))
     present = {p.name for p in result.iterdir()} - {MANIFEST}
     recorded = {evidence.path for evidence in manifest.outputs}
     problems.extend(f"{result / n}: not in the manifest" for n in sorted(present - recorded))
+    return problems
+
+
+def verify(result: Path, storage: StorageOptions = NO_OPTIONS) -> list[str]:
+    """Every difference between `result/manifest.json` and the inputs (files or objects,
+    reached with `storage`) and outputs as they are now; empty when everything matches.
+    `VerificationError` when the manifest itself cannot be used."""
+    manifest = read_manifest(result)
+    problems = verify_outputs(result, manifest)
     for input_name, files in manifest.inputs.items():
         for evidence in files:
-            problems.extend(_compare(evidence, Path(evidence.path)))
+            problems.extend(_compare(evidence, evidence.path, storage))
         try:
-            now = set(find_files(Input(input_name), manifest.input_paths[input_name]))
+            path = manifest.input_paths[input_name]
+            now = set(find_files(Input(input_name), path, storage))
         except IncidentError:
             continue  # its files were reported missing above
         added = sorted(now - {evidence.path for evidence in files})

@@ -124,6 +124,12 @@ def is_result(directory: Path) -> bool:
     return {p.name for p in directory.iterdir()} <= RESULT_FILES
 
 
+def holds_only_result_files(names: Iterable[str]) -> bool:
+    """True when every name is one a result's files have: a prefix in object storage with
+    nothing else may be replaced by a new result (an interrupted upload left no manifest)."""
+    return set(names) <= RESULT_FILES
+
+
 def read_summary(result: Path) -> Summary:
     """The result's summary; `InputError` naming the directory when it is not a result, or
     naming `summary.json` when a section is missing or malformed."""
