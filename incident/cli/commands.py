@@ -10,6 +10,7 @@ import polars as pl
 
 from incident.cli.diff import diff_command
 from incident.cli.export import export_command
+from incident.cli.ingest import ingest_command
 from incident.cli.messages import one_line, say
 from incident.cli.notify import notify_command
 from incident.cli.report import report_command
@@ -54,5 +55,6 @@ for command in (
     notify_command,
     report_command,
     diff_command,
+    ingest_command,
 ):
     cli.add_command(command)
