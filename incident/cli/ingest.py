@@ -30,11 +30,15 @@ def _progress_bar(quiet: bool) -> Iterator[ProgressFn | None]:
         yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
 def _report(result: IngestResult) -> None:
     counts = result.accounting
     blank = f" ({counts.blank_lines:,} blank)" if counts.blank_lines else ""
     say(
-        f"read {counts.lines_read:,} lines{blank} from {counts.files:,} files: "
+        f"read {_count(counts.lines_read, 'line')}{blank} from {_count(counts.files, 'file')}: "
         f"{counts.rows_read:,} rows, {counts.rows_written:,} written, "
         f"{counts.rows_rejected:,} rejected"
     )
@@ -43,7 +47,7 @@ def _report(result: IngestResult) -> None:
     for copy, original in result.copies:
         say(f"warning: {copy} has the same bytes (SHA-256) as {original}; read once")
     say(
-        f"wrote {result.kind.value} to {result.out} ({len(result.data_files):,} files); "
+        f"wrote {result.kind.value} to {result.out} ({_count(len(result.data_files), 'file')}); "
         f"rejected rows in {result.quarantine}"
     )
 

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 
 from incident.config import ColumnMap
 from incident.errors import InputError
+from incident.ingest import sources
 from incident.ingest.envelope import Scalar, flatten, scalar
-from incident.ingest.sources import MAX_LINE_BYTES, Line
+from incident.ingest.sources import Line
 from incident.schema import COLUMNS, Input, Kind
 
 
@@ -43,13 +44,10 @@ class LineCounts:
     columns_ignored: tuple[str, ...] = field(default=())
 
 
-_TOO_LONG = f"line longer than {MAX_LINE_BYTES >> 20} MiB"
-
-
 def _decoded(line: Line) -> str | RawRow:
     """The text of a line, or the row that rejects it; a byte-order mark on line 1 is dropped."""
     if line.too_long:
-        return RawRow(line.number, {}, _TOO_LONG)
+        return RawRow(line.number, {}, f"line longer than {sources.MAX_LINE_BYTES:,} bytes")
     try:
         text = line.data.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -154,7 +152,7 @@ def csv_rows(
     """Rows of a CSV file with a header line; a record spanning a bad line is rejected."""
     bad: dict[int, str] = {}
     reader = csv.reader(_text_lines(lines, bad), strict=True)
-    csv.field_size_limit(MAX_LINE_BYTES)  # a long text column is not the problem here
+    csv.field_size_limit(sources.MAX_LINE_BYTES)  # a long text column is not the problem here
     try:
         header = next(reader)
     except StopIteration:
@@ -176,10 +174,11 @@ def csv_rows(
             record, problem = [], f"not CSV ({error})"
         if not record and problem is None:
             counts.blank += 1
-        elif problem is None and len(record) != len(header):
+        elif problem is not None:
+            yield RawRow(first, {}, problem)
+        elif len(record) != len(header):
             yield RawRow(first, {}, f"expected {len(header)} fields, found {len(record)}")
         else:
-            values = {c: csv_cell(record[i], kinds[c]) for c, i in positions.items()}
-            yield RawRow(first, values if problem is None else {}, problem)
+            yield RawRow(first, {c: csv_cell(record[i], kinds[c]) for c, i in positions.items()})
         first = reader.line_num + 1
     counts.lines = reader.line_num

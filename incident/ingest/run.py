@@ -55,12 +55,6 @@ class IngestConfig:
                 raise ConfigError(
                     f"--map {input_.value}.…: does not apply to --kind {self.kind.value}"
                 )
-        moved = sorted(set(self.columns.renames.get(Input.DELIVERIES, {})) - set(LINE_FIELDS))
-        if moved and self.kind is Input.DELIVERIES and self.format is not SourceFormat.CSV:
-            raise ConfigError(
-                f"--map deliveries.{moved[0]}: the webhook format takes it from the payload; "
-                f"only {', '.join(LINE_FIELDS)} can be mapped (or give --format csv)"
-            )
 
 
 @dataclass(frozen=True)
@@ -91,6 +85,17 @@ class IngestResult:
     def quarantine(self) -> Path:
         """The rejected rows."""
         return self.out / REJECTED
+
+
+def _check_mappings(config: IngestConfig, files: tuple[SourceFile, ...]) -> None:
+    """A webhook line names its payload's columns itself: only the line's fields map."""
+    moved = sorted(set(config.columns.renames.get(Input.DELIVERIES, {})) - set(LINE_FIELDS))
+    webhook = next((f for f in files if f.format is SourceFormat.JSONL), None)
+    if moved and config.kind is Input.DELIVERIES and webhook is not None:
+        raise ConfigError(
+            f"--map deliveries.{moved[0]}: {webhook.path} is webhook JSON lines, whose payload "
+            f"names that column; only {', '.join(LINE_FIELDS)} can be mapped there"
+        )
 
 
 def _check_out(config: IngestConfig) -> None:
@@ -225,6 +230,7 @@ def ingest(config: IngestConfig, progress: Progress | None = None) -> IngestResu
     published), `ConfigError` for a bad destination or parameters, `TooManyRejectedError`
     (after publishing) when more rows were rejected than `config.max_rejected` allows."""
     files, copies = find_sources(config.kind, config.sources, config.format)
+    _check_mappings(config, files)
     _check_out(config)
     report = progress or (lambda _done, _total: None)
     with staged_directory(config.out, "--out") as staging:
