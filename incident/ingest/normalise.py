@@ -69,7 +69,9 @@ def _typed(name: str, values: list[Scalar], kind: Kind) -> dict[str, pl.Series]:
         if dtype is None or isinstance(value, Nested):
             unreadable[row] = True
             continue
-        parts.setdefault(str(dtype), [None] * len(values))[row] = value
+        if str(dtype) not in parts:
+            parts[str(dtype)] = [None] * len(values)
+        parts[str(dtype)][row] = value
     found = {
         f"{name}|{d}": pl.Series(f"{name}|{d}", parts[str(d)], dtype=d)
         for _, d in _TYPES
