@@ -89,10 +89,11 @@ def test_search_finds_the_marker_in_a_whitelisted_field(raw: Path, tmp_path: Pat
     assert not found_in(tmp_path / "d" / "_manifest.json")
 
 
-def test_no_content_text_in_any_byte_written(raw: Path) -> None:
-    out, logs = raw / "out", raw / "logs"
+def every_command(raw: Path, out: Path) -> list[tuple[object, ...]]:
+    """Ingest the planted lines, then every command that writes or prints, on the result."""
+    logs = raw / "logs"
     (raw / "key").write_bytes(bytes(range(32)))
-    commands: list[tuple[object, ...]] = [
+    return [
         ("ingest", raw / "raw", "--kind", "deliveries", "--out", out / "deliveries"),
         *(
             (
@@ -131,8 +132,12 @@ def test_no_content_text_in_any_byte_written(raw: Path) -> None:
         ("diff", out / "result", out / "result-html"),
         ("verify", out / "result"),
     ]
+
+
+def test_no_content_text_in_any_byte_written(raw: Path) -> None:
+    out = raw / "out"
     printed = []
-    for command in commands:
+    for command in every_command(raw, out):
         code, text = run(*command)
         assert code == 0, (command, text)
         printed.append(text)
