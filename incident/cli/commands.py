@@ -11,6 +11,7 @@ import polars as pl
 from incident.cli.configuration import config_group
 from incident.cli.diff import diff_command
 from incident.cli.export import export_command
+from incident.cli.ingest import ingest_command
 from incident.cli.messages import one_line, say
 from incident.cli.notify import notify_command
 from incident.cli.params import redact
@@ -59,5 +60,6 @@ for command in (
     diff_command,
     validate_command,
     config_group,
+    ingest_command,
 ):
     cli.add_command(command)
