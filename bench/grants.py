@@ -12,6 +12,7 @@ Then runs `incident scan` on it once per `--buckets` value, each in its own proc
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -75,7 +76,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--buckets", default="1,auto", help="--grant-buckets values, or auto")
     args = parser.parse_args(argv)
     data = args.data or Path("/tmp/incident-grants") / str(args.grants)
-    generate(data, args.grants, args.deliveries)
+    # Generated in a process of its own: this one stays small, and so do the scans it starts.
+    maker = multiprocessing.get_context("spawn").Process(
+        target=generate, args=(data, args.grants, args.deliveries)
+    )
+    maker.start()
+    maker.join()
+    if maker.exitcode:
+        raise BenchError(f"generating {data} failed ({maker.exitcode})")
     print(f"{'grant buckets':<16}{'wall s':>9}{'peak RSS':>13}")
     for buckets in args.buckets.split(","):
         out = data.parent / f"{data.name}-out-{buckets}"
