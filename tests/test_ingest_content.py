@@ -1,7 +1,7 @@
 """No content text in any byte written: a marker planted in every text field of webhook
 payloads (message and post text, user names, descriptions, media, unknown fields, damaged
 lines) is searched for in every file that ingest, scan, export, report, notify, diff and
-verify write, and in everything they print. Parquet files are searched value by value (their
+verify write, and in everything they and validate and config show print. Parquet files are searched value by value (their
 pages are compressed, so their raw bytes would hide the marker), every other file byte by
 byte. A control run plants the marker in a whitelisted field and must find it.
 """
@@ -113,6 +113,18 @@ def every_command(raw: Path, out: Path) -> list[tuple[object, ...]]:
                 ("result", ("--format", "csv", "--format", "tsv", "--format", "jsonl")),
                 ("result-html", ("--format", "html", "--since", "2018-01-01")),
             )
+        ),
+        *(
+            (
+                *command,
+                "--deliveries",
+                out / "deliveries",
+                "--authorizations",
+                logs / "authorizations.parquet",
+                "--apps",
+                logs / "apps.parquet",
+            )
+            for command in (("validate", "--full", "--json"), ("validate",), ("config", "show"))
         ),
         ("export", out / "result", "--to", out / "export"),
         ("export", out / "result", "--to", out / "export-jsonl", "--format", "jsonl"),
