@@ -13,7 +13,7 @@ from incident import ScanResult
 from incident.cli import cli
 from incident.config import Attribution
 from incident.errors import ExitCode
-from incident.pipeline.context import url_path
+from incident.pipeline.normal import endpoint_ip, url_path
 from tests.conftest import ScanFn, delivery, grant, utc, write
 
 T = utc(2018, 3, 1, 12)
@@ -328,12 +328,50 @@ def test_a_collision_signature_outranks_revocation_lag(run_scan: ScanFn) -> None
         ("a.example/hook", "/hook"),
         ("https://a.example?x=/hook", "/"),
         ("https://a.example/Hook", "/Hook"),
+        ("HTTPS://A.EXAMPLE:443/hook?crc_token=abc", "/hook"),
+        ("https://[2001:DB8::1]:8443/hook#top", "/hook"),
+        ("https://a.example/%7euser/%41b", "/~user/Ab"),
+        ("https://a.example/a%2fb%3a", "/a%2Fb%3A"),
+        ("https://a.example/%2541", "/%2541"),
         (None, None),
     ],
 )
 def test_url_path(url: str | None, path: str | None) -> None:
     frame = pl.DataFrame({"url": [url]}, schema={"url": pl.String})
     assert frame.select(url_path(pl.col("url")))["url"].to_list() == [path]
+
+
+@pytest.mark.parametrize(
+    ("ips", "form"),
+    [
+        (["[2001:DB8::1]", "2001:db8:0:0::1", "2001:0db8::0001"], "2001:db8::1"),
+        (["192.0.2.9", " 192.0.2.9", "::ffff:192.0.2.9"], "192.0.2.9"),
+        (["Not-An-IP"], "not-an-ip"),
+    ],
+)
+def test_endpoint_ip_has_one_form(ips: list[str], form: str) -> None:
+    frame = pl.DataFrame({"ip": [*ips, None]})
+    assert frame.select(endpoint_ip(pl.col("ip")))["ip"].to_list() == [*[form] * len(ips), None]
+
+
+def test_endpoints_written_differently_still_collide(run_scan: ScanFn) -> None:
+    v6 = "2001:db8::9"
+    apps = [
+        {**APPS[0], "webhook_url": "HTTPS://A.example:443/%68ook", "resolved_ip": "[2001:DB8::9]"},
+        {**APPS[1], "webhook_url": "https://b.example/hook?crc_token=1", "resolved_ip": v6},
+    ]
+    deliveries = [
+        {**row, "resolved_ip": "2001:db8:0:0::9", "webhook_url": f"{row['webhook_url']}?crc=2"}
+        for row in collision()
+    ]
+    result = run_scan(deliveries, GRANTS, apps)
+    assert [(r["cause"], r["intended_app_id"]) for r in explained(result)] == [
+        ("shared_endpoint_collision", "10")
+    ]
+    endpoints = pl.read_parquet(result.out / "endpoints.parquet")
+    assert endpoints.select("resolved_ip", "url_path").to_dicts() == [
+        {"resolved_ip": v6, "url_path": "/hook"}
+    ]
 
 
 def test_cli_durations_and_unexplained_first(tmp_path: Any) -> None:

@@ -10,6 +10,7 @@ fan-outs of one event, and evidence that is sometimes missing from the row or th
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
@@ -52,13 +53,22 @@ def url(host: str, path: str, form: int) -> str:
         f"http://{host}:8443{path}?token=1",
         f"https://{host}{path}#f",
         f"{host}{path}",
+        f"HTTPS://{host.upper()}:443{path.replace('o', '%6f')}?crc_token=1",
     ][form]
 
 
 def path_of(webhook_url: str) -> str:
-    """The URL without scheme, host, port, query and fragment; `/` when empty."""
+    """The URL without scheme, host, port, query and fragment, percent-escapes in one form;
+    `/` when empty."""
     parts = urlsplit(webhook_url if "://" in webhook_url else "//" + webhook_url)
-    return parts.path or "/"
+    return re.sub(r"%[0-9A-Fa-f]{2}", _escape_form, parts.path) or "/"
+
+
+def _escape_form(escape: re.Match[str]) -> str:
+    """A percent-escape in its one form: an unreserved character decoded, else uppercase hex."""
+    character = chr(int(escape[0][1:], 16))
+    unreserved = character.isascii() and (character.isalnum() or character in "-._~")
+    return character if unreserved else escape[0].upper()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -100,7 +110,7 @@ def cases(draw: st.DrawFn) -> Case:
     }
 
     def endpoint_url(app: int, path: str) -> str:
-        return url(f"a{app}.example", path, draw(st.integers(0, 3)))
+        return url(f"a{app}.example", path, draw(st.integers(0, 4)))
 
     registry: list[dict[str, Any]] | None = None
     if draw(st.integers(0, 4)):  # mostly with a registry

@@ -23,10 +23,10 @@ from incident.pipeline.context import (
     ENDPOINT_EVIDENCE,
     as_read,
     collision_context,
-    url_path,
 )
 from incident.pipeline.impact import attribute_developers, exposure
 from incident.pipeline.load import LoadedInput, collect_input, stack
+from incident.pipeline.normal import endpoint_ip, url_path
 from incident.schema import (
     ATTRIBUTION_COLUMNS,
     CANDIDATES,
@@ -45,7 +45,12 @@ from incident.schema import (
 def app_endpoints(frame: pl.LazyFrame, *by: str) -> pl.LazyFrame:
     """Distinct (*by, app_id, ip, path) of rows with both an IP and a URL."""
     return _distinct_endpoints(
-        frame.select(*by, "app_id", ip=pl.col("resolved_ip"), path=url_path(pl.col("webhook_url")))
+        frame.select(
+            *by,
+            "app_id",
+            ip=endpoint_ip(pl.col("resolved_ip")),
+            path=url_path(pl.col("webhook_url")),
+        )
     )
 
 
