@@ -471,3 +471,37 @@ def test_a_backend_column_without_values_is_missing_evidence(run_scan: ScanFn) -
     assert result.summary.to_json()["attribution"]["evidence_missing"] == [
         "deliveries.backend_host"
     ]
+
+
+def moved(app: int, ip: str = OTHER_IP) -> list[dict[str, Any]]:
+    """APPS as a registry snapshot taken after `app` moved to `ip`."""
+    return [{**row, "resolved_ip": ip} if row["app_id"] == app else row for row in APPS]
+
+
+def test_a_candidates_own_deliveries_place_it_before_the_registry_does(run_scan: ScanFn) -> None:
+    # The registry, a later snapshot, has app 10 on another IP; its delivery of the event at T
+    # shows it on the shared endpoint then.
+    result = run_scan(collision(), GRANTS, moved(10))
+    assert [(r["cause"], r["intended_app_id"]) for r in explained(result)] == [
+        ("shared_endpoint_collision", "10")
+    ]
+
+
+def test_a_candidate_seen_elsewhere_is_not_placed_by_the_registry(run_scan: ScanFn) -> None:
+    deliveries = collision()
+    deliveries[1] = {**deliveries[1], "webhook_url": "https://a.example/elsewhere"}
+    result = run_scan(deliveries, GRANTS, APPS)
+    assert [r["cause"] for r in explained(result)] == ["unexplained"]
+
+
+def test_where_a_bare_misdelivery_went_comes_from_the_apps_traffic_first(
+    run_scan: ScanFn,
+) -> None:
+    # The leak's row has no endpoint; app 20's own delivery two minutes earlier shows the
+    # shared endpoint, while the registry has already moved it.
+    deliveries = collision()
+    deliveries[2] = {**deliveries[2], "webhook_url": None, "resolved_ip": None}
+    result = run_scan(deliveries, GRANTS, moved(20))
+    assert [(r["cause"], r["intended_app_id"]) for r in explained(result)] == [
+        ("shared_endpoint_collision", "10")
+    ]

@@ -337,7 +337,10 @@ def expected_misdeliveries(case: Case, notes: list[str]) -> list[tuple[Any, ...]
         else:
             reason = "before_grant"
 
-        received = {e} if (e := endpoint(m)) is not None else registered.get(app, set())
+        # Where it went: the row's own endpoint, else those of the receiving app's deliveries
+        # within the window, else the registry's.
+        shown = {e for r in rows if r["app_id"] == app and near(r) and (e := endpoint(r))}
+        received = {e} if (e := endpoint(m)) is not None else shown or registered.get(app, set())
         # Its own traffic: a delivery of the receiving app, same backend, within the window,
         # that is not itself a misdelivery nor any delivery of a misdelivered event to the same
         # app and subscriber (a rejected row counts when its app and time parse).
@@ -355,11 +358,12 @@ def expected_misdeliveries(case: Case, notes: list[str]) -> list[tuple[Any, ...]
         qualified = []
         for other in others if active else ():
             deliveries = [r for r in rows if r["app_id"] == other and near(r)]
-            # Where it listens: the registry's endpoints, else its deliveries' near that time.
-            listens = registered.get(other) or {e for r in deliveries if (e := endpoint(r))}
+            # Where it listens: its deliveries' endpoints near that time, else the registry's.
+            seen = {e for r in deliveries if (e := endpoint(r))}
+            listens = seen or registered.get(other, set())
             if not listens & received:
                 continue
-            if not registered.get(other):
+            if seen:
                 notes.append("candidate placed by its deliveries")
             same_event = any(r["event_id"] == m["event_id"] for r in deliveries)
             gaps = [abs(r["delivered_at"] - t) for r in deliveries if r["backend_host"] == backend]

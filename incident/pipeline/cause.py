@@ -24,15 +24,23 @@ from incident.pipeline.context import (
     as_read,
     collision_context,
 )
+from incident.pipeline.endpoints import (
+    app_endpoints,
+    candidates_on_endpoint,
+    distinct_endpoints,
+    gap,
+    nearest,
+    received_endpoints,
+    registered_endpoints,
+    within,
+)
 from incident.pipeline.impact import attribute_developers, exposure
 from incident.pipeline.load import LoadedInput, collect_input, stack
-from incident.pipeline.normal import endpoint_ip, url_path
 from incident.schema import (
     ATTRIBUTION_COLUMNS,
     CANDIDATES,
     CAUSE,
     COUNT,
-    ID,
     INTENDED_APP,
     INTENDED_DEVELOPER,
     REASON,
@@ -42,31 +50,9 @@ from incident.schema import (
 )
 
 
-def app_endpoints(frame: pl.LazyFrame, *by: str) -> pl.LazyFrame:
-    """Distinct (*by, app_id, ip, path) of rows with both an IP and a URL."""
-    return _distinct_endpoints(
-        frame.select(
-            *by,
-            "app_id",
-            ip=endpoint_ip(pl.col("resolved_ip")),
-            path=url_path(pl.col("webhook_url")),
-        )
-    )
-
-
-def _distinct_endpoints(frame: pl.LazyFrame) -> pl.LazyFrame:
-    """Distinct rows with both `ip` and `path`, typed alike whatever their source."""
-    return frame.drop_nulls().unique().cast({"app_id": ID, "ip": pl.String, "path": pl.String})
-
-
 def _duration_ns(duration: timedelta) -> int:
     """`duration` in whole nanoseconds."""
     return (duration // timedelta(microseconds=1)) * 1000
-
-
-def _gap(a: str, b: str) -> pl.Expr:
-    """|a - b| in nanoseconds."""
-    return (pl.col(a).dt.epoch("ns") - pl.col(b).dt.epoch("ns")).abs()
 
 
 # What attribution reads of a misdelivery; the other input columns only pass through.
@@ -83,7 +69,6 @@ USED = (
     "developer_id",
     REASON,
 )
-ENDPOINT_SCHEMA = {"app_id": ID(), "ip": pl.String(), "path": pl.String()}
 
 
 @dataclass(frozen=True)
@@ -114,20 +99,16 @@ def explain(
     """
     found = misdeliveries.select(USED).with_row_index("_m")
     window = _duration_ns(settings.collision_window)
-    registered = _registered_endpoints(apps)
+    registered = registered_endpoints(apps)
     held = _subscriber_grants(found, authorizations)
     lag = _revocation_lag(held, _duration_ns(settings.revocation_grace))
-    received = _received_endpoints(found, registered)
     candidates = _authorized_others(held)
-    listed = candidates.join(registered, on="app_id").join(
-        received, on=["_m", "ip", "path"], how="semi"
-    )
-    unlisted = candidates.join(registered, on="app_id", how="anti")
-    # Only a misdelivery with a candidate on its endpoint, or one whose endpoint the registry
-    # does not know, can be a collision: the traffic of the others is not read.
-    plausible = pl.concat([listed.select("_m", "app_id"), unlisted])
-    context = collision_context(found, plausible, deliveries, window)
-    intended = _intended(found, received, listed, unlisted, context, window)
+    # Every candidate's traffic near the misdelivery is read: it says where the app listened
+    # then, before the registry (a later snapshot) does.
+    context = collision_context(found, candidates, deliveries, window)
+    received = received_endpoints(found, context, registered, window)
+    on_endpoint = candidates_on_endpoint(candidates, found, received, context, registered, window)
+    intended = _intended(found, on_endpoint, context, window)
     attribution = _attribution(found, lag, intended, registry)
     explained = misdeliveries.with_columns(attribution.select(ATTRIBUTION_COLUMNS))
     matched = explained.with_columns(attribution.select("_ip", "_path"))
@@ -136,13 +117,6 @@ def explain(
         endpoints=endpoints_report(matched, registered, context, registry),
         evidence_missing=_evidence_missing(found, received),
     )
-
-
-def _registered_endpoints(apps: pl.LazyFrame | None) -> pl.DataFrame:
-    """(app_id, ip, path): the endpoints of the valid registry rows; none without a registry."""
-    if apps is None:
-        return pl.DataFrame(schema=ENDPOINT_SCHEMA)
-    return app_endpoints(apps).collect()
 
 
 def _subscriber_grants(found: pl.DataFrame, authorizations: LoadedInput) -> pl.DataFrame:
@@ -231,23 +205,9 @@ def _revocation_lag(held: pl.DataFrame, grace: int) -> pl.DataFrame:
         )
         .group_by("_m")
         .agg(pl.col("revoked_at").max(), pl.col("delivered_at").first())
-        .select("_m", _lag=_gap("delivered_at", "revoked_at") <= grace)
+        .select("_m", _lag=gap("delivered_at", "revoked_at") <= grace)
         .collect()
     )
-
-
-def _received_endpoints(found: pl.DataFrame, registered: pl.DataFrame) -> pl.DataFrame:
-    """(_m, ip, path): where each misdelivery went; the row's own evidence, else the receiving
-    app's endpoints in the registry."""
-    own = app_endpoints(found.lazy(), "_m").select("_m", "ip", "path")
-    from_registry = (
-        found.lazy()
-        .join(own, on="_m", how="anti")
-        .select("_m", "app_id")
-        .join(registered.lazy(), on="app_id")
-        .select("_m", "ip", "path")
-    )
-    return pl.concat([own, from_registry]).collect()
 
 
 def _authorized_others(held: pl.DataFrame) -> pl.DataFrame:
@@ -264,51 +224,19 @@ def _authorized_others(held: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _nearest(left: pl.LazyFrame, right: pl.LazyFrame, by: list[str]) -> pl.LazyFrame:
-    """`left` with `_gap`: how far in time (ns) the nearest row of `right` with the same `by`
-    is from `delivered_at`; null when there is none. An as-of join walks both sides once in
-    time order, so a busy app costs its rows, not its rows times its misdeliveries."""
-    return (
-        left.sort("delivered_at")
-        .join_asof(
-            right.select(*by, "delivered_at", other_at="delivered_at").sort("delivered_at"),
-            on="delivered_at",
-            by=by,
-            strategy="nearest",
-            check_sortedness=False,  # both sides sorted just above
-        )
-        .with_columns(_gap=_gap("delivered_at", "other_at"))
-        .drop("other_at")
-    )
-
-
-def _within(window: int) -> pl.Expr:
-    """`_gap` (from `_nearest`) is at most `window`."""
-    return pl.col("_gap") <= window
-
-
 def _intended(
-    found: pl.DataFrame,
-    received: pl.DataFrame,
-    listed: pl.DataFrame,
-    unlisted: pl.DataFrame,
-    context: pl.DataFrame,
-    window: int,
+    found: pl.DataFrame, on_endpoint: pl.LazyFrame, context: pl.DataFrame, window: int
 ) -> pl.DataFrame:
     """(_m, intended app, candidates, matched endpoint) of the misdeliveries with the shared
-    endpoint signature. `listed` holds the candidates the registry puts on the misdelivery's
-    endpoint, `unlisted` those whose endpoints only their traffic can tell.
+    endpoint signature. `on_endpoint` holds the candidates on each misdelivery's endpoint
+    (`candidates_on_endpoint`).
 
     Each test of "a delivery within the window" is an as-of join to the nearest one, so no
     misdelivery is paired with all of an app's traffic around it."""
     at = found.lazy().select("_m", "app_id", "delivered_at", BACKEND_EVIDENCE)
     active = _receiver_active(found, at, context, window)
     at = at.join(active.lazy(), on="_m", how="semi").drop("app_id")
-    on_endpoint = (
-        pl.concat([listed.lazy(), _seen_on_endpoint(unlisted, received, at, context, window)])
-        .join(active.lazy(), on="_m", how="semi")
-        .unique()
-    )
+    on_endpoint = on_endpoint.join(active.lazy(), on="_m", how="semi").unique()
     return (
         _ranked(on_endpoint, found, at, context, window)
         .group_by("_m", maintain_order=True)
@@ -336,34 +264,7 @@ def _receiver_active(
     )
     slots = ["app_id", BACKEND_EVIDENCE]
     return (
-        _nearest(at.drop_nulls(slots), traffic, slots)
-        .filter(_within(window))
-        .select("_m")
-        .collect()
-    )
-
-
-def _seen_on_endpoint(
-    unlisted: pl.DataFrame,
-    received: pl.DataFrame,
-    at: pl.LazyFrame,
-    context: pl.DataFrame,
-    window: int,
-) -> pl.LazyFrame:
-    """(_m, app_id, ip, path): where an unlisted candidate listened, as its deliveries near
-    the misdelivery show: those on the misdelivery's endpoint within the window. `at` is each
-    active misdelivery's (_m, delivered_at, backend)."""
-    endpoints = ["app_id", "ip", "path"]
-    return (
-        _nearest(
-            unlisted.lazy()
-            .join(received.lazy(), on="_m")
-            .join(at.select("_m", "delivered_at"), on="_m"),
-            _distinct_endpoints(context.lazy().select("delivered_at", *endpoints)),
-            endpoints,
-        )
-        .filter(_within(window))
-        .select("_m", "app_id", "ip", "path")
+        nearest(at.drop_nulls(slots), traffic, slots).filter(within(window)).select("_m").collect()
     )
 
 
@@ -403,7 +304,7 @@ def _same_event(
             context.lazy().select("app_id", "event_id", other_at="delivered_at"),
             on=["app_id", "event_id"],
         )
-        .filter(_gap("delivered_at", "other_at") <= window)
+        .filter(gap("delivered_at", "other_at") <= window)
         .select("_m", "app_id", _same_event=pl.lit(True))
         .unique()
     )
@@ -415,8 +316,8 @@ def _closest_activity(
     """(_m, app_id, _nearest): how far in time (ns) from the misdelivery is the candidate's
     nearest delivery from the same backend; null when none is within the window."""
     slots = ["app_id", BACKEND_EVIDENCE]
-    return _nearest(candidates.unique().join(at, on="_m"), context.lazy(), slots).select(
-        "_m", "app_id", _nearest=pl.when(_within(window)).then("_gap")
+    return nearest(candidates.unique().join(at, on="_m"), context.lazy(), slots).select(
+        "_m", "app_id", _nearest=pl.when(within(window)).then("_gap")
     )
 
 
@@ -431,7 +332,7 @@ def endpoints_report(
     registry and by the deliveries the scan saw with evidence."""
     sources = [
         app_endpoints(explained.lazy()),
-        _distinct_endpoints(context.lazy().select("app_id", "ip", "path")),
+        distinct_endpoints(context.lazy().select("app_id", "ip", "path")),
         registered.lazy(),
     ]
     members = attribute_developers(pl.concat(sources).unique(), registry)
