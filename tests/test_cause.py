@@ -14,6 +14,7 @@ from incident.cli import cli
 from incident.config import Attribution
 from incident.errors import ExitCode
 from incident.pipeline.normal import endpoint_ip, url_path
+from incident.summary import Summary
 from tests.conftest import ScanFn, delivery, grant, utc, write
 
 T = utc(2018, 3, 1, 12)
@@ -505,3 +506,41 @@ def test_where_a_bare_misdelivery_went_comes_from_the_apps_traffic_first(
     assert [(r["cause"], r["intended_app_id"]) for r in explained(result)] == [
         ("shared_endpoint_collision", "10")
     ]
+
+
+def test_a_full_collision_says_so(run_scan: ScanFn) -> None:
+    result = run_scan(collision(), GRANTS, APPS)
+    assert result.misdeliveries["evidence"].to_list() == ["full"]
+    assert result.summary.to_json()["attribution"]["by_evidence"] == {"full": 1}
+
+
+def test_a_misdelivery_without_a_backend_is_classified_and_says_what_went_unchecked(
+    run_scan: ScanFn,
+) -> None:
+    rows = collision()
+    rows[2] = {**rows[2], "backend_host": None}
+    other = sent(200, T, 40, 7)  # a leak with a backend: the input has the evidence
+    result = run_scan([*rows, other], GRANTS, APPS)
+    found = result.misdeliveries.sort("event_id")
+    assert found.select("event_id", "cause", "evidence", "intended_app_id").rows() == [
+        ("101", "shared_endpoint_collision", "backend", "10"),
+        ("200", "unexplained", "full", None),
+    ]
+    assert result.summary.to_json()["attribution"]["by_evidence"] == {"backend": 1, "full": 1}
+
+
+def test_traffic_without_a_backend_vouches_with_the_backend_unchecked(run_scan: ScanFn) -> None:
+    rows = collision()
+    rows[0] = {**rows[0], "backend_host": None}
+    result = run_scan(rows, GRANTS, APPS)
+    assert result.misdeliveries.select("cause", "evidence").rows() == [
+        ("shared_endpoint_collision", "backend")
+    ]
+
+
+def test_a_summary_without_evidence_counts_still_reads(run_scan: ScanFn) -> None:
+    document = run_scan(collision(), GRANTS, APPS).summary.to_json()
+    del document["attribution"]["by_evidence"]
+    summary = Summary.from_json(document, "summary.json")
+    assert summary.attribution is not None
+    assert summary.attribution.by_evidence == {}

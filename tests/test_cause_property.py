@@ -319,6 +319,9 @@ def expected_misdeliveries(case: Case, notes: list[str]) -> list[tuple[Any, ...]
     rows = case.deliveries
     flagged = [misdelivered(r) for r in rows]
     leaks = {leak(r) for r, f in zip(rows, flagged, strict=True) if f}
+    any_backend = any(
+        r["backend_host"] is not None for r, f in zip(rows, flagged, strict=True) if f
+    )
     expected = []
     for m, is_misdelivery in zip(rows, flagged, strict=True):
         if not is_misdelivery:
@@ -344,14 +347,22 @@ def expected_misdeliveries(case: Case, notes: list[str]) -> list[tuple[Any, ...]
         # Its own traffic: a delivery of the receiving app, same backend, within the window,
         # that is not itself a misdelivery nor any delivery of a misdelivered event to the same
         # app and subscriber (a rejected row counts when its app and time parse).
-        active = backend is not None and any(
-            r["app_id"] == app
-            and not f
-            and leak(r) not in leaks
-            and r["backend_host"] == backend
-            and near(r)
+        traffic = [
+            r
             for r, f in zip(rows, flagged, strict=True)
+            if r["app_id"] == app and not f and leak(r) not in leaks and near(r)
+        ]
+        active = backend is not None and any(r["backend_host"] == backend for r in traffic)
+        # A backend missing on the misdelivery, or on the traffic, goes unchecked, unless no
+        # misdelivery has one (then the input lacks the evidence).
+        unchecked = (
+            not active
+            and any_backend
+            and any(backend is None or r["backend_host"] is None for r in traffic)
         )
+        if unchecked:
+            notes.append("backend unchecked")
+        active = active or unchecked
         # The other apps with a grant of the subscriber covering that instant.
         others = {g["app_id"] for g in case.grants if g["for_user_id"] == user and covers(g, t)}
         others.discard(app)
@@ -366,7 +377,8 @@ def expected_misdeliveries(case: Case, notes: list[str]) -> list[tuple[Any, ...]
             if seen:
                 notes.append("candidate placed by its deliveries")
             same_event = any(r["event_id"] == m["event_id"] for r in deliveries)
-            gaps = [abs(r["delivered_at"] - t) for r in deliveries if r["backend_host"] == backend]
+            same = [r for r in deliveries if backend is not None and r["backend_host"] == backend]
+            gaps = [abs(r["delivered_at"] - t) for r in same]
             nearest = min(gaps) if gaps else None
             qualified.append((not same_event, nearest is None, nearest, str(other)))
 
@@ -387,6 +399,7 @@ def expected_misdeliveries(case: Case, notes: list[str]) -> list[tuple[Any, ...]
                 *key(m),
                 reason,
                 cause,
+                "backend" if cause == COLLISION and unchecked else "full",
                 intended,
                 developer(int(intended) if intended else None),
                 len(qualified),
@@ -414,6 +427,7 @@ def actual_misdeliveries(result: ScanResult) -> list[tuple[Any, ...]]:
             *key(row),
             row["reason"],
             row["cause"],
+            row["evidence"],
             row["intended_app_id"],
             row["intended_developer_id"],
             row["intended_app_candidates"],
@@ -590,4 +604,4 @@ def test_a_rejected_copy_of_a_misdelivery_is_not_traffic(later: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         actual = actual_misdeliveries(run(case, Path(tmp)))
     assert actual == expected_misdeliveries(case, [])
-    assert [row[-4:-2] for row in actual] == [("unexplained", None)]
+    assert [(row[-5], row[-3]) for row in actual] == [("unexplained", None)]

@@ -34,6 +34,7 @@ from incident.pipeline.endpoints import (
     registered_endpoints,
     within,
 )
+from incident.pipeline.evidence import UNCHECKED, evidence, receiver_active
 from incident.pipeline.impact import attribute_developers, exposure
 from incident.pipeline.load import LoadedInput, collect_input, stack
 from incident.schema import (
@@ -41,6 +42,7 @@ from incident.schema import (
     CANDIDATES,
     CAUSE,
     COUNT,
+    EVIDENCE,
     INTENDED_APP,
     INTENDED_DEVELOPER,
     REASON,
@@ -105,10 +107,13 @@ def explain(
     candidates = _authorized_others(held)
     # Every candidate's traffic near the misdelivery is read: it says where the app listened
     # then, before the registry (a later snapshot) does.
-    context = collision_context(found, candidates, deliveries, window)
+    # A backend missing on a few rows goes unchecked there; missing on all, it is evidence
+    # the input lacks, and no collision can be shown.
+    relax = found[BACKEND_EVIDENCE].null_count() < found.height
+    context = collision_context(found if relax else found.clear(), candidates, deliveries, window)
     received = received_endpoints(found, context, registered, window)
     on_endpoint = candidates_on_endpoint(candidates, found, received, context, registered, window)
-    intended = _intended(found, on_endpoint, context, window)
+    intended = _intended(found, on_endpoint, context, window, relax)
     attribution = _attribution(found, lag, intended, registry)
     explained = misdeliveries.with_columns(attribution.select(ATTRIBUTION_COLUMNS))
     matched = explained.with_columns(attribution.select("_ip", "_path"))
@@ -163,6 +168,7 @@ def _attribution(
         .join(lag.lazy(), on="_m", how="left")
         .join(intended.lazy(), on="_m", how="left")
         .with_columns(_cause().alias(CAUSE), pl.col(CANDIDATES).fill_null(0).cast(COUNT))
+        .with_columns(evidence(pl.col(INTENDED_APP).is_not_null()).alias(EVIDENCE))
         .pipe(attribute_developers, registry, app=INTENDED_APP, developer=INTENDED_DEVELOPER)
         .sort("_m")
         .collect()
@@ -225,18 +231,22 @@ def _authorized_others(held: pl.DataFrame) -> pl.DataFrame:
 
 
 def _intended(
-    found: pl.DataFrame, on_endpoint: pl.LazyFrame, context: pl.DataFrame, window: int
+    found: pl.DataFrame,
+    on_endpoint: pl.LazyFrame,
+    context: pl.DataFrame,
+    window: int,
+    relax: bool,
 ) -> pl.DataFrame:
     """(_m, intended app, candidates, matched endpoint) of the misdeliveries with the shared
     endpoint signature. `on_endpoint` holds the candidates on each misdelivery's endpoint
-    (`candidates_on_endpoint`).
+    (`candidates_on_endpoint`); `relax` lets a missing backend go unchecked (`evidence`).
 
     Each test of "a delivery within the window" is an as-of join to the nearest one, so no
     misdelivery is paired with all of an app's traffic around it."""
     at = found.lazy().select("_m", "app_id", "delivered_at", BACKEND_EVIDENCE)
-    active = _receiver_active(found, at, context, window)
+    active = receiver_active(found, at, context, window, relax)
     at = at.join(active.lazy(), on="_m", how="semi").drop("app_id")
-    on_endpoint = on_endpoint.join(active.lazy(), on="_m", how="semi").unique()
+    on_endpoint = on_endpoint.unique().join(active.lazy(), on="_m")
     return (
         _ranked(on_endpoint, found, at, context, window)
         .group_by("_m", maintain_order=True)
@@ -245,26 +255,9 @@ def _intended(
             pl.col("app_id").n_unique().cast(COUNT).alias(CANDIDATES),
             pl.col("ip").first().alias("_ip"),
             pl.col("path").first().alias("_path"),
+            *(pl.col(flag).first() for flag in UNCHECKED.values()),
         )
         .collect()
-    )
-
-
-def _receiver_active(
-    found: pl.DataFrame, at: pl.LazyFrame, context: pl.DataFrame, window: int
-) -> pl.DataFrame:
-    """(_m): the misdeliveries whose receiving app had its own traffic from the same backend
-    within the window. `at` is each misdelivery's (_m, app_id, delivered_at, backend).
-
-    Misdeliveries are not an app's own traffic, nor is any delivery of a misdelivered event
-    to the same app for the same subscriber: a retry, or a rejected copy, is the leak again."""
-    leaks = ["event_id", "app_id", "for_user_id"]
-    traffic = context.lazy().join(
-        found.lazy().select(leaks), on=leaks, how="anti", nulls_equal=True
-    )
-    slots = ["app_id", BACKEND_EVIDENCE]
-    return (
-        nearest(at.drop_nulls(slots), traffic, slots).filter(within(window)).select("_m").collect()
     )
 
 

@@ -54,11 +54,9 @@ def collision_context(
 ) -> pl.DataFrame:
     """The deliveries of the receiving and candidate apps within the collision window of the
     misdeliveries that have a candidate."""
-    possible = found.join(candidates, on="_m", how="semi").filter(
-        pl.col(BACKEND_EVIDENCE).is_not_null()
-    )
+    possible = found.join(candidates, on="_m", how="semi")
     if not possible.height:
-        # Without a candidate, or a backend, no collision can be shown: skip the scan.
+        # Without a candidate no collision can be shown: skip the scan.
         return pl.DataFrame(schema=CONTEXT_SCHEMA)
     apps_at = pl.concat(
         [
