@@ -38,6 +38,7 @@ class Reason(StrEnum):
 CAUSE = "cause"
 # Which conditions of the cause could not be checked: `full`, or their names joined by `;`.
 EVIDENCE = "evidence"
+FULL_EVIDENCE = "full"
 INTENDED_APP = "intended_app_id"
 INTENDED_DEVELOPER = "intended_developer_id"
 CANDIDATES = "intended_app_candidates"

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import io
 from datetime import timedelta
 from typing import Any
+from unittest.mock import patch
 
 import polars as pl
 import pytest
 from click.testing import CliRunner
+from rich.console import Console
 
 from incident import ScanResult
 from incident.cli import cli
+from incident.cli.terminal import render_summary
 from incident.config import Attribution
 from incident.errors import ExitCode
 from incident.pipeline.normal import endpoint_ip, url_path
+from incident.report.markdown import summary_markdown
 from incident.summary import Summary
 from tests.conftest import ScanFn, delivery, grant, utc, write
 
@@ -527,6 +532,19 @@ def test_a_misdelivery_without_a_backend_is_classified_and_says_what_went_unchec
         ("200", "unexplained", "full", None),
     ]
     assert result.summary.to_json()["attribution"]["by_evidence"] == {"backend": 1, "full": 1}
+    markdown = summary_markdown(result.summary, result.developers)
+    assert "## By evidence\n\n| evidence | deliveries |\n| --- | ---: |\n| full | 1 |\n" in markdown
+    assert "| backend | 1 |" in markdown
+    console = Console(file=io.StringIO(), width=120)
+    with patch("incident.cli.terminal.say", lambda line: console.print(line, markup=False)):
+        render_summary(console, result)
+    printed = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "By evidence:" in printed
+    assert [line.split() for line in printed.split("By evidence:")[1].splitlines()[1:4]] == [
+        ["evidence", "deliveries"],
+        ["full", "1"],
+        ["backend", "1"],
+    ]
 
 
 def test_traffic_without_a_backend_vouches_with_the_backend_unchecked(run_scan: ScanFn) -> None:

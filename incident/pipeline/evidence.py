@@ -15,8 +15,7 @@ import polars as pl
 
 from incident.pipeline.context import BACKEND_EVIDENCE
 from incident.pipeline.endpoints import nearest, within
-
-FULL = "full"
+from incident.schema import FULL_EVIDENCE as FULL
 
 
 class Condition(StrEnum):
