@@ -243,11 +243,14 @@ def _intended(
     Each test of "a delivery within the window" is an as-of join to the nearest one, so no
     misdelivery is paired with all of an app's traffic around it."""
     at = found.lazy().select("_m", "app_id", "delivered_at", BACKEND_EVIDENCE)
-    active = receiver_active(found, at, context, window, relax)
+    receiving = context.join(found.select("app_id").unique(), on="app_id", how="semi")
+    active = receiver_active(found, at, receiving, window, relax)
     at = at.join(active.lazy(), on="_m", how="semi").drop("app_id")
-    on_endpoint = on_endpoint.unique().join(active.lazy(), on="_m")
+    # Collected once: the ranking reads it thrice, and only its apps' traffic.
+    on_endpoint_ = on_endpoint.unique().join(active.lazy(), on="_m").collect()
+    theirs = context.join(on_endpoint_.select("app_id").unique(), on="app_id", how="semi")
     return (
-        _ranked(on_endpoint, found, at, context, window)
+        _ranked(on_endpoint_.lazy(), found, at, theirs, window)
         .group_by("_m", maintain_order=True)
         .agg(
             pl.col("app_id").first().alias(INTENDED_APP),
@@ -290,15 +293,17 @@ def _same_event(
 ) -> pl.LazyFrame:
     """(_m, app_id, _same_event): the candidates that received the misdelivered event
     within the window."""
+    # An as-of join, not an equi-join: an app may get the same event for many subscribers.
     return (
-        candidates.join(found.lazy().select("_m", "event_id", "delivered_at"), on="_m")
-        .join(
-            context.lazy().select("app_id", "event_id", other_at="delivered_at"),
-            on=["app_id", "event_id"],
+        nearest(
+            candidates.unique().join(
+                found.lazy().select("_m", "event_id", "delivered_at"), on="_m"
+            ),
+            context.lazy(),
+            ["app_id", "event_id"],
         )
-        .filter(gap("delivered_at", "other_at") <= window)
+        .filter(within(window))
         .select("_m", "app_id", _same_event=pl.lit(True))
-        .unique()
     )
 
 

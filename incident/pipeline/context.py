@@ -92,13 +92,20 @@ def nearby(deliveries: LoadedInput, keys: pl.DataFrame, window: int) -> pl.DataF
         columns = [c for c in (*EVIDENCE_READ, *ENDPOINT_EVIDENCE) if c in group.sources]
         frames.append(group.scan().filter(wanted).select(*map(group.column, columns)))
     context = stack(frames, Input.DELIVERIES).select(
-        *EVIDENCE_READ,
-        ip=endpoint_ip(pl.col("resolved_ip")),
-        path=url_path(pl.col("webhook_url")),
+        *EVIDENCE_READ, "webhook_url", ip=endpoint_ip(pl.col("resolved_ip"))
     )
-    # The URL is read as its path at once: the context holds no more text than it uses.
     (read,) = collect_input([context], [deliveries])
-    return read.cast(CONTEXT_SCHEMA)  # type: ignore[arg-type]
+    # Each distinct URL is parsed once: an app calls few, and parsing every row costs more
+    # than reading it.
+    paths = _paths(read["webhook_url"].cast(pl.String))
+    return read.drop("webhook_url").with_columns(path=paths).cast(CONTEXT_SCHEMA)  # type: ignore[arg-type]
+
+
+def _paths(urls: pl.Series) -> pl.Series:
+    """`url_path` of each URL, computed once per distinct URL."""
+    distinct = urls.drop_nulls().unique()
+    paths = pl.select(url_path(pl.lit(distinct))).to_series()
+    return urls.replace_strict(distinct, paths, default=None, return_dtype=pl.String)
 
 
 def as_read(group: SourceGroup, column: str, ids: pl.Series) -> pl.Series:

@@ -74,11 +74,13 @@ def seen_near(wanted: pl.LazyFrame, context: pl.DataFrame, window: int) -> pl.La
     """(_m, app_id, ip, path): the endpoints of the app's own deliveries within the window of
     each (_m, app_id, delivered_at) in `wanted`. One as-of join per endpoint the app shows in
     `context`: an app has few."""
-    traffic = distinct_endpoints(context.lazy().select("delivered_at", "app_id", "ip", "path"))
-    shown = distinct_endpoints(context.lazy().select("app_id", "ip", "path"))
+    # Only the traffic of the apps asked about: the context also holds every other app's.
+    own = context.lazy().join(wanted.select("app_id").unique(), on="app_id", how="semi")
+    traffic = distinct_endpoints(own.select("delivered_at", "app_id", "ip", "path")).collect()
+    shown = distinct_endpoints(traffic.lazy().select("app_id", "ip", "path"))
     endpoints = ["app_id", "ip", "path"]
     return (
-        nearest(wanted.join(shown, on="app_id"), traffic, endpoints)
+        nearest(wanted.join(shown, on="app_id"), traffic.lazy(), endpoints)
         .filter(within(window))
         .select("_m", "app_id", "ip", "path")
     )
@@ -110,13 +112,25 @@ def candidates_on_endpoint(
     window: int,
 ) -> pl.LazyFrame:
     """(_m, app_id, ip, path): the candidates (_m, app_id) that listened on the endpoint the
-    misdelivery went to: by their deliveries within the window, else by the registry."""
+    misdelivery went to: by their deliveries within the window, else by the registry.
+
+    Two as-of joins, each linear in the candidates' traffic: one per received endpoint (was
+    the candidate there?), one per candidate (was it anywhere the rows show?)."""
     wanted = candidates.lazy().join(found.lazy().select("_m", "delivered_at"), on="_m")
-    seen = seen_near(wanted, context, window)
-    listed = (
-        candidates.lazy()
-        .join(seen, on=["_m", "app_id"], how="anti")
-        .join(registered.lazy(), on="app_id")
+    own = context.lazy().join(candidates.lazy().select("app_id").unique(), on="app_id", how="semi")
+    traffic = own.select("delivered_at", "app_id", "ip", "path").drop_nulls().collect().lazy()
+    endpoints = ["app_id", "ip", "path"]
+    seen = (
+        nearest(wanted.join(received.lazy(), on="_m"), traffic, endpoints)
+        .filter(within(window))
         .select("_m", "app_id", "ip", "path")
     )
-    return pl.concat([seen, listed]).join(received.lazy(), on=["_m", "ip", "path"], how="semi")
+    somewhere = nearest(wanted, traffic, ["app_id"]).filter(within(window))
+    listed = (
+        candidates.lazy()
+        .join(somewhere, on=["_m", "app_id"], how="anti")
+        .join(registered.lazy(), on="app_id")
+        .join(received.lazy(), on=["_m", "ip", "path"], how="semi")
+        .select("_m", "app_id", "ip", "path")
+    )
+    return pl.concat([seen, listed])
