@@ -117,15 +117,23 @@ def candidates_on_endpoint(
     Two as-of joins, each linear in the candidates' traffic: one per received endpoint (was
     the candidate there?), one per candidate (was it anywhere the rows show?)."""
     wanted = candidates.lazy().join(found.lazy().select("_m", "delivered_at"), on="_m")
-    own = context.lazy().join(candidates.lazy().select("app_id").unique(), on="app_id", how="semi")
-    traffic = own.select("delivered_at", "app_id", "ip", "path").drop_nulls().collect().lazy()
+    own = (
+        context.lazy()
+        .join(candidates.lazy().select("app_id").unique(), on="app_id", how="semi")
+        .select("delivered_at", "app_id", "ip", "path")
+        .drop_nulls()
+    )
     endpoints = ["app_id", "ip", "path"]
+    # Only the rows on some misdelivery's endpoint can place a candidate there.
+    there = own.join(received.lazy().select("ip", "path").unique(), on=["ip", "path"], how="semi")
     seen = (
-        nearest(wanted.join(received.lazy(), on="_m"), traffic, endpoints)
+        nearest(wanted.join(received.lazy(), on="_m"), there, endpoints)
         .filter(within(window))
         .select("_m", "app_id", "ip", "path")
     )
-    somewhere = nearest(wanted, traffic, ["app_id"]).filter(within(window))
+    somewhere = nearest(wanted, own.select("delivered_at", "app_id"), ["app_id"]).filter(
+        within(window)
+    )
     listed = (
         candidates.lazy()
         .join(somewhere, on=["_m", "app_id"], how="anti")
