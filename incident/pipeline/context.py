@@ -11,17 +11,12 @@ from __future__ import annotations
 import polars as pl
 
 from incident.pipeline.load import ROW, LoadedInput, SourceGroup, collect_input, stack
+from incident.pipeline.normal import endpoint_ip, url_path
 from incident.schema import ID, TIMESTAMP, Input
 
 # The evidence each part of the signature needs, as `input.column`.
 ENDPOINT_EVIDENCE = ("webhook_url", "resolved_ip")
 BACKEND_EVIDENCE = "backend_host"
-
-
-def url_path(url: pl.Expr) -> pl.Expr:
-    """The path of a webhook URL (no scheme, host, query or fragment); `/` when empty."""
-    path = url.str.extract(r"^(?:[A-Za-z][A-Za-z0-9+.\-]*://)?[^/?#]*([^?#]*)", 1)
-    return path.str.replace(r"^$", "/")
 
 
 # What is read of the deliveries near the misdeliveries, besides their endpoint evidence; the
@@ -59,11 +54,9 @@ def collision_context(
 ) -> pl.DataFrame:
     """The deliveries of the receiving and candidate apps within the collision window of the
     misdeliveries that have a candidate."""
-    possible = found.join(candidates, on="_m", how="semi").filter(
-        pl.col(BACKEND_EVIDENCE).is_not_null()
-    )
+    possible = found.join(candidates, on="_m", how="semi")
     if not possible.height:
-        # Without a candidate, or a backend, no collision can be shown: skip the scan.
+        # Without a candidate no collision can be shown: skip the scan.
         return pl.DataFrame(schema=CONTEXT_SCHEMA)
     apps_at = pl.concat(
         [
@@ -99,11 +92,20 @@ def nearby(deliveries: LoadedInput, keys: pl.DataFrame, window: int) -> pl.DataF
         columns = [c for c in (*EVIDENCE_READ, *ENDPOINT_EVIDENCE) if c in group.sources]
         frames.append(group.scan().filter(wanted).select(*map(group.column, columns)))
     context = stack(frames, Input.DELIVERIES).select(
-        *EVIDENCE_READ, ip=pl.col("resolved_ip"), path=url_path(pl.col("webhook_url"))
+        *EVIDENCE_READ, "webhook_url", ip=endpoint_ip(pl.col("resolved_ip"))
     )
-    # The URL is read as its path at once: the context holds no more text than it uses.
     (read,) = collect_input([context], [deliveries])
-    return read.cast(CONTEXT_SCHEMA)  # type: ignore[arg-type]
+    # Each distinct URL is parsed once: an app calls few, and parsing every row costs more
+    # than reading it.
+    paths = _paths(read["webhook_url"].cast(pl.String))
+    return read.drop("webhook_url").with_columns(path=paths).cast(CONTEXT_SCHEMA)  # type: ignore[arg-type]
+
+
+def _paths(urls: pl.Series) -> pl.Series:
+    """`url_path` of each URL, computed once per distinct URL."""
+    distinct = urls.drop_nulls().unique()
+    paths = pl.select(url_path(pl.lit(distinct))).to_series()
+    return urls.replace_strict(distinct, paths, default=None, return_dtype=pl.String)
 
 
 def as_read(group: SourceGroup, column: str, ids: pl.Series) -> pl.Series:
