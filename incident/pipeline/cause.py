@@ -109,7 +109,9 @@ def explain(
     # then, before the registry (a later snapshot) does. A backend missing on a few rows goes
     # unchecked there; missing on all, it is evidence the input lacks: no collision is shown.
     relax = found[BACKEND_EVIDENCE].null_count() < found.height
-    context = collision_context(found if relax else found.clear(), candidates, deliveries, window)
+    context = collision_context(
+        found if relax else found.clear(), candidates, registered, deliveries, window
+    )
     received = received_endpoints(found, context, registered, window)
     on_endpoint = candidates_on_endpoint(candidates, found, received, context, registered, window)
     intended = _intended(found, on_endpoint, context, window, relax)

@@ -1,15 +1,19 @@
 """The deliveries near the misdeliveries, read back for the evidence of a collision.
 
 Attribution needs the traffic of a few apps within minutes of each misdelivery: their backend
-and endpoint. This reads only those rows of the deliveries input, in two passes (the app and
-time of every row, then the few rows in the wanted time slots whole), and the endpoint as
-(ip, path).
+and endpoint. Decoding the text evidence of every row would cost several times more than the
+rest of the scan's attribution, so the rows are read in two passes. The first reads only the
+cheap columns (app, time and IP) of the rows in the wanted time slots: where the receiving app
+and every authorized candidate were seen. The second reads whole only the rows of the
+receiving apps and of the candidates that may have listened where the misdelivery went
+(`endpoints.near_received_ip`): most candidates were elsewhere, and their rows are not needed.
 """
 
 from __future__ import annotations
 
 import polars as pl
 
+from incident.pipeline.endpoints import near_received_ip, received_ips
 from incident.pipeline.load import ROW, LoadedInput, SourceGroup, collect_input, stack
 from incident.pipeline.normal import endpoint_ip, url_path
 from incident.schema import ID, TIMESTAMP, Input
@@ -31,59 +35,101 @@ CONTEXT_SCHEMA: dict[str, pl.DataType] = {
     "ip": pl.String(),
     "path": pl.String(),
 }
+SLOT = "_bucket"
 
 
-def _bucket(window: int) -> pl.Expr:
-    """The window-wide time slot of `delivered_at`. Two instants at most `window` apart are in
-    the same or adjacent slots, so a join on (app, slot) finds every pair within the window
-    without comparing every delivery of an app with every other."""
-    return (pl.col("delivered_at").dt.epoch("ns") // max(window, 1)).alias("_bucket")
+def _bucket(window: int, at: pl.Expr | None = None) -> pl.Expr:
+    """The window-wide time slot of `at` (`delivered_at`). Two instants at most `window` apart
+    are in the same or adjacent slots, so a join on (app, slot) finds every pair within the
+    window without comparing every delivery of an app with every other."""
+    at = pl.col("delivered_at") if at is None else at
+    return (at.dt.epoch("ns") // max(window, 1)).alias(SLOT)
 
 
-def _near(frame: pl.LazyFrame, window: int) -> pl.LazyFrame:
-    """Each row three times: in its slot and in the two adjacent ones."""
+def _slots(apps_at: pl.LazyFrame, window: int) -> pl.DataFrame:
+    """(app_id, _bucket): the distinct slots of each (app_id, delivered_at) and of the two
+    slots either side."""
     return (
-        frame.with_columns(_bucket(window))
-        .with_columns(pl.col("_bucket") + pl.lit([-1, 0, 1]))
-        .explode("_bucket")
+        apps_at.with_columns(_bucket(window))
+        .with_columns(pl.col(SLOT) + pl.lit([-1, 0, 1]))
+        .explode(SLOT)
+        .select("app_id", SLOT)
+        .unique()
+        .collect()
     )
 
 
 def collision_context(
-    found: pl.DataFrame, candidates: pl.DataFrame, deliveries: LoadedInput, window: int
+    found: pl.DataFrame,
+    candidates: pl.DataFrame,
+    registered: pl.DataFrame,
+    deliveries: LoadedInput,
+    window: int,
 ) -> pl.DataFrame:
-    """The deliveries of the receiving and candidate apps within the collision window of the
-    misdeliveries that have a candidate."""
+    """The deliveries within the collision window of the misdeliveries that have a candidate:
+    the receiving app's, and those of the candidates seen on, or registered at, an IP the
+    misdelivery may have gone to. Any other candidate cannot be on its endpoint."""
     possible = found.join(candidates, on="_m", how="semi")
     if not possible.height:
         # Without a candidate no collision can be shown: skip the scan.
         return pl.DataFrame(schema=CONTEXT_SCHEMA)
-    apps_at = pl.concat(
-        [
-            possible.lazy().select("app_id", "delivered_at"),
-            candidates.lazy()
-            .join(possible.lazy().select("_m", "delivered_at"), on="_m")
-            .select("app_id", "delivered_at"),
-        ]
-    )
-    keys = _near(apps_at, window).select("app_id", "_bucket").unique().collect()
-    return nearby(deliveries, keys, window)
+    receiving = possible.lazy().select("app_id", "delivered_at")
+    wanted = candidates.lazy().join(possible.lazy().select("_m", "delivered_at"), on="_m")
+    slots = _slots(pl.concat([receiving, wanted.drop("_m")]), window)
+    sighted = _sightings(deliveries, slots, window)
+    seen = pl.concat(sighted).lazy().select("app_id", "delivered_at", "ip")
+    ips = received_ips(possible, seen, registered, window)
+    near = near_received_ip(wanted, ips, seen, registered, window)
+    keys = _slots(pl.concat([receiving, near.drop("_m")]), window)
+    return _whole_rows(deliveries, sighted, keys)
 
 
-def nearby(deliveries: LoadedInput, keys: pl.DataFrame, window: int) -> pl.DataFrame:
-    """The delivery rows in the (app_id, _bucket) slots of `keys`, with their backend and
-    endpoint (`CONTEXT_SCHEMA`).
+def _sightings(deliveries: LoadedInput, keys: pl.DataFrame, window: int) -> list[pl.DataFrame]:
+    """Per group of `deliveries`: (_row, app_id, delivered_at, ip, _bucket) of its rows in the
+    (app_id, _bucket) slots of `keys`, from the cheap columns alone. The slot test is a filter
+    on the scan, so the reader decodes the IP of the rows in the slots only.
 
-    Two reads: the app and time of every row find the few row numbers in those slots, then
-    only those rows are read whole; decoding the text evidence of every row would cost
-    several times more. Rows are taken whether or not rule 1 rejects them: a row whose app
-    and time parse shows the app's traffic."""
-    numbers = collect_input(
-        [_slot_rows(group, keys, window) for group in deliveries.groups], [deliveries]
-    )
+    Rows are taken whether or not rule 1 rejects them: a row whose app and time parse shows
+    the app's traffic."""
+    queries = []
+    for group in deliveries.groups:
+        at = group.column("delivered_at")
+        ip = (
+            endpoint_ip(group.column("resolved_ip"))
+            if "resolved_ip" in group.sources
+            else pl.lit(None, dtype=pl.String)
+        )
+        queries.append(
+            group.scan()
+            .filter(_in_slots(group, keys, _bucket(window, at)))
+            .select(ROW, group.column("app_id"), at, ip.alias("ip"), _bucket(window, at))
+            .cast({"app_id": ID, "delivered_at": TIMESTAMP})
+        )
+    return collect_input(queries, [deliveries])
+
+
+def _in_slots(group: SourceGroup, keys: pl.DataFrame, slot: pl.Expr) -> pl.Expr:
+    """True for a row of `group` in one of the (app_id, _bucket) slots of `keys`; `slot` is the
+    row's. Integer app IDs are matched as read, which spares turning every row's ID into text:
+    a key that is not an integer's text can match no such row, and one like "0123" at worst
+    adds rows of app 123, which are that app's traffic all the same."""
+    app = group.column("app_id")
+    if group.integer("app_id"):
+        keys = keys.with_columns(as_read(group, "app_id", keys["app_id"]))
+        app = pl.col(group.sources["app_id"])
+    wanted = keys.drop_nulls().select(pl.struct("app_id", SLOT)).to_series()
+    return pl.struct(app.alias("app_id"), slot).is_in(wanted.implode())
+
+
+def _whole_rows(
+    deliveries: LoadedInput, sighted: list[pl.DataFrame], keys: pl.DataFrame
+) -> pl.DataFrame:
+    """The sighted rows in the (app_id, _bucket) slots of `keys`, read whole, with their backend
+    and endpoint (`CONTEXT_SCHEMA`)."""
     frames = []
-    for group, rows in zip(deliveries.groups, numbers, strict=True):
-        wanted = pl.col(ROW).is_in(rows[ROW].implode())
+    for group, seen in zip(deliveries.groups, sighted, strict=True):
+        rows = seen.join(keys, on=["app_id", SLOT], how="semi")[ROW]
+        wanted = pl.col(ROW).is_in(rows.implode())
         if group.integer("app_id"):
             # Not needed for the answer: an app filter on the raw integers lets the reader
             # skip decoding the rows of other apps before it looks up the row numbers.
@@ -111,21 +157,3 @@ def _paths(urls: pl.Series) -> pl.Series:
 def as_read(group: SourceGroup, column: str, ids: pl.Series) -> pl.Series:
     """Text IDs in the integer type of `group`'s `column`; null where not an integer."""
     return ids.cast(group.raw_schema[group.sources[column]], strict=False)
-
-
-def _slot_rows(group: SourceGroup, keys: pl.DataFrame, window: int) -> pl.LazyFrame:
-    """The row numbers of `group` in the (app_id, _bucket) slots of `keys`. Integer app IDs
-    are matched as read, which spares turning every row's ID into text; a key that is not an
-    integer's text can match no such row, and one like "0123" at worst adds rows that the
-    text joins after drop."""
-    app = group.column("app_id")
-    if group.integer("app_id"):
-        keys = keys.with_columns(as_read(group, "app_id", keys["app_id"]))
-        app = pl.col(group.sources["app_id"]).alias("app_id")
-    return (
-        group.scan()
-        .select(ROW, app, group.column("delivered_at"))
-        .with_columns(_bucket(window))
-        .join(keys.drop_nulls().lazy(), on=["app_id", "_bucket"], how="semi")
-        .select(ROW)
-    )

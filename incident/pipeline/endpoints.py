@@ -142,3 +142,42 @@ def candidates_on_endpoint(
         .select("_m", "app_id", "ip", "path")
     )
     return pl.concat([seen, listed])
+
+
+def received_ips(
+    found: pl.DataFrame, seen: pl.LazyFrame, registered: pl.DataFrame, window: int
+) -> pl.LazyFrame:
+    """(_m, ip): every IP a misdelivery of `found` may have gone to, from where apps were
+    seen (`seen`: app_id, delivered_at, ip) without their URLs: a superset of the IPs of
+    `received_endpoints`. The row's own IP when it has its whole endpoint; else those of the
+    receiving app's deliveries within the window, and of its registry entries."""
+    whole = pl.col("resolved_ip").is_not_null() & pl.col("webhook_url").is_not_null()
+    own = found.lazy().filter(whole).select("_m", ip=endpoint_ip(pl.col("resolved_ip")))
+    rest = found.lazy().filter(~whole).select("_m", "app_id", "delivered_at")
+    traffic = seen.join(rest.select("app_id").unique(), on="app_id", how="semi").drop_nulls()
+    by_traffic = nearest(
+        rest.join(traffic.select("app_id", "ip").unique(), on="app_id"),
+        traffic,
+        ["app_id", "ip"],
+    ).filter(within(window))
+    from_registry = rest.join(registered.lazy(), on="app_id")
+    return pl.concat([own, by_traffic.select("_m", "ip"), from_registry.select("_m", "ip")])
+
+
+def near_received_ip(
+    wanted: pl.LazyFrame,
+    ips: pl.LazyFrame,
+    seen: pl.LazyFrame,
+    registered: pl.DataFrame,
+    window: int,
+) -> pl.LazyFrame:
+    """(_m, app_id, delivered_at): the candidates of `wanted` (the same columns) that may have
+    listened where the misdelivery went: seen within the window on one of its IPs (`ips`,
+    from `received_ips`), or registered at one. No other candidate can be on its endpoint
+    (`candidates_on_endpoint`), so only these candidates' traffic need be read whole."""
+    at_ip = wanted.join(ips.unique(), on="_m")
+    there = seen.drop_nulls().join(ips.select("ip").unique(), on="ip", how="semi")
+    by_traffic = nearest(at_ip, there, ["app_id", "ip"]).filter(within(window))
+    listed = at_ip.join(registered.lazy(), on=["app_id", "ip"], how="semi")
+    columns = ["_m", "app_id", "delivered_at"]
+    return pl.concat([by_traffic.select(columns), listed.select(columns)]).unique()
