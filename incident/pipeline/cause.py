@@ -121,7 +121,7 @@ def explain(
     return Explained(
         misdeliveries=explained,
         endpoints=endpoints_report(matched, registered, context, registry),
-        evidence_missing=_evidence_missing(found, received),
+        evidence_missing=_evidence_missing(found, registered, context),
     )
 
 
@@ -189,14 +189,23 @@ def _grants_of(authorizations: LoadedInput, users: pl.Series) -> pl.LazyFrame:
     return stack(frames, Input.AUTHORIZATIONS)
 
 
-def _evidence_missing(found: pl.DataFrame, received: pl.DataFrame) -> list[str]:
-    """The evidence of a collision that no misdelivery has: its backend, and its endpoint
-    (from its own row or the registry)."""
+def _evidence_missing(
+    found: pl.DataFrame, registered: pl.DataFrame, context: pl.DataFrame
+) -> list[str]:
+    """The evidence of a collision that the inputs lack: a backend on no misdelivery; an IP,
+    or a URL, on no misdelivery, registry entry or delivery read near them."""
+    if not found.height:
+        return []
     missing = []
-    if found.height and found[BACKEND_EVIDENCE].null_count() == found.height:
+    if found[BACKEND_EVIDENCE].null_count() == found.height:
         missing.append(f"deliveries.{BACKEND_EVIDENCE}")
-    if found.height and not received.height:
-        missing += [f"deliveries.{column}" for column in ENDPOINT_EVIDENCE]
+    for column, part in zip(ENDPOINT_EVIDENCE, ("path", "ip"), strict=True):
+        if not (
+            found[column].is_not_null().any()
+            or registered.height
+            or context[part].is_not_null().any()
+        ):
+            missing.append(f"deliveries.{column}")
     return missing
 
 

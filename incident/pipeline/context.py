@@ -15,7 +15,7 @@ import polars as pl
 
 from incident.pipeline.endpoints import near_received_ip, received_ips
 from incident.pipeline.load import ROW, LoadedInput, SourceGroup, collect_input, stack
-from incident.pipeline.normal import endpoint_ip, url_path
+from incident.pipeline.normal import endpoint_ips, url_path
 from incident.schema import ID, TIMESTAMP, Input
 
 # The evidence each part of the signature needs, as `input.column`.
@@ -66,21 +66,21 @@ def collision_context(
     deliveries: LoadedInput,
     window: int,
 ) -> pl.DataFrame:
-    """The deliveries within the collision window of the misdeliveries that have a candidate:
-    the receiving app's, and those of the candidates seen on, or registered at, an IP the
-    misdelivery may have gone to. Any other candidate cannot be on its endpoint."""
+    """The deliveries within the collision window of the misdeliveries that may be collisions:
+    those of the candidates seen on, or registered at, an IP the misdelivery may have gone to
+    (no other candidate can be on its endpoint), and the receiving app's."""
     possible = found.join(candidates, on="_m", how="semi")
     if not possible.height:
         # Without a candidate no collision can be shown: skip the scan.
         return pl.DataFrame(schema=CONTEXT_SCHEMA)
-    receiving = possible.lazy().select("app_id", "delivered_at")
     wanted = candidates.lazy().join(possible.lazy().select("_m", "delivered_at"), on="_m")
-    slots = _slots(pl.concat([receiving, wanted.drop("_m")]), window)
-    sighted = _sightings(deliveries, slots, window)
+    apps_at = pl.concat([possible.lazy().select("app_id", "delivered_at"), wanted.drop("_m")])
+    sighted = _sightings(deliveries, _slots(apps_at, window), window)
     seen = pl.concat(sighted).lazy().select("app_id", "delivered_at", "ip")
     ips = received_ips(possible, seen, registered, window)
-    near = near_received_ip(wanted, ips, seen, registered, window)
-    keys = _slots(pl.concat([receiving, near.drop("_m")]), window)
+    near = near_received_ip(wanted, ips, seen, registered, window).collect()
+    receiving = possible.join(near, on="_m", how="semi").select("app_id", "delivered_at")
+    keys = _slots(pl.concat([receiving.lazy(), near.lazy().drop("_m")]), window)
     return _whole_rows(deliveries, sighted, keys)
 
 
@@ -94,18 +94,19 @@ def _sightings(deliveries: LoadedInput, keys: pl.DataFrame, window: int) -> list
     queries = []
     for group in deliveries.groups:
         at = group.column("delivered_at")
-        ip = (
-            endpoint_ip(group.column("resolved_ip"))
-            if "resolved_ip" in group.sources
-            else pl.lit(None, dtype=pl.String)
-        )
+        ip = group.column("resolved_ip") if "resolved_ip" in group.sources else pl.lit(None)
         queries.append(
             group.scan()
             .filter(_in_slots(group, keys, _bucket(window, at)))
-            .select(ROW, group.column("app_id"), at, ip.alias("ip"), _bucket(window, at))
+            .select(ROW, group.column("app_id"), at, ip.cast(pl.String).alias("ip"))
+            .with_columns(_bucket(window))
             .cast({"app_id": ID, "delivered_at": TIMESTAMP})
         )
-    return collect_input(queries, [deliveries])
+    # The IPs are written in one form once read: few are distinct.
+    return [
+        sighted.with_columns(endpoint_ips(sighted["ip"]))
+        for sighted in collect_input(queries, [deliveries])
+    ]
 
 
 def _in_slots(group: SourceGroup, keys: pl.DataFrame, slot: pl.Expr) -> pl.Expr:
@@ -117,8 +118,35 @@ def _in_slots(group: SourceGroup, keys: pl.DataFrame, slot: pl.Expr) -> pl.Expr:
     if group.integer("app_id"):
         keys = keys.with_columns(as_read(group, "app_id", keys["app_id"]))
         app = pl.col(group.sources["app_id"])
-    wanted = keys.drop_nulls().select(pl.struct("app_id", SLOT)).to_series()
+    keys = keys.drop_nulls()
+    packed = _in_packed_slots(keys, app, slot)
+    if packed is not None:
+        return packed
+    wanted = keys.select(pl.struct("app_id", SLOT)).to_series()
     return pl.struct(app.alias("app_id"), slot).is_in(wanted.implode())
+
+
+# Integer types whose every value is an Int64.
+_IN_INT64 = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32)
+
+
+def _in_packed_slots(keys: pl.DataFrame, app: pl.Expr, slot: pl.Expr) -> pl.Expr | None:
+    """`_in_slots` on one integer per slot, (app - lowest app) * slots + (slot - lowest slot):
+    a third cheaper to look up than a struct. None when the apps are not integers, or when
+    the range of apps times the range of slots does not fit in 62 bits."""
+    if keys.is_empty() or keys.schema["app_id"] not in _IN_INT64:
+        return None
+    apps, slots = keys["app_id"].cast(pl.Int64), keys[SLOT]
+    app_low, app_high = int(apps.min()), int(apps.max())  # type: ignore[arg-type]
+    slot_low, slot_high = int(slots.min()), int(slots.max())  # type: ignore[arg-type]
+    span = slot_high - slot_low + 1
+    if (app_high - app_low + 1) * span >= 2**62:
+        return None
+    wanted = (apps - app_low) * span + (slots - slot_low)
+    app = app.cast(pl.Int64)
+    inside = app.is_between(app_low, app_high) & slot.is_between(slot_low, slot_high)
+    packed = pl.when(inside).then((app - app_low) * span + (slot - slot_low))
+    return packed.is_in(wanted.implode()).fill_null(False)
 
 
 def _whole_rows(
@@ -137,14 +165,15 @@ def _whole_rows(
             wanted = pl.col(group.sources["app_id"]).is_in(apps.implode()) & wanted
         columns = [c for c in (*EVIDENCE_READ, *ENDPOINT_EVIDENCE) if c in group.sources]
         frames.append(group.scan().filter(wanted).select(*map(group.column, columns)))
-    context = stack(frames, Input.DELIVERIES).select(
-        *EVIDENCE_READ, "webhook_url", ip=endpoint_ip(pl.col("resolved_ip"))
-    )
+    context = stack(frames, Input.DELIVERIES).select(*EVIDENCE_READ, *ENDPOINT_EVIDENCE)
     (read,) = collect_input([context], [deliveries])
-    # Each distinct URL is parsed once: an app calls few, and parsing every row costs more
-    # than reading it.
-    paths = _paths(read["webhook_url"].cast(pl.String))
-    return read.drop("webhook_url").with_columns(path=paths).cast(CONTEXT_SCHEMA)  # type: ignore[arg-type]
+    # Each distinct URL and IP is put in its one form once: an app calls few, and parsing
+    # every row costs more than reading it.
+    endpoint = {
+        "ip": endpoint_ips(read["resolved_ip"]),
+        "path": _paths(read["webhook_url"].cast(pl.String)),
+    }
+    return read.select(*EVIDENCE_READ).with_columns(**endpoint).cast(CONTEXT_SCHEMA)  # type: ignore[arg-type]
 
 
 def _paths(urls: pl.Series) -> pl.Series:

@@ -176,7 +176,8 @@ def near_received_ip(
     from `received_ips`), or registered at one. No other candidate can be on its endpoint
     (`candidates_on_endpoint`), so only these candidates' traffic need be read whole."""
     at_ip = wanted.join(ips.unique(), on="_m")
-    there = seen.drop_nulls().join(ips.select("ip").unique(), on="ip", how="semi")
+    # Most candidates were elsewhere: only their deliveries on the IPs asked about are sorted.
+    there = seen.join(at_ip.select("app_id", "ip").unique(), on=["app_id", "ip"], how="semi")
     by_traffic = nearest(at_ip, there, ["app_id", "ip"]).filter(within(window))
     listed = at_ip.join(registered.lazy(), on=["app_id", "ip"], how="semi")
     columns = ["_m", "app_id", "delivered_at"]

@@ -61,6 +61,11 @@ def _ip_forms(ips: pl.Series) -> pl.Series:
     return ips.replace_strict(distinct, forms, default=None, return_dtype=pl.String)
 
 
+def endpoint_ips(ips: pl.Series) -> pl.Series:
+    """`endpoint_ip` of a series already read: each distinct value parsed once."""
+    return _ip_forms(ips.cast(pl.String))
+
+
 def endpoint_ip(ip: pl.Expr) -> pl.Expr:
     """The resolved IP in one written form (see `_ip_form`). Python parses only the distinct
     values of each batch: a few endpoints, however many deliveries."""
