@@ -105,9 +105,10 @@ def explain(
     held = _subscriber_grants(found, authorizations)
     lag = _revocation_lag(held, _duration_ns(settings.revocation_grace))
     candidates = _authorized_others(held)
-    # Every candidate's traffic near the misdelivery is read: it says where the app listened
-    # then, before the registry (a later snapshot) does. A backend missing on a few rows goes
-    # unchecked there; missing on all, it is evidence the input lacks: no collision is shown.
+    # The candidates' traffic near the misdelivery says where they listened then, before the
+    # registry (a later snapshot) does; only that of candidates seen on, or registered at,
+    # its IP is read whole. A backend missing on a few rows goes unchecked there; missing on
+    # all, it is evidence the input lacks: no collision is shown.
     relax = found[BACKEND_EVIDENCE].null_count() < found.height
     context = collision_context(
         found if relax else found.clear(), candidates, registered, deliveries, window

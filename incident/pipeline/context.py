@@ -149,31 +149,34 @@ def _in_packed_slots(keys: pl.DataFrame, app: pl.Expr, slot: pl.Expr) -> pl.Expr
     return packed.is_in(wanted.implode()).fill_null(False)
 
 
+# What the second pass reads: the sightings hold the rest.
+_REST = ("event_id", "for_user_id", BACKEND_EVIDENCE, "webhook_url")
+
+
 def _whole_rows(
     deliveries: LoadedInput, sighted: list[pl.DataFrame], keys: pl.DataFrame
 ) -> pl.DataFrame:
     """The sighted rows in the (app_id, _bucket) slots of `keys`, read whole, with their backend
-    and endpoint (`CONTEXT_SCHEMA`)."""
+    and endpoint (`CONTEXT_SCHEMA`). Only the files that hold them are read, and only the
+    columns the sightings lack: each column of every row costs its decoding."""
     frames = []
     for group, seen in zip(deliveries.groups, sighted, strict=True):
-        rows = seen.join(keys, on=["app_id", SLOT], how="semi")[ROW]
-        wanted = pl.col(ROW).is_in(rows.implode())
-        if group.integer("app_id"):
-            # Not needed for the answer: an app filter on the raw integers lets the reader
-            # skip decoding the rows of other apps before it looks up the row numbers.
-            apps = as_read(group, "app_id", keys["app_id"].unique()).drop_nulls()
-            wanted = pl.col(group.sources["app_id"]).is_in(apps.implode()) & wanted
-        columns = [c for c in (*EVIDENCE_READ, *ENDPOINT_EVIDENCE) if c in group.sources]
-        frames.append(group.scan().filter(wanted).select(*map(group.column, columns)))
-    context = stack(frames, Input.DELIVERIES).select(*EVIDENCE_READ, *ENDPOINT_EVIDENCE)
+        seen = seen.join(keys, on=["app_id", SLOT], how="semi")
+        holding, rows = group.holding(seen[ROW])
+        columns = [c for c in _REST if c in group.sources]
+        rest = holding.scan().filter(pl.col(ROW).is_in(rows.implode()))
+        frames.append(
+            rest.select(ROW, *map(group.column, columns)).join(
+                seen.lazy().select("app_id", "delivered_at", "ip", pl.lit(rows).alias(ROW)),
+                on=ROW,
+            )
+        )
+    context = stack(frames, Input.DELIVERIES).select(*EVIDENCE_READ, "ip", "webhook_url")
     (read,) = collect_input([context], [deliveries])
-    # Each distinct URL and IP is put in its one form once: an app calls few, and parsing
-    # every row costs more than reading it.
-    endpoint = {
-        "ip": endpoint_ips(read["resolved_ip"]),
-        "path": _paths(read["webhook_url"].cast(pl.String)),
-    }
-    return read.select(*EVIDENCE_READ).with_columns(**endpoint).cast(CONTEXT_SCHEMA)  # type: ignore[arg-type]
+    # Each distinct URL is parsed once: an app calls few, and parsing every row costs more
+    # than reading it.
+    paths = _paths(read["webhook_url"].cast(pl.String))
+    return read.drop("webhook_url").with_columns(path=paths).cast(CONTEXT_SCHEMA)  # type: ignore[arg-type]
 
 
 def _paths(urls: pl.Series) -> pl.Series:
