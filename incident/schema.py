@@ -36,10 +36,13 @@ class Reason(StrEnum):
 
 # The columns `incident.pipeline.cause` adds to a misdelivery.
 CAUSE = "cause"
+# Which conditions of the cause could not be checked: `full`, or their names joined by `;`.
+EVIDENCE = "evidence"
+FULL_EVIDENCE = "full"
 INTENDED_APP = "intended_app_id"
 INTENDED_DEVELOPER = "intended_developer_id"
 CANDIDATES = "intended_app_candidates"
-ATTRIBUTION_COLUMNS = (CAUSE, INTENDED_APP, INTENDED_DEVELOPER, CANDIDATES)
+ATTRIBUTION_COLUMNS = (CAUSE, EVIDENCE, INTENDED_APP, INTENDED_DEVELOPER, CANDIDATES)
 
 
 class Cause(StrEnum):

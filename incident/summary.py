@@ -79,13 +79,17 @@ class Totals:
 
 @dataclass(frozen=True)
 class AttributionSummary:
-    """The attribution parameters, the evidence no input had, and the shared endpoints."""
+    """The attribution parameters, the evidence no input had, the shared endpoints, and how
+    many misdeliveries rest on each level of evidence."""
 
     collision_window_seconds: int | float
     revocation_grace_seconds: int | float
     evidence_missing: tuple[str, ...]
     shared_endpoints: int
     shared_endpoints_with_misdeliveries: int
+    # Misdeliveries per `evidence` (`full`, or the conditions that could not be checked);
+    # empty for results written before it existed.
+    by_evidence: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -257,6 +261,7 @@ def _attribution(section: Mapping[str, Any] | None) -> AttributionSummary | None
         tuple(str(e) for e in section["evidence_missing"]),
         _int(section["shared_endpoints"]),
         _int(section["shared_endpoints_with_misdeliveries"]),
+        {str(k): _int(v) for k, v in section.get("by_evidence", {}).items()},
     )
 
 

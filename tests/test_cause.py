@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import io
 from datetime import timedelta
 from typing import Any
+from unittest.mock import patch
 
 import polars as pl
 import pytest
 from click.testing import CliRunner
+from rich.console import Console
 
 from incident import ScanResult
 from incident.cli import cli
+from incident.cli.terminal import render_summary
 from incident.config import Attribution
 from incident.errors import ExitCode
-from incident.pipeline.context import url_path
+from incident.pipeline.normal import endpoint_ip, url_path
+from incident.report.markdown import summary_markdown
+from incident.summary import Summary
 from tests.conftest import ScanFn, delivery, grant, utc, write
 
 T = utc(2018, 3, 1, 12)
@@ -328,12 +334,50 @@ def test_a_collision_signature_outranks_revocation_lag(run_scan: ScanFn) -> None
         ("a.example/hook", "/hook"),
         ("https://a.example?x=/hook", "/"),
         ("https://a.example/Hook", "/Hook"),
+        ("HTTPS://A.EXAMPLE:443/hook?crc_token=abc", "/hook"),
+        ("https://[2001:DB8::1]:8443/hook#top", "/hook"),
+        ("https://a.example/%7euser/%41b", "/~user/Ab"),
+        ("https://a.example/a%2fb%3a", "/a%2Fb%3A"),
+        ("https://a.example/%2541", "/%2541"),
         (None, None),
     ],
 )
 def test_url_path(url: str | None, path: str | None) -> None:
     frame = pl.DataFrame({"url": [url]}, schema={"url": pl.String})
     assert frame.select(url_path(pl.col("url")))["url"].to_list() == [path]
+
+
+@pytest.mark.parametrize(
+    ("ips", "form"),
+    [
+        (["[2001:DB8::1]", "2001:db8:0:0::1", "2001:0db8::0001"], "2001:db8::1"),
+        (["192.0.2.9", " 192.0.2.9", "::ffff:192.0.2.9"], "192.0.2.9"),
+        (["Not-An-IP"], "not-an-ip"),
+    ],
+)
+def test_endpoint_ip_has_one_form(ips: list[str], form: str) -> None:
+    frame = pl.DataFrame({"ip": [*ips, None]})
+    assert frame.select(endpoint_ip(pl.col("ip")))["ip"].to_list() == [*[form] * len(ips), None]
+
+
+def test_endpoints_written_differently_still_collide(run_scan: ScanFn) -> None:
+    v6 = "2001:db8::9"
+    apps = [
+        {**APPS[0], "webhook_url": "HTTPS://A.example:443/%68ook", "resolved_ip": "[2001:DB8::9]"},
+        {**APPS[1], "webhook_url": "https://b.example/hook?crc_token=1", "resolved_ip": v6},
+    ]
+    deliveries = [
+        {**row, "resolved_ip": "2001:db8:0:0::9", "webhook_url": f"{row['webhook_url']}?crc=2"}
+        for row in collision()
+    ]
+    result = run_scan(deliveries, GRANTS, apps)
+    assert [(r["cause"], r["intended_app_id"]) for r in explained(result)] == [
+        ("shared_endpoint_collision", "10")
+    ]
+    endpoints = pl.read_parquet(result.out / "endpoints.parquet")
+    assert endpoints.select("resolved_ip", "url_path").to_dicts() == [
+        {"resolved_ip": v6, "url_path": "/hook"}
+    ]
 
 
 def test_cli_durations_and_unexplained_first(tmp_path: Any) -> None:
@@ -433,3 +477,88 @@ def test_a_backend_column_without_values_is_missing_evidence(run_scan: ScanFn) -
     assert result.summary.to_json()["attribution"]["evidence_missing"] == [
         "deliveries.backend_host"
     ]
+
+
+def moved(app: int, ip: str = OTHER_IP) -> list[dict[str, Any]]:
+    """APPS as a registry snapshot taken after `app` moved to `ip`."""
+    return [{**row, "resolved_ip": ip} if row["app_id"] == app else row for row in APPS]
+
+
+def test_a_candidates_own_deliveries_place_it_before_the_registry_does(run_scan: ScanFn) -> None:
+    # The registry, a later snapshot, has app 10 on another IP; its delivery of the event at T
+    # shows it on the shared endpoint then.
+    result = run_scan(collision(), GRANTS, moved(10))
+    assert [(r["cause"], r["intended_app_id"]) for r in explained(result)] == [
+        ("shared_endpoint_collision", "10")
+    ]
+
+
+def test_a_candidate_seen_elsewhere_is_not_placed_by_the_registry(run_scan: ScanFn) -> None:
+    deliveries = collision()
+    deliveries[1] = {**deliveries[1], "webhook_url": "https://a.example/elsewhere"}
+    result = run_scan(deliveries, GRANTS, APPS)
+    assert [r["cause"] for r in explained(result)] == ["unexplained"]
+
+
+def test_where_a_bare_misdelivery_went_comes_from_the_apps_traffic_first(
+    run_scan: ScanFn,
+) -> None:
+    # The leak's row has no endpoint; app 20's own delivery two minutes earlier shows the
+    # shared endpoint, while the registry has already moved it.
+    deliveries = collision()
+    deliveries[2] = {**deliveries[2], "webhook_url": None, "resolved_ip": None}
+    result = run_scan(deliveries, GRANTS, moved(20))
+    assert [(r["cause"], r["intended_app_id"]) for r in explained(result)] == [
+        ("shared_endpoint_collision", "10")
+    ]
+
+
+def test_a_full_collision_says_so(run_scan: ScanFn) -> None:
+    result = run_scan(collision(), GRANTS, APPS)
+    assert result.misdeliveries["evidence"].to_list() == ["full"]
+    assert result.summary.to_json()["attribution"]["by_evidence"] == {"full": 1}
+
+
+def test_a_misdelivery_without_a_backend_is_classified_and_says_what_went_unchecked(
+    run_scan: ScanFn,
+) -> None:
+    rows = collision()
+    rows[2] = {**rows[2], "backend_host": None}
+    other = sent(200, T, 40, 7)  # a leak with a backend: the input has the evidence
+    result = run_scan([*rows, other], GRANTS, APPS)
+    found = result.misdeliveries.sort("event_id")
+    assert found.select("event_id", "cause", "evidence", "intended_app_id").rows() == [
+        ("101", "shared_endpoint_collision", "backend", "10"),
+        ("200", "unexplained", "full", None),
+    ]
+    assert result.summary.to_json()["attribution"]["by_evidence"] == {"backend": 1, "full": 1}
+    markdown = summary_markdown(result.summary, result.developers)
+    assert "## By evidence\n\n| evidence | deliveries |\n| --- | ---: |\n| full | 1 |\n" in markdown
+    assert "| backend | 1 |" in markdown
+    console = Console(file=io.StringIO(), width=120)
+    with patch("incident.cli.terminal.say", lambda line: console.print(line, markup=False)):
+        render_summary(console, result)
+    printed = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "By evidence:" in printed
+    assert [line.split() for line in printed.split("By evidence:")[1].splitlines()[1:4]] == [
+        ["evidence", "deliveries"],
+        ["full", "1"],
+        ["backend", "1"],
+    ]
+
+
+def test_traffic_without_a_backend_vouches_with_the_backend_unchecked(run_scan: ScanFn) -> None:
+    rows = collision()
+    rows[0] = {**rows[0], "backend_host": None}
+    result = run_scan(rows, GRANTS, APPS)
+    assert result.misdeliveries.select("cause", "evidence").rows() == [
+        ("shared_endpoint_collision", "backend")
+    ]
+
+
+def test_a_summary_without_evidence_counts_still_reads(run_scan: ScanFn) -> None:
+    document = run_scan(collision(), GRANTS, APPS).summary.to_json()
+    del document["attribution"]["by_evidence"]
+    summary = Summary.from_json(document, "summary.json")
+    assert summary.attribution is not None
+    assert summary.attribution.by_evidence == {}

@@ -10,6 +10,7 @@ fan-outs of one event, and evidence that is sometimes missing from the row or th
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
@@ -52,13 +53,22 @@ def url(host: str, path: str, form: int) -> str:
         f"http://{host}:8443{path}?token=1",
         f"https://{host}{path}#f",
         f"{host}{path}",
+        f"HTTPS://{host.upper()}:443{path.replace('o', '%6f')}?crc_token=1",
     ][form]
 
 
 def path_of(webhook_url: str) -> str:
-    """The URL without scheme, host, port, query and fragment; `/` when empty."""
+    """The URL without scheme, host, port, query and fragment, percent-escapes in one form;
+    `/` when empty."""
     parts = urlsplit(webhook_url if "://" in webhook_url else "//" + webhook_url)
-    return parts.path or "/"
+    return re.sub(r"%[0-9A-Fa-f]{2}", _escape_form, parts.path) or "/"
+
+
+def _escape_form(escape: re.Match[str]) -> str:
+    """A percent-escape in its one form: an unreserved character decoded, else uppercase hex."""
+    character = chr(int(escape[0][1:], 16))
+    unreserved = character.isascii() and (character.isalnum() or character in "-._~")
+    return character if unreserved else escape[0].upper()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -100,7 +110,7 @@ def cases(draw: st.DrawFn) -> Case:
     }
 
     def endpoint_url(app: int, path: str) -> str:
-        return url(f"a{app}.example", path, draw(st.integers(0, 3)))
+        return url(f"a{app}.example", path, draw(st.integers(0, 4)))
 
     registry: list[dict[str, Any]] | None = None
     if draw(st.integers(0, 4)):  # mostly with a registry
@@ -309,6 +319,9 @@ def expected_misdeliveries(case: Case, notes: list[str]) -> list[tuple[Any, ...]
     rows = case.deliveries
     flagged = [misdelivered(r) for r in rows]
     leaks = {leak(r) for r, f in zip(rows, flagged, strict=True) if f}
+    any_backend = any(
+        r["backend_host"] is not None for r, f in zip(rows, flagged, strict=True) if f
+    )
     expected = []
     for m, is_misdelivery in zip(rows, flagged, strict=True):
         if not is_misdelivery:
@@ -327,32 +340,45 @@ def expected_misdeliveries(case: Case, notes: list[str]) -> list[tuple[Any, ...]
         else:
             reason = "before_grant"
 
-        received = {e} if (e := endpoint(m)) is not None else registered.get(app, set())
+        # Where it went: the row's own endpoint, else those of the receiving app's deliveries
+        # within the window, else the registry's.
+        shown = {e for r in rows if r["app_id"] == app and near(r) and (e := endpoint(r))}
+        received = {e} if (e := endpoint(m)) is not None else shown or registered.get(app, set())
         # Its own traffic: a delivery of the receiving app, same backend, within the window,
         # that is not itself a misdelivery nor any delivery of a misdelivered event to the same
         # app and subscriber (a rejected row counts when its app and time parse).
-        active = backend is not None and any(
-            r["app_id"] == app
-            and not f
-            and leak(r) not in leaks
-            and r["backend_host"] == backend
-            and near(r)
+        traffic = [
+            r
             for r, f in zip(rows, flagged, strict=True)
+            if r["app_id"] == app and not f and leak(r) not in leaks and near(r)
+        ]
+        active = backend is not None and any(r["backend_host"] == backend for r in traffic)
+        # A backend missing on the misdelivery, or on the traffic, goes unchecked, unless no
+        # misdelivery has one (then the input lacks the evidence).
+        unchecked = (
+            not active
+            and any_backend
+            and any(backend is None or r["backend_host"] is None for r in traffic)
         )
+        if unchecked:
+            notes.append("backend unchecked")
+        active = active or unchecked
         # The other apps with a grant of the subscriber covering that instant.
         others = {g["app_id"] for g in case.grants if g["for_user_id"] == user and covers(g, t)}
         others.discard(app)
         qualified = []
         for other in others if active else ():
             deliveries = [r for r in rows if r["app_id"] == other and near(r)]
-            # Where it listens: the registry's endpoints, else its deliveries' near that time.
-            listens = registered.get(other) or {e for r in deliveries if (e := endpoint(r))}
+            # Where it listens: its deliveries' endpoints near that time, else the registry's.
+            seen = {e for r in deliveries if (e := endpoint(r))}
+            listens = seen or registered.get(other, set())
             if not listens & received:
                 continue
-            if not registered.get(other):
+            if seen:
                 notes.append("candidate placed by its deliveries")
             same_event = any(r["event_id"] == m["event_id"] for r in deliveries)
-            gaps = [abs(r["delivered_at"] - t) for r in deliveries if r["backend_host"] == backend]
+            same = [r for r in deliveries if backend is not None and r["backend_host"] == backend]
+            gaps = [abs(r["delivered_at"] - t) for r in same]
             nearest = min(gaps) if gaps else None
             qualified.append((not same_event, nearest is None, nearest, str(other)))
 
@@ -373,6 +399,7 @@ def expected_misdeliveries(case: Case, notes: list[str]) -> list[tuple[Any, ...]
                 *key(m),
                 reason,
                 cause,
+                "backend" if cause == COLLISION and unchecked else "full",
                 intended,
                 developer(int(intended) if intended else None),
                 len(qualified),
@@ -400,6 +427,7 @@ def actual_misdeliveries(result: ScanResult) -> list[tuple[Any, ...]]:
             *key(row),
             row["reason"],
             row["cause"],
+            row["evidence"],
             row["intended_app_id"],
             row["intended_developer_id"],
             row["intended_app_candidates"],
@@ -576,4 +604,4 @@ def test_a_rejected_copy_of_a_misdelivery_is_not_traffic(later: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         actual = actual_misdeliveries(run(case, Path(tmp)))
     assert actual == expected_misdeliveries(case, [])
-    assert [row[-4:-2] for row in actual] == [("unexplained", None)]
+    assert [(row[-5], row[-3]) for row in actual] == [("unexplained", None)]

@@ -155,15 +155,15 @@ EXPECTED_CSV = {
     "misdeliveries.csv": BOM
     + b"event_id,delivered_at,app_id,for_user_id,event_type,delivery_id,sender_id,recipient_id,"
     b"webhook_url,resolved_ip,backend_host,http_status,note,source_file,developer_id,reason,"
-    b"cause,intended_app_id,intended_developer_id,intended_app_candidates\n"
+    b"cause,evidence,intended_app_id,intended_developer_id,intended_app_candidates\n"
     b'2,2018-03-02T00:00:00.500Z,12,Zo\xc3\xab,protected_tweet,,"=""0042""",,,,,,\'=1+2,'
-    b'in/deliveries.parquet,"dev,""acme""",no_grant,unexplained,,,0\n'
+    b'in/deliveries.parquet,"dev,""acme""",no_grant,unexplained,full,,,0\n'
     b'3,2018-03-03T00:00:00Z,13,"=""0042""",tweet,,,,\'@SUM(A1),,,500,,'
-    b"in/deliveries.parquet,unknown:13,no_grant,unexplained,,,0\n"
+    b"in/deliveries.parquet,unknown:13,no_grant,unexplained,full,,,0\n"
     b'"=""9007199254740993123""",2018-03-01T09:00:00Z,11,"=""12345678901234567890""",'
     b'direct_message,,"=""0042""","=""12345678901234567890""","https://h.example/a?x=1,y=2",'
     b',,200,"caf\xc3\xa9, ""quoted""\nline two",in/deliveries.parquet,"dev,""acme""",no_grant,'
-    b"unexplained,,,0\n",
+    b"unexplained,full,,,0\n",
 }
 
 

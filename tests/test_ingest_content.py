@@ -1,9 +1,10 @@
 """No content text in any byte written: a marker planted in every text field of webhook
 payloads (message and post text, user names, descriptions, media, unknown fields, damaged
 lines) is searched for in every file that ingest, scan, export, report, notify, diff and
-verify write, and in everything they and validate and config show print. Parquet files are searched value by value (their
-pages are compressed, so their raw bytes would hide the marker), every other file byte by
-byte. A control run plants the marker in a whitelisted field and must find it.
+verify write, and in everything they, validate and config show print. Parquet files are
+searched value by value (their pages are compressed, so their raw bytes would hide the
+marker), every other file byte by byte. A control run plants the marker in a whitelisted
+field and must find it.
 """
 
 from __future__ import annotations

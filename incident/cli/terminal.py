@@ -11,8 +11,8 @@ from rich.text import Text
 from incident.api import ScanResult
 from incident.cli.messages import printable, say
 from incident.config import format_instant
-from incident.schema import Cause
-from incident.summary import Counts
+from incident.schema import FULL_EVIDENCE, Cause
+from incident.summary import Counts, Summary
 
 TOP_DEVELOPERS = 10
 # Tables and the spinner; plain messages go through `say`, which never wraps.
@@ -24,6 +24,13 @@ Section = tuple[str, list[tuple[str, ...]], tuple[str, ...]]
 
 def _counts_rows(counts: Mapping[str, Counts]) -> list[tuple[str, ...]]:
     return [(name, f"{c.events:,}", f"{c.deliveries:,}") for name, c in counts.items()]
+
+
+def _evidence_rows(summary: Summary) -> list[tuple[str, ...]]:
+    """Misdeliveries per evidence level, `full` first; none for results without them."""
+    by_evidence = summary.attribution.by_evidence if summary.attribution else {}
+    levels = sorted(by_evidence.items(), key=lambda item: (item[0] != FULL_EVIDENCE, item[0]))
+    return [(level, f"{count:,}") for level, count in levels]
 
 
 def _sections(result: ScanResult) -> list[Section]:
@@ -46,6 +53,7 @@ def _sections(result: ScanResult) -> list[Section]:
     return [
         ("Scan", rows, ("", "")),
         ("By cause", by_cause, ("cause", "events", "deliveries")),
+        ("By evidence", _evidence_rows(summary), ("evidence", "deliveries")),
         ("By event type", by_type, ("event type", "events", "deliveries")),
         ("By reason", by_reason, ("reason", "events", "deliveries")),
         (f"Top {TOP_DEVELOPERS} developers", developers, ("developer", "events", "users")),

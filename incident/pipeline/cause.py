@@ -23,8 +23,18 @@ from incident.pipeline.context import (
     ENDPOINT_EVIDENCE,
     as_read,
     collision_context,
-    url_path,
 )
+from incident.pipeline.endpoints import (
+    app_endpoints,
+    candidates_on_endpoint,
+    distinct_endpoints,
+    gap,
+    nearest,
+    received_endpoints,
+    registered_endpoints,
+    within,
+)
+from incident.pipeline.evidence import UNCHECKED, evidence, receiver_active
 from incident.pipeline.impact import attribute_developers, exposure
 from incident.pipeline.load import LoadedInput, collect_input, stack
 from incident.schema import (
@@ -32,7 +42,7 @@ from incident.schema import (
     CANDIDATES,
     CAUSE,
     COUNT,
-    ID,
+    EVIDENCE,
     INTENDED_APP,
     INTENDED_DEVELOPER,
     REASON,
@@ -42,26 +52,9 @@ from incident.schema import (
 )
 
 
-def app_endpoints(frame: pl.LazyFrame, *by: str) -> pl.LazyFrame:
-    """Distinct (*by, app_id, ip, path) of rows with both an IP and a URL."""
-    return _distinct_endpoints(
-        frame.select(*by, "app_id", ip=pl.col("resolved_ip"), path=url_path(pl.col("webhook_url")))
-    )
-
-
-def _distinct_endpoints(frame: pl.LazyFrame) -> pl.LazyFrame:
-    """Distinct rows with both `ip` and `path`, typed alike whatever their source."""
-    return frame.drop_nulls().unique().cast({"app_id": ID, "ip": pl.String, "path": pl.String})
-
-
 def _duration_ns(duration: timedelta) -> int:
     """`duration` in whole nanoseconds."""
     return (duration // timedelta(microseconds=1)) * 1000
-
-
-def _gap(a: str, b: str) -> pl.Expr:
-    """|a - b| in nanoseconds."""
-    return (pl.col(a).dt.epoch("ns") - pl.col(b).dt.epoch("ns")).abs()
 
 
 # What attribution reads of a misdelivery; the other input columns only pass through.
@@ -78,7 +71,6 @@ USED = (
     "developer_id",
     REASON,
 )
-ENDPOINT_SCHEMA = {"app_id": ID(), "ip": pl.String(), "path": pl.String()}
 
 
 @dataclass(frozen=True)
@@ -109,35 +101,29 @@ def explain(
     """
     found = misdeliveries.select(USED).with_row_index("_m")
     window = _duration_ns(settings.collision_window)
-    registered = _registered_endpoints(apps)
+    registered = registered_endpoints(apps)
     held = _subscriber_grants(found, authorizations)
     lag = _revocation_lag(held, _duration_ns(settings.revocation_grace))
-    received = _received_endpoints(found, registered)
     candidates = _authorized_others(held)
-    listed = candidates.join(registered, on="app_id").join(
-        received, on=["_m", "ip", "path"], how="semi"
+    # The candidates' traffic near the misdelivery says where they listened then, before the
+    # registry (a later snapshot) does; only that of candidates seen on, or registered at,
+    # its IP is read whole. A backend missing on a few rows goes unchecked there; missing on
+    # all, it is evidence the input lacks: no collision is shown.
+    relax = found[BACKEND_EVIDENCE].null_count() < found.height
+    context = collision_context(
+        found if relax else found.clear(), candidates, registered, deliveries, window
     )
-    unlisted = candidates.join(registered, on="app_id", how="anti")
-    # Only a misdelivery with a candidate on its endpoint, or one whose endpoint the registry
-    # does not know, can be a collision: the traffic of the others is not read.
-    plausible = pl.concat([listed.select("_m", "app_id"), unlisted])
-    context = collision_context(found, plausible, deliveries, window)
-    intended = _intended(found, received, listed, unlisted, context, window)
+    received = received_endpoints(found, context, registered, window)
+    on_endpoint = candidates_on_endpoint(candidates, found, received, context, registered, window)
+    intended = _intended(found, on_endpoint, context, window, relax)
     attribution = _attribution(found, lag, intended, registry)
     explained = misdeliveries.with_columns(attribution.select(ATTRIBUTION_COLUMNS))
     matched = explained.with_columns(attribution.select("_ip", "_path"))
     return Explained(
         misdeliveries=explained,
         endpoints=endpoints_report(matched, registered, context, registry),
-        evidence_missing=_evidence_missing(found, received),
+        evidence_missing=_evidence_missing(found, registered, context),
     )
-
-
-def _registered_endpoints(apps: pl.LazyFrame | None) -> pl.DataFrame:
-    """(app_id, ip, path): the endpoints of the valid registry rows; none without a registry."""
-    if apps is None:
-        return pl.DataFrame(schema=ENDPOINT_SCHEMA)
-    return app_endpoints(apps).collect()
 
 
 def _subscriber_grants(found: pl.DataFrame, authorizations: LoadedInput) -> pl.DataFrame:
@@ -184,6 +170,7 @@ def _attribution(
         .join(lag.lazy(), on="_m", how="left")
         .join(intended.lazy(), on="_m", how="left")
         .with_columns(_cause().alias(CAUSE), pl.col(CANDIDATES).fill_null(0).cast(COUNT))
+        .with_columns(evidence(pl.col(INTENDED_APP).is_not_null()).alias(EVIDENCE))
         .pipe(attribute_developers, registry, app=INTENDED_APP, developer=INTENDED_DEVELOPER)
         .sort("_m")
         .collect()
@@ -203,14 +190,23 @@ def _grants_of(authorizations: LoadedInput, users: pl.Series) -> pl.LazyFrame:
     return stack(frames, Input.AUTHORIZATIONS)
 
 
-def _evidence_missing(found: pl.DataFrame, received: pl.DataFrame) -> list[str]:
-    """The evidence of a collision that no misdelivery has: its backend, and its endpoint
-    (from its own row or the registry)."""
+def _evidence_missing(
+    found: pl.DataFrame, registered: pl.DataFrame, context: pl.DataFrame
+) -> list[str]:
+    """The evidence of a collision that the inputs lack: a backend on no misdelivery; an IP,
+    or a URL, on no misdelivery, registry entry or delivery read near them."""
+    if not found.height:
+        return []
     missing = []
-    if found.height and found[BACKEND_EVIDENCE].null_count() == found.height:
+    if found[BACKEND_EVIDENCE].null_count() == found.height:
         missing.append(f"deliveries.{BACKEND_EVIDENCE}")
-    if found.height and not received.height:
-        missing += [f"deliveries.{column}" for column in ENDPOINT_EVIDENCE]
+    for column, part in zip(ENDPOINT_EVIDENCE, ("path", "ip"), strict=True):
+        if not (
+            found[column].is_not_null().any()
+            or registered.height
+            or context[part].is_not_null().any()
+        ):
+            missing.append(f"deliveries.{column}")
     return missing
 
 
@@ -226,23 +222,9 @@ def _revocation_lag(held: pl.DataFrame, grace: int) -> pl.DataFrame:
         )
         .group_by("_m")
         .agg(pl.col("revoked_at").max(), pl.col("delivered_at").first())
-        .select("_m", _lag=_gap("delivered_at", "revoked_at") <= grace)
+        .select("_m", _lag=gap("delivered_at", "revoked_at") <= grace)
         .collect()
     )
-
-
-def _received_endpoints(found: pl.DataFrame, registered: pl.DataFrame) -> pl.DataFrame:
-    """(_m, ip, path): where each misdelivery went; the row's own evidence, else the receiving
-    app's endpoints in the registry."""
-    own = app_endpoints(found.lazy(), "_m").select("_m", "ip", "path")
-    from_registry = (
-        found.lazy()
-        .join(own, on="_m", how="anti")
-        .select("_m", "app_id")
-        .join(registered.lazy(), on="app_id")
-        .select("_m", "ip", "path")
-    )
-    return pl.concat([own, from_registry]).collect()
 
 
 def _authorized_others(held: pl.DataFrame) -> pl.DataFrame:
@@ -259,106 +241,37 @@ def _authorized_others(held: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _nearest(left: pl.LazyFrame, right: pl.LazyFrame, by: list[str]) -> pl.LazyFrame:
-    """`left` with `_gap`: how far in time (ns) the nearest row of `right` with the same `by`
-    is from `delivered_at`; null when there is none. An as-of join walks both sides once in
-    time order, so a busy app costs its rows, not its rows times its misdeliveries."""
-    return (
-        left.sort("delivered_at")
-        .join_asof(
-            right.select(*by, "delivered_at", other_at="delivered_at").sort("delivered_at"),
-            on="delivered_at",
-            by=by,
-            strategy="nearest",
-            check_sortedness=False,  # both sides sorted just above
-        )
-        .with_columns(_gap=_gap("delivered_at", "other_at"))
-        .drop("other_at")
-    )
-
-
-def _within(window: int) -> pl.Expr:
-    """`_gap` (from `_nearest`) is at most `window`."""
-    return pl.col("_gap") <= window
-
-
 def _intended(
     found: pl.DataFrame,
-    received: pl.DataFrame,
-    listed: pl.DataFrame,
-    unlisted: pl.DataFrame,
+    on_endpoint: pl.LazyFrame,
     context: pl.DataFrame,
     window: int,
+    relax: bool,
 ) -> pl.DataFrame:
     """(_m, intended app, candidates, matched endpoint) of the misdeliveries with the shared
-    endpoint signature. `listed` holds the candidates the registry puts on the misdelivery's
-    endpoint, `unlisted` those whose endpoints only their traffic can tell.
+    endpoint signature. `on_endpoint` holds the candidates on each misdelivery's endpoint
+    (`candidates_on_endpoint`); `relax` lets a missing backend go unchecked (`evidence`).
 
     Each test of "a delivery within the window" is an as-of join to the nearest one, so no
     misdelivery is paired with all of an app's traffic around it."""
     at = found.lazy().select("_m", "app_id", "delivered_at", BACKEND_EVIDENCE)
-    active = _receiver_active(found, at, context, window)
+    receiving = context.join(found.select("app_id").unique(), on="app_id", how="semi")
+    active = receiver_active(found, at, receiving, window, relax)
     at = at.join(active.lazy(), on="_m", how="semi").drop("app_id")
-    on_endpoint = (
-        pl.concat([listed.lazy(), _seen_on_endpoint(unlisted, received, at, context, window)])
-        .join(active.lazy(), on="_m", how="semi")
-        .unique()
-    )
+    # Collected once: the ranking reads it thrice, and only its apps' traffic.
+    on_endpoint_ = on_endpoint.unique().join(active.lazy(), on="_m").collect()
+    theirs = context.join(on_endpoint_.select("app_id").unique(), on="app_id", how="semi")
     return (
-        _ranked(on_endpoint, found, at, context, window)
+        _ranked(on_endpoint_.lazy(), found, at, theirs, window)
         .group_by("_m", maintain_order=True)
         .agg(
             pl.col("app_id").first().alias(INTENDED_APP),
             pl.col("app_id").n_unique().cast(COUNT).alias(CANDIDATES),
             pl.col("ip").first().alias("_ip"),
             pl.col("path").first().alias("_path"),
+            *(pl.col(flag).first() for flag in UNCHECKED.values()),
         )
         .collect()
-    )
-
-
-def _receiver_active(
-    found: pl.DataFrame, at: pl.LazyFrame, context: pl.DataFrame, window: int
-) -> pl.DataFrame:
-    """(_m): the misdeliveries whose receiving app had its own traffic from the same backend
-    within the window. `at` is each misdelivery's (_m, app_id, delivered_at, backend).
-
-    Misdeliveries are not an app's own traffic, nor is any delivery of a misdelivered event
-    to the same app for the same subscriber: a retry, or a rejected copy, is the leak again."""
-    leaks = ["event_id", "app_id", "for_user_id"]
-    traffic = context.lazy().join(
-        found.lazy().select(leaks), on=leaks, how="anti", nulls_equal=True
-    )
-    slots = ["app_id", BACKEND_EVIDENCE]
-    return (
-        _nearest(at.drop_nulls(slots), traffic, slots)
-        .filter(_within(window))
-        .select("_m")
-        .collect()
-    )
-
-
-def _seen_on_endpoint(
-    unlisted: pl.DataFrame,
-    received: pl.DataFrame,
-    at: pl.LazyFrame,
-    context: pl.DataFrame,
-    window: int,
-) -> pl.LazyFrame:
-    """(_m, app_id, ip, path): where an unlisted candidate listened, as its deliveries near
-    the misdelivery show: those on the misdelivery's endpoint within the window. `at` is each
-    active misdelivery's (_m, delivered_at, backend)."""
-    endpoints = ["app_id", "ip", "path"]
-    return (
-        _nearest(
-            unlisted.lazy()
-            .join(received.lazy(), on="_m")
-            .join(at.select("_m", "delivered_at"), on="_m"),
-            _distinct_endpoints(context.lazy().select("delivered_at", *endpoints)),
-            endpoints,
-        )
-        .filter(_within(window))
-        .select("_m", "app_id", "ip", "path")
     )
 
 
@@ -392,15 +305,17 @@ def _same_event(
 ) -> pl.LazyFrame:
     """(_m, app_id, _same_event): the candidates that received the misdelivered event
     within the window."""
+    # An as-of join, not an equi-join: an app may get the same event for many subscribers.
     return (
-        candidates.join(found.lazy().select("_m", "event_id", "delivered_at"), on="_m")
-        .join(
-            context.lazy().select("app_id", "event_id", other_at="delivered_at"),
-            on=["app_id", "event_id"],
+        nearest(
+            candidates.unique().join(
+                found.lazy().select("_m", "event_id", "delivered_at"), on="_m"
+            ),
+            context.lazy(),
+            ["app_id", "event_id"],
         )
-        .filter(_gap("delivered_at", "other_at") <= window)
+        .filter(within(window))
         .select("_m", "app_id", _same_event=pl.lit(True))
-        .unique()
     )
 
 
@@ -410,8 +325,8 @@ def _closest_activity(
     """(_m, app_id, _nearest): how far in time (ns) from the misdelivery is the candidate's
     nearest delivery from the same backend; null when none is within the window."""
     slots = ["app_id", BACKEND_EVIDENCE]
-    return _nearest(candidates.unique().join(at, on="_m"), context.lazy(), slots).select(
-        "_m", "app_id", _nearest=pl.when(_within(window)).then("_gap")
+    return nearest(candidates.unique().join(at, on="_m"), context.lazy(), slots).select(
+        "_m", "app_id", _nearest=pl.when(within(window)).then("_gap")
     )
 
 
@@ -426,7 +341,7 @@ def endpoints_report(
     registry and by the deliveries the scan saw with evidence."""
     sources = [
         app_endpoints(explained.lazy()),
-        _distinct_endpoints(context.lazy().select("app_id", "ip", "path")),
+        distinct_endpoints(context.lazy().select("app_id", "ip", "path")),
         registered.lazy(),
     ]
     members = attribute_developers(pl.concat(sources).unique(), registry)

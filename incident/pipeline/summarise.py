@@ -13,7 +13,7 @@ from incident.config import ScanConfig
 from incident.pipeline.cause import Explained
 from incident.pipeline.impact import UNKNOWN_DEVELOPER
 from incident.pipeline.load import REJECT_REASON, LoadedInput
-from incident.schema import CAUSE, COUNT, REASON, Input
+from incident.schema import CAUSE, COUNT, EVIDENCE, REASON, Input
 from incident.summary import (
     AttributionSummary,
     Counts,
@@ -156,6 +156,7 @@ def summarise(
         evidence_missing=tuple(explained.evidence_missing),
         shared_endpoints=endpoints.height,
         shared_endpoints_with_misdeliveries=endpoints.filter(pl.col("misdeliveries") > 0).height,
+        by_evidence=dict(misdeliveries.group_by(EVIDENCE).agg(pl.len()).sort(EVIDENCE).iter_rows()),
     )
     return Summary(
         window=config.window,

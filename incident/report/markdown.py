@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import polars as pl
 
 from incident.config import format_instant
-from incident.schema import Cause
+from incident.schema import FULL_EVIDENCE, Cause
 from incident.summary import Summary
 
 TOP_DEVELOPERS = 10
@@ -58,6 +58,7 @@ def summary_markdown(summary: Summary, developers: pl.DataFrame) -> str:
     note = summary.overcount_note()
     if note:
         lines += ["", note]
+    lines += _evidence_lines(summary)
     top = developers.sort(["events", "developer_id"], descending=[True, False]).head(TOP_DEVELOPERS)
     if top.height:
         rows = [
@@ -73,3 +74,13 @@ def summary_markdown(summary: Summary, developers: pl.DataFrame) -> str:
     if summary.warnings:
         lines += ["", "## Warnings", "", *(f"- {w}" for w in summary.warnings)]
     return "\n".join(lines) + "\n"
+
+
+def _evidence_lines(summary: Summary) -> list[str]:
+    """The misdeliveries per evidence level, `full` first; none for results without them."""
+    by_evidence = summary.attribution.by_evidence if summary.attribution else {}
+    if not by_evidence:
+        return []
+    levels = sorted(by_evidence.items(), key=lambda item: (item[0] != FULL_EVIDENCE, item[0]))
+    rows = [(level, f"{count:,}") for level, count in levels]
+    return ["", "## By evidence", "", *_markdown_table(("evidence", "deliveries"), rows)]

@@ -10,6 +10,7 @@ import polars as pl
 
 from incident.report.html.markup import Row, esc, figure, num, table
 from incident.report.tables import iso_timestamps
+from incident.schema import FULL_EVIDENCE
 from incident.summary import Counts, Summary
 
 TOP = 10
@@ -80,9 +81,31 @@ def breakdowns_section(summary: Summary) -> str:
             _breakdown(summary.by_reason, "by_reason", "reason"),
             "</div><div><h2>By cause</h2>",
             _breakdown(summary.by_cause, "by_cause", "cause"),
+            _evidence(summary),
             "</div></section>",
             _overcount_note(summary),
         ]
+    )
+
+
+def _evidence(summary: Summary) -> str:
+    """Misdeliveries per evidence level: `full`, or the conditions that could not be checked."""
+    by_evidence = summary.attribution.by_evidence if summary.attribution else {}
+    if not by_evidence:
+        return ""
+    levels = sorted(by_evidence.items(), key=lambda item: (item[0] != FULL_EVIDENCE, item[0]))
+    rows = [
+        (
+            f' data-evidence="{esc(level)}" data-deliveries="{count}"',
+            (f"<code>{esc(level)}</code>", num(count)),
+        )
+        for level, count in levels
+    ]
+    return (
+        '<h3 id="by-evidence">By evidence</h3>'
+        '<p class="muted">Misdeliveries whose collision signature could be checked in full, '
+        "or the conditions that the logs did not let us check.</p>"
+        + table(("evidence", "deliveries"), rows)
     )
 
 
