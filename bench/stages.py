@@ -1,9 +1,11 @@
 """Where a scan spends its time and memory, stage by stage.
 
-    python bench/stages.py DATA [--out DIR]
+    python bench/stages.py DATA [--out DIR] [--cluster local:2] [--partition-rows N]
+                                   [--grant-buckets N]
 
 Runs `incident.scan` on DATA (a directory laid out like `incident sample` writes it:
-deliveries/, authorizations.parquet, apps.parquet) in this process, and prints for each stage
+deliveries/, authorizations.parquet, apps.parquet) in this process (detection on a Dask
+cluster with --cluster; the RSS is then this process's only), and prints for each stage
 the progress display names its wall time and the peak resident set size while it ran, sampled
 from /proc/self/status every 20 ms (Linux). Figures go to stdout.
 """
@@ -49,7 +51,11 @@ class Stages:
             with self.lock:
                 self.peak = max(self.peak, now)
 
-    def __call__(self, stage: str) -> None:
+    def __call__(self, message: str) -> None:
+        # "detecting misdeliveries: 3 of 8 partitions, …" goes on with its stage.
+        stage = message.split(":")[0]
+        if stage == self.name:
+            return
         with self.lock:
             now = time.perf_counter()
             self.rows.append((self.name, now - self.started, max(self.peak, rss_mb())))
@@ -64,9 +70,18 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python bench/stages.py", description=__doc__)
     parser.add_argument("data", type=Path)
     parser.add_argument("--out", type=Path, help="where the reports go (default: a temp dir)")
+    parser.add_argument("--cluster", help="as scan's --cluster, e.g. local:2 (default: none)")
+    parser.add_argument("--partition-rows", type=int, help="as scan's --partition-rows")
+    parser.add_argument("--grant-buckets", type=int, help="as scan's --grant-buckets")
     args = parser.parse_args(argv)
     out = args.out or Path(tempfile.mkdtemp(prefix="incident-stages-")) / "out"
-    config = ScanConfig.from_directory(args.data, out=out)
+    config = ScanConfig.from_directory(
+        args.data,
+        out=out,
+        cluster=args.cluster,
+        partition_rows=args.partition_rows,
+        grant_buckets=args.grant_buckets,
+    )
     stages = Stages()
     scan(config, stages)
     stages.finish()

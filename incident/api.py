@@ -10,6 +10,7 @@ from pathlib import Path
 import polars as pl
 
 from incident.config import ScanConfig
+from incident.engine import open_engine
 from incident.errors import ConfigError, TooManyRejectedError
 from incident.outputs import check_directory, staged_directory
 from incident.pipeline.run import Outcome, Progress, load_inputs, run
@@ -97,8 +98,11 @@ def scan(config: ScanConfig, progress: Progress | None = None) -> ScanResult:
     # The input files are hashed for the manifest, on one thread, while the scan reads them.
     with ThreadPoolExecutor(max_workers=1) as pool:
         evidence = hash_inputs([loaded.source for loaded in inputs.all], pool)
-        with staged_directory(config.out, "--out") as staging:
-            outcome = run(config, inputs, stage)
+        with (
+            open_engine(config.cluster) as engine,
+            staged_directory(config.out, "--out") as staging,
+        ):
+            outcome = run(config, inputs, stage, engine, staging)
             stage("writing reports")
             _write(config, staging, outcome, evidence)
     _check_rejected(config, outcome.summary)

@@ -187,22 +187,27 @@ class ColumnMap:
 
     @classmethod
     def from_toml(cls, path: Path) -> ColumnMap:
-        """Read `[map.INPUT] column = "source"` tables from a TOML file."""
+        """Read `[map.INPUT] column = "source"` tables from a TOML file (other tables are the
+        project file's: `incident.settings` reads the whole file)."""
         try:
             document = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as error:
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
             raise ConfigError(f"{path}: cannot read config: {error}") from None
+        return cls.from_tables(document.get("map", {}), str(path))
+
+    @classmethod
+    def from_tables(cls, tables: Any, origin: str) -> ColumnMap:
+        """Mappings from the `[map.INPUT] column = "source"` tables of the file `origin`."""
         renames: dict[Input, dict[str, str]] = {}
-        tables = document.get("map", {})
         if not isinstance(tables, dict):
-            raise ConfigError(f"{path}: [map] must be a table of inputs")
+            raise ConfigError(f"{origin}: [map] must be a table of inputs")
         for input_name, columns in tables.items():
             if not isinstance(columns, dict):
-                raise ConfigError(f"{path}: [map.{input_name}] must be a table of column names")
+                raise ConfigError(f"{origin}: [map.{input_name}] must be a table of column names")
             for column, source in columns.items():
                 if not isinstance(source, str):
-                    raise ConfigError(f"{path}: map.{input_name}.{column} must be a string")
-                cls._add(renames, input_name, column, source, origin=str(path))
+                    raise ConfigError(f"{origin}: map.{input_name}.{column} must be a string")
+                cls._add(renames, input_name, column, source, origin=origin)
         return cls(renames)
 
     @staticmethod
@@ -241,6 +246,10 @@ class ScanConfig:
     max_rejected: RejectLimit = field(default_factory=RejectLimit)
     formats: tuple[ReportFormat, ...] = DEFAULT_FORMATS
     attribution: Attribution = field(default_factory=Attribution)
+    # How the scan runs, never what it finds: no part of a result depends on these.
+    cluster: str | None = None  # None: in this process; else `local`, `local:N` or an address
+    partition_rows: int | None = None  # rows per detection task; None: chosen by the engine
+    grant_buckets: int | None = None  # key tables; None: as many as the grants need
 
     def __post_init__(self) -> None:
         # Accept a str for the output directory, as a notebook user would write it.
@@ -257,12 +266,17 @@ class ScanConfig:
         """The inputs of `DIR` by convention: `DIR/deliveries/` (or `DIR/deliveries.parquet`),
         `DIR/authorizations.parquet` and, if present, `DIR/apps.parquet`; `options` are the
         other fields, and an input given among them wins over the convention."""
-        root = Path(directory)
-        folder = root / "deliveries"
-        conventional: dict[str, Any] = {
-            "deliveries": str(folder if folder.exists() else root / "deliveries.parquet"),
-            "authorizations": str(root / "authorizations.parquet"),
-            "apps": str(root / "apps.parquet") if (root / "apps.parquet").exists() else None,
-        }
         given = {name: value for name, value in options.items() if value is not None}
-        return cls(**{**conventional, **given})
+        return cls(**{**conventional_inputs(directory), **given})
+
+
+def conventional_inputs(directory: Path | str) -> dict[str, str | None]:
+    """The inputs of `DIR` by convention: `DIR/deliveries/` (or `DIR/deliveries.parquet`),
+    `DIR/authorizations.parquet` and, if present, `DIR/apps.parquet`."""
+    root = Path(directory)
+    folder = root / "deliveries"
+    return {
+        "deliveries": str(folder if folder.exists() else root / "deliveries.parquet"),
+        "authorizations": str(root / "authorizations.parquet"),
+        "apps": str(root / "apps.parquet") if (root / "apps.parquet").exists() else None,
+    }

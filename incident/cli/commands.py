@@ -8,6 +8,7 @@ from typing import Any
 import click
 import polars as pl
 
+from incident.cli.configuration import config_group
 from incident.cli.diff import diff_command
 from incident.cli.export import export_command
 from incident.cli.messages import one_line, say
@@ -15,6 +16,7 @@ from incident.cli.notify import notify_command
 from incident.cli.report import report_command
 from incident.cli.sample import sample_command
 from incident.cli.scan import scan_command
+from incident.cli.validate import validate_command
 from incident.cli.verify import verify_command
 from incident.errors import ExitCode, IncidentError
 from incident.version import __version__
@@ -54,5 +56,7 @@ for command in (
     notify_command,
     report_command,
     diff_command,
+    validate_command,
+    config_group,
 ):
     cli.add_command(command)

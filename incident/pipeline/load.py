@@ -9,6 +9,7 @@ are stacked.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -238,7 +239,16 @@ def collect_input(
     inputs: list[LoadedInput],
     engine: Literal["auto", "streaming"] = "streaming",
 ) -> list[pl.DataFrame]:
-    """Run queries that read the files of `inputs`.
+    """Run queries that read the files of `inputs` (see `collect_groups`)."""
+    return collect_groups(queries, [group for loaded in inputs for group in loaded.groups], engine)
+
+
+def collect_groups(
+    queries: list[pl.LazyFrame],
+    groups: Sequence[SourceGroup],
+    engine: Literal["auto", "streaming"] = "streaming",
+) -> list[pl.DataFrame]:
+    """Run queries that read the files of `groups`.
 
     A failure is an `InputError` naming the file and column that cause it, found by reading
     each file alone (only then: a large scan is not slowed). A failure that no file causes
@@ -247,7 +257,7 @@ def collect_input(
     try:
         return pl.collect_all(queries, engine=engine)
     except READ_ERRORS as error:
-        for group in (group for loaded in inputs for group in loaded.groups):
+        for group in groups:
             damage = group.damage(engine)
             if damage:
                 raise InputError(damage) from None

@@ -1,15 +1,17 @@
-"""How a scan reads the deliveries: two passes over each group of files.
+"""How a scan reads the deliveries: two passes over a group of files (a partition).
 
 The first pass reads only what rule 1 and detection need (the five required columns, keys as
 integers where the logs have them) and classifies every row; its output is the row accounting
 and the numbers of the few rows to report. The second pass fetches just those rows whole,
-normalised (misdeliveries) or as read (rejected rows). Each pass is one streaming query over
-all groups, so a delivery row is never held in memory unless it is reported.
+normalised (misdeliveries) or as read (rejected rows). Each pass is one streaming query, so a
+delivery row is never held in memory unless it is reported. `prepare` builds what every
+partition shares; `detect` is the partition task's detection (`partitions` runs it).
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import polars as pl
@@ -28,8 +30,14 @@ from incident.pipeline.detect import (
     key_table,
     resolve_checks,
 )
-from incident.pipeline.load import ROW, LoadedInput, SourceGroup, collect_input, stack
-from incident.schema import REASON, Input
+from incident.pipeline.load import (
+    ROW,
+    LoadedInput,
+    SourceGroup,
+    collect_groups,
+    collect_input,
+)
+from incident.schema import REASON
 
 EVENT = "_event"
 
@@ -120,7 +128,9 @@ def _first_pass(
 
 
 def _settle_checks(
-    flagged: pl.DataFrame, grants: tuple[pl.LazyFrame, list[str]], authorizations: LoadedInput
+    flagged: pl.DataFrame,
+    grants: tuple[pl.LazyFrame, list[str]],
+    authorizations: tuple[SourceGroup, ...],
 ) -> pl.DataFrame:
     """Decide the rows whose keys have more islands than the key table holds, against the gaps
     of those keys."""
@@ -130,8 +140,8 @@ def _settle_checks(
     keyed, on = grants
     # Only the grants of the keys to check: their gaps are all that is looked at.
     of_checks = keyed.join(checks.lazy().select(on).unique(), on=on, how="semi")
-    (resolved,) = collect_input(
-        [resolve_checks(checks, gaps(of_checks, on), on)], [authorizations], engine="auto"
+    (resolved,) = collect_groups(
+        [resolve_checks(checks, gaps(of_checks, on), on)], authorizations, engine="auto"
     )
     return pl.concat([flagged.filter(pl.col(STATUS) != Status.CHECK.value), resolved])
 
@@ -163,10 +173,22 @@ def _second_pass(group: SourceGroup, found: pl.DataFrame) -> list[pl.LazyFrame]:
     return [group.normalised(misdelivered).join(reasons, on=ROW), group.as_read(rejected)]
 
 
-def run(deliveries: LoadedInput, authorizations: LoadedInput, window: Window) -> Findings:
-    """Classify every delivery row and fetch the rows to report (both passes)."""
-    groups = deliveries.groups
-    # One key table per way the groups key their rows (integers packed, or text), built once.
+@dataclass(frozen=True)
+class Detector:
+    """What detection needs beside the deliveries, built once and shared by every partition:
+    the window, how integer IDs are packed, and for each way a group keys its rows (packed
+    integers or text) the key table of the grants and the grants themselves (whose gaps settle
+    the rare key with more islands than the key table holds)."""
+
+    window: Window
+    packing: Packing
+    tables: dict[bool, pl.DataFrame]
+    grants: dict[bool, tuple[pl.LazyFrame, list[str]]]
+    authorizations: tuple[SourceGroup, ...]
+
+
+def prepare(authorizations: LoadedInput, groups: Sequence[SourceGroup], window: Window) -> Detector:
+    """The key tables for the ways `groups` key their rows, each built once."""
     packing = _packing(authorizations)
     grants = {
         packed: _grants(authorizations, packing if packed else None)
@@ -174,30 +196,25 @@ def run(deliveries: LoadedInput, authorizations: LoadedInput, window: Window) ->
     }
     # One at a time: each is as large as the grants.
     tables = {
-        packed: collect_input([key_table(*keyed)], [authorizations], "auto")[0].lazy()
+        packed: collect_input([key_table(*keyed)], [authorizations], "auto")[0]
         for packed, keyed in grants.items()
     }
-    first = collect_input(
-        [query for group in groups for query in _first_pass(group, tables, packing, window)],
-        [deliveries],
-    )
+    return Detector(window, packing, tables, grants, authorizations.groups)
 
-    statuses: Counter[str] = Counter()
-    second = []
-    for index, group in enumerate(groups):
-        counts, flagged = first[2 * index : 2 * index + 2]
-        settled = _settle_checks(flagged, grants[_packed(group)], authorizations)
-        found = settled.filter(pl.col(STATUS) != Status.AUTHORIZED.value)
-        rows, outside = counts.row(0)
-        statuses.update(found[STATUS].to_list())
-        statuses[Status.OUTSIDE_WINDOW.value] += outside
-        # Every row read and not otherwise accounted for was authorized.
-        statuses[Status.AUTHORIZED.value] += rows - outside - found.height
-        second += _second_pass(group, found)
-    fetched = collect_input(second, [deliveries])
-    misdeliveries = stack([frame.lazy() for frame in fetched[0::2]], Input.DELIVERIES)
-    return Findings(
-        statuses=+statuses,
-        misdeliveries=misdeliveries.drop(ROW).collect(),
-        rejected=pl.concat(fetched[1::2], how="diagonal_relaxed"),
+
+def detect(group: SourceGroup, detector: Detector) -> Findings:
+    """Classify every row of `group` and fetch the rows to report (both passes). The
+    misdeliveries keep their row number (`_row`) in the group."""
+    tables = {packed: table.lazy() for packed, table in detector.tables.items()}
+    counts, flagged = collect_groups(
+        _first_pass(group, tables, detector.packing, detector.window), [group]
     )
+    settled = _settle_checks(flagged, detector.grants[_packed(group)], detector.authorizations)
+    found = settled.filter(pl.col(STATUS) != Status.AUTHORIZED.value)
+    rows, outside = counts.row(0)
+    statuses = Counter(found[STATUS].to_list())
+    statuses[Status.OUTSIDE_WINDOW.value] += outside
+    # Every row read and not otherwise accounted for was authorized.
+    statuses[Status.AUTHORIZED.value] += rows - outside - found.height
+    misdeliveries, rejected = collect_groups(_second_pass(group, found), [group])
+    return Findings(+statuses, misdeliveries, rejected)

@@ -6,14 +6,17 @@ Writing and publishing the result is `incident.api`'s and `incident.outputs`'.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import polars as pl
 
-from incident.config import ScanConfig, Window
+from incident.config import ScanConfig
+from incident.engine import Engine
 from incident.errors import InputError
-from incident.pipeline import passes
+from incident.pipeline import partitions
 from incident.pipeline.cause import explain
 from incident.pipeline.detect import MISDELIVERED, Status
 from incident.pipeline.impact import (
@@ -38,6 +41,8 @@ from incident.schema import CAUSE, COLUMNS, DELIVERY_COLUMNS, REASON, Input
 from incident.summary import RowAccounting, Summary
 
 Progress = Callable[[str], None]
+# The folder of the staging area where detection tasks write their parts.
+PARTS = "_parts"
 
 
 @dataclass(frozen=True)
@@ -135,9 +140,26 @@ def _set_copies_apart(
     return recounted, misdelivered.filter(copies.not_()), rejected, clashing
 
 
-def _detect(inputs: ScanInputs, window: Window) -> Detection:
-    """Classify every delivery; the misdeliveries with their developer, in a stable order."""
-    found = passes.run(inputs.deliveries, inputs.authorizations, window)
+def _detect(
+    config: ScanConfig, inputs: ScanInputs, engine: Engine, staging: Path, progress: Progress
+) -> Detection:
+    """Classify every delivery, one task per partition on `engine`, with the tasks' parts in
+    `staging`; the misdeliveries with their developer, in a stable order."""
+    parts = staging / PARTS
+    try:
+        found = partitions.run(
+            inputs.deliveries,
+            inputs.authorizations,
+            config.window,
+            engine,
+            parts,
+            progress,
+            config.partition_rows,
+            config.grant_buckets,
+        )
+    finally:
+        # Held in memory now; a result never publishes them.
+        shutil.rmtree(parts, ignore_errors=True)
     statuses = found.statuses
     accounting = RowAccounting(
         rows_read=inputs.deliveries.source.rows,
@@ -212,11 +234,14 @@ def vouch(inputs: ScanInputs, detection: Detection) -> None:
         )
 
 
-def run(config: ScanConfig, inputs: ScanInputs, progress: Progress) -> Outcome:
-    """Detect, attribute and measure every misdelivery of `inputs` under `config`; an
-    `InputError` when the inputs vouch for nothing (`vouch`)."""
+def run(
+    config: ScanConfig, inputs: ScanInputs, progress: Progress, engine: Engine, staging: Path
+) -> Outcome:
+    """Detect, attribute and measure every misdelivery of `inputs` under `config`, detection
+    on `engine` with its parts in `staging`; an `InputError` when the inputs vouch for
+    nothing (`vouch`)."""
     progress("detecting misdeliveries")
-    findings = _detect(inputs, config.window)
+    findings = _detect(config, inputs, engine, staging, progress)
     vouch(inputs, findings)
     progress("explaining misdeliveries")
     explained = explain(

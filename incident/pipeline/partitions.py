@@ -1,0 +1,220 @@
+"""Detection as independent tasks over partitions of the deliveries, run by an engine.
+
+A partition is a run of files of one group (files sharing a schema), cut at file boundaries
+so that its rows stay under `rows_per_partition`. Its task classifies every row, fetches the
+rows to report and writes them as Parquet parts into a folder of the staging area; it
+returns only the row counts. The findings are then read back from the parts. Every row is
+read by exactly one task, and the reports sort their rows, so how the deliveries are cut
+and in which order the tasks finish change nothing in a result.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import polars as pl
+
+from incident.config import Window
+from incident.engine import Engine
+from incident.pipeline import exchange
+from incident.pipeline.detect import Status
+from incident.pipeline.load import ROW, LoadedInput, SourceGroup, stack
+from incident.pipeline.passes import Detector, Findings, _packed, detect, prepare
+from incident.schema import Input
+
+# In one process a partition is as large as a group allows; on a cluster each worker gets a
+# few partitions, so that a slow or lost one delays the scan by a fraction.
+TASKS_PER_WORKER = 4
+
+
+@dataclass(frozen=True)
+class Partition:
+    """The files of one partition task, and where it writes its parts."""
+
+    number: int
+    group: SourceGroup
+    folder: str
+
+    def part(self, table: str) -> Path:
+        """The file of this partition's part of `table`."""
+        return Path(self.folder) / f"{table}-{self.number:06d}.parquet"
+
+
+@dataclass(frozen=True)
+class PartDone:
+    """What a partition task returns: its rows per status (the parts are on disk)."""
+
+    number: int
+    rows: int
+    statuses: Counter[str]
+
+
+def plan(groups: tuple[SourceGroup, ...], rows_per_partition: int, folder: Path) -> list[Partition]:
+    """The partitions of `groups`: runs of whole files of at most `rows_per_partition` rows
+    (a larger file is a partition of its own), at least one per group."""
+    partitions: list[Partition] = []
+    for group in groups:
+        runs: list[list[int]] = [[]]
+        rows = 0
+        for index, in_file in enumerate(group.file_rows):
+            if runs[-1] and rows + in_file > rows_per_partition:
+                runs.append([])
+                rows = 0
+            runs[-1].append(index)
+            rows += in_file
+        for run in runs:
+            files = tuple(group.files[i] for i in run)
+            file_rows = tuple(group.file_rows[i] for i in run)
+            part = replace(group, files=files, file_rows=file_rows)
+            partitions.append(Partition(len(partitions), part, str(folder)))
+    return partitions
+
+
+def _write_part(frame: pl.DataFrame, path: Path) -> None:
+    # Written under another name and renamed: a task that runs again (a retry, or a copy of
+    # a lost worker's task) replaces a part whole.
+    temporary = path.with_suffix(f".{os.getpid()}.tmp")
+    frame.write_parquet(temporary)
+    os.replace(temporary, path)
+
+
+def rows_per_partition(deliveries: LoadedInput, workers: int, configured: int | None) -> int:
+    """`configured`, else a group whole in one process, else a few partitions per worker."""
+    if configured:
+        return configured
+    if workers == 1:
+        return deliveries.source.rows or 1
+    return max(1, math.ceil(deliveries.source.rows / (TASKS_PER_WORKER * workers)))
+
+
+def _write_parts(partition: Partition, found: Findings) -> PartDone:
+    _write_part(found.misdeliveries.drop(ROW), partition.part("misdeliveries"))
+    _write_part(found.rejected, partition.part("rejected"))
+    return PartDone(partition.number, sum(partition.group.file_rows), found.statuses)
+
+
+def detect_partition(partition: Partition, detector: Detector) -> PartDone:
+    """The partition task: detect, and write the misdeliveries and rejected rows as parts."""
+    return _write_parts(partition, detect(partition.group, detector))
+
+
+def _scatter_partition(partition: Partition, shared: exchange.Exchange) -> int:
+    return exchange.scatter((partition.number, partition.group), shared)
+
+
+def _fetch_partition(partition: Partition, shared: exchange.Exchange) -> PartDone:
+    return _write_parts(partition, exchange.fetch((partition.number, partition.group), shared))
+
+
+def _exchanged(
+    deliveries: LoadedInput,
+    authorizations: LoadedInput,
+    window: Window,
+    engine: Engine,
+    partitions: list[Partition],
+    buckets: int,
+    progress: Callable[[str], None],
+) -> Counter[str]:
+    """Detection in three rounds over grants split into `buckets` (`exchange`); the
+    statuses of every row."""
+    progress(f"detecting misdeliveries: splitting the grants into {buckets} buckets")
+    folder = Path(partitions[0].folder)
+    shared = exchange.split_grants(authorizations, deliveries.groups, window, buckets, folder)
+    total, rows = len(partitions), deliveries.source.rows
+    scattered = _counter(progress, "partitions read", total, rows)
+    engine.map(_scatter_partition, partitions, shared, scattered)
+    keyings = sorted({_packed(p.group) for p in partitions})
+    buckets_ = [(packed, bucket) for packed in keyings for bucket in range(buckets)]
+    counts = engine.map(
+        exchange.classify_bucket,
+        buckets_,
+        shared,
+        _counter(progress, "buckets joined", len(buckets_), rows),
+    )
+    fetched = engine.map(
+        _fetch_partition, partitions, shared, _counter(progress, "partitions fetched", total, rows)
+    )
+    # Every row went to exactly one bucket: a lost one would be a silent wrong answer.
+    in_buckets = sum(count["rows"] for count in counts)
+    if in_buckets != deliveries.source.rows:
+        raise RuntimeError(f"the buckets hold {in_buckets} of {deliveries.source.rows} rows")
+    outside = sum(count[Status.OUTSIDE_WINDOW.value] for count in counts)
+    return _statuses(deliveries.source.rows, outside, [part.statuses for part in fetched])
+
+
+def _statuses(rows: int, outside: int, found: list[Counter[str]]) -> Counter[str]:
+    statuses: Counter[str] = sum(found, Counter())
+    reported = statuses.total()
+    statuses[Status.OUTSIDE_WINDOW.value] += outside
+    # Every row read and not otherwise accounted for was authorized.
+    statuses[Status.AUTHORIZED.value] += rows - outside - reported
+    return +statuses
+
+
+def _rows(result: object) -> int:
+    """The delivery rows a task's result stands for."""
+    if isinstance(result, PartDone):
+        return result.rows
+    if isinstance(result, Counter):
+        return int(result["rows"])
+    return result if isinstance(result, int) else 0
+
+
+def _counter(
+    progress: Callable[[str], None], what: str, total: int, rows: int
+) -> Callable[[object], None]:
+    """A progress line for each task done: tasks and delivery rows done, of how many."""
+    done = Counter[str]()
+
+    def tick(result: object) -> None:
+        done["tasks"] += 1
+        done["rows"] += _rows(result)
+        progress(
+            f"detecting misdeliveries: {done['tasks']} of {total} {what}, "
+            f"{done['rows']:,} of {rows:,} rows"
+        )
+
+    return tick
+
+
+def run(
+    deliveries: LoadedInput,
+    authorizations: LoadedInput,
+    window: Window,
+    engine: Engine,
+    folder: Path,
+    progress: Callable[[str], None],
+    configured_rows: int | None = None,
+    grant_buckets: int | None = None,
+) -> Findings:
+    """Classify every delivery row on `engine`, one task per partition, and read the rows to
+    report back from the parts the tasks write in `folder`. The grants make one key table
+    shared by every task, or, when they are too many for one (or `grant_buckets` says so),
+    are split into buckets with the deliveries exchanged to match (`exchange`)."""
+    size = rows_per_partition(deliveries, engine.workers, configured_rows)
+    partitions = plan(deliveries.groups, size, folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    buckets = grant_buckets or exchange.buckets_for(authorizations.source.rows)
+    if buckets > 1:
+        statuses = _exchanged(
+            deliveries, authorizations, window, engine, partitions, buckets, progress
+        )
+    else:
+        detector = prepare(authorizations, deliveries.groups, window)
+        done = _counter(progress, "partitions read", len(partitions), deliveries.source.rows)
+        parts = engine.map(detect_partition, partitions, detector, done)
+        statuses = sum((part.statuses for part in parts), Counter())
+    misdeliveries = stack(
+        [pl.scan_parquet(p.part("misdeliveries"), glob=False) for p in partitions], Input.DELIVERIES
+    )
+    rejected = [pl.read_parquet(p.part("rejected"), glob=False) for p in partitions]
+    return Findings(
+        statuses=+statuses,
+        misdeliveries=misdeliveries.collect(),
+        rejected=pl.concat(rejected, how="diagonal_relaxed"),
+    )
