@@ -1,12 +1,16 @@
 """Reproducible benchmark of `incident scan` (issue 3).
 
-    python bench/run.py --deliveries 20000000 [--rounds 3] [--data DIR] [--keep]
+    python bench/run.py --deliveries 20000000 [--shape sample|many-grants] [--rounds 3]
+        [--data DIR] [--keep]
     python bench/run.py --memory-curve 20000000,50000000,100000000 [--data ROOT] [--keep]
     python bench/run.py --memory-curve 20000000,50000000,100000000 --fixed-grants [--base B]
         [--data ROOT] [--keep]
 
 The first form makes sure ``DIR`` holds the data set ``incident sample --deliveries N --seed 1``
-(generated unless ``DIR/.bench-N`` says it is already there), then times three jobs on it,
+(generated unless ``DIR/.bench-N`` says it is already there) or, with ``--shape many-grants``,
+``python bench/many_grants.py DIR --deliveries N --seed 1`` (a large platform's grants: N / 10
+users, 5,000 apps, 0.16 N grants, two large files; marker ``DIR/.bench-many-grants-N``), then
+times three jobs on it,
 interleaved (a b c a b c ...), each in its own child process so that the operating system
 reports the peak RSS of that run alone (``os.wait4``):
 
@@ -19,7 +23,8 @@ reports the peak RSS of that run alone (``os.wait4``):
 It prints the median and every round's wall time, the median peak RSS, the ratios the issue
 sets targets for (c/a <= 1.5, b/c >= 1.5, c_rss/b_rss <= 1.0), then checks that (b) and (c)
 give the same reports (users, developers, misdeliveries and the row accounting) and exits 1
-when they do not.
+when they do not. Last, it runs bench/stages.py once on the same data and prints where (c)
+spends its time and memory, stage by stage (skip it with ``--no-stages``).
 
 The second form runs only (c), once per size, and prints its peak RSS per size. The generator
 writes at most 40 M deliveries, so a larger data set is made of parts generated with seeds 1,
@@ -150,33 +155,41 @@ def run_child(argv: Sequence[str | Path], logs: Path, name: str) -> Measurement:
 # --------------------------------------------------------------------------- data sets
 
 
-def marker(data: Path, deliveries: int) -> Path:
-    """The file that says `data` holds the benchmark's data set of `deliveries` rows."""
-    return data / f".bench-{deliveries}"
+SHAPES = ("sample", "many-grants")
 
 
-def ensure_data(data: Path, deliveries: int, part_size: int, logs: Path) -> bool:
+def marker(data: Path, deliveries: int, shape: str = "sample") -> Path:
+    """The file that says `data` holds the benchmark's data set of `deliveries` rows, of
+    `shape` (`incident sample`'s, or bench/many_grants.py's)."""
+    return data / (f".bench-{deliveries}" if shape == "sample" else f".bench-{shape}-{deliveries}")
+
+
+def ensure_data(
+    data: Path, deliveries: int, part_size: int, logs: Path, shape: str = "sample"
+) -> bool:
     """Make `data` hold the data set of `deliveries` rows; True when this call generated it.
 
     A directory with the marker is reused as it is. A directory holding another size of this
     benchmark's data set is replaced; any other non-empty directory is left alone (an error).
     """
-    if marker(data, deliveries).exists():
+    if marker(data, deliveries, shape).exists():
         log(f"reusing the data set in {data} ({deliveries:,} deliveries)")
         return False
     if data.exists() and any(data.iterdir()):
         if not any(data.glob(".bench-*")):
             raise BenchError(
                 f"{data}: not empty and not a data set of this benchmark; "
-                f"give an empty or new --data, or create {marker(data, deliveries).name} "
-                f"in it if it holds `incident sample --deliveries {deliveries} --seed {SEED}`"
+                f"give an empty or new --data, or create {marker(data, deliveries, shape).name} "
+                f"in it if it holds the {shape} data set of {deliveries} deliveries, seed {SEED}"
             )
         log(f"{data} holds a data set of another size: replacing it")
         shutil.rmtree(data)
     parts = math.ceil(deliveries / part_size)
     started = time.perf_counter()
     try:
-        if parts == 1:
+        if shape == "many-grants":
+            generate_many_grants(data, deliveries, logs)
+        elif parts == 1:
             generate(data, deliveries, SEED, logs)
         else:
             generate_in_parts(data, deliveries, parts, logs)
@@ -184,8 +197,8 @@ def ensure_data(data: Path, deliveries: int, part_size: int, logs: Path) -> bool
         shutil.rmtree(data, ignore_errors=True)  # empty or missing before: only our files
         raise
     log(f"generated {deliveries:,} deliveries in {time.perf_counter() - started:.1f} s")
-    description = {"deliveries": deliveries, "seed": SEED, "parts": parts}
-    marker(data, deliveries).write_text(json.dumps(description) + "\n")
+    description = {"deliveries": deliveries, "seed": SEED, "parts": parts, "shape": shape}
+    marker(data, deliveries, shape).write_text(json.dumps(description) + "\n")
     return True
 
 
@@ -195,6 +208,13 @@ def generate(out: Path, deliveries: int, seed: int, logs: Path) -> None:
     argv = [sys.executable, "-m", "incident", "sample", "--out", out]
     argv += ["--deliveries", str(deliveries), "--seed", str(seed)]
     run_child(argv, logs / f"sample-{deliveries}-{seed}", "incident sample")
+
+
+def generate_many_grants(out: Path, deliveries: int, logs: Path) -> None:
+    """`python bench/many_grants.py OUT --deliveries N --seed SEED`, in a child process."""
+    log(f"generating {deliveries:,} deliveries over many grants (seed {SEED}) into {out}")
+    argv = [sys.executable, BENCH / "many_grants.py", out, "--deliveries", str(deliveries)]
+    run_child([*argv, "--seed", str(SEED)], logs / f"many-grants-{deliveries}", "many_grants")
 
 
 def generate_in_parts(data: Path, deliveries: int, parts: int, logs: Path) -> None:
@@ -660,8 +680,9 @@ def fixed_grants_curve(args: argparse.Namespace, work: Path) -> int:
 
 def benchmark(args: argparse.Namespace, work: Path) -> int:
     """Interleaved rounds of (a), (b), (c); figures; the equal-reports check."""
-    data = (args.data or DEFAULT_ROOT / str(args.deliveries)).resolve()
-    generated = ensure_data(data, args.deliveries, args.part_size, work)
+    name = str(args.deliveries) if args.shape == "sample" else f"{args.shape}-{args.deliveries}"
+    data = (args.data or DEFAULT_ROOT / name).resolve()
+    generated = ensure_data(data, args.deliveries, args.part_size, work, args.shape)
     try:
         log("warming the page cache")
         warm_page_cache(data)
@@ -669,6 +690,10 @@ def benchmark(args: argparse.Namespace, work: Path) -> int:
         run_rounds(jobs, data, work, args.rounds)
         print_figures(jobs, args.deliveries)
         differences = compare_outputs(work, jobs)
+        if args.stages:
+            log("per stage: bench/stages.py, once")
+            run_child([sys.executable, BENCH / "stages.py", data], work / "stages", "stages")
+            print("\n(c) per stage, one more run:\n" + (work / "stages.stdout").read_text())
     finally:
         if generated and not args.keep:
             log(f"removing the generated data set {data} (keep it with --keep)")
@@ -736,6 +761,19 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         description="Benchmark incident scan against a bare polars scan and hand-written DuckDB.",
     )
     parser.add_argument("--deliveries", type=int, default=20_000_000, help="data set size")
+    parser.add_argument(
+        "--shape",
+        choices=SHAPES,
+        default="sample",
+        help="the data: `incident sample --seed 1` (default), or bench/many_grants.py's "
+        "(N / 10 users, 5,000 apps, 0.16 N grants with random intervals, two large files)",
+    )
+    parser.add_argument(
+        "--no-stages",
+        dest="stages",
+        action="store_false",
+        help="do not run bench/stages.py once after the rounds",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     parser.add_argument(
         "--data",
@@ -778,6 +816,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         parser.error("--rounds and --deliveries must be positive")
     if not 1 <= args.part_size <= GENERATOR_CAP:
         parser.error(f"--part-size must be between 1 and {GENERATOR_CAP:,}")
+    if args.shape != "sample" and args.memory_curve:
+        parser.error("--shape works with the first form only")
     if args.fixed_grants and not args.memory_curve:
         parser.error("--fixed-grants needs --memory-curve")
     if args.base < 1:

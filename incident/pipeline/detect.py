@@ -99,21 +99,36 @@ def _nanoseconds(column: str) -> pl.Expr:
     return pl.col(column).cast(pl.Int64).cast(pl.Int128)
 
 
+def _by_key(grants: pl.LazyFrame, on: list[str]) -> pl.LazyFrame:
+    """Each grant as `[start, end)`, sorted by key."""
+    return grants.select(
+        *on,
+        pl.col("granted_at").alias("start"),
+        pl.col("revoked_at").fill_null(_END_OF_TIME).alias("end"),
+    ).sort(*on)
+
+
+def _several(on: list[str]) -> pl.Expr:
+    """True for a grant, sorted by key, whose key has other grants."""
+    return _same_key(on, 1) | _same_key(on, -1)
+
+
 def islands(grants: pl.LazyFrame, on: list[str]) -> pl.LazyFrame:
     """Each key's grants merged into disjoint `[start, end)` islands, sorted by key and start.
 
     Touching or overlapping grants merge. An empty grant (`granted_at == revoked_at`) covers no
     instant but still forms an island, because from then on a grant of the key has ended.
     """
-    by_key = grants.select(
-        *on,
-        pl.col("granted_at").alias("start"),
-        pl.col("revoked_at").fill_null(_END_OF_TIME).alias("end"),
-    ).sort(*on)
+    by_key = _by_key(grants, on)
     # Only the few keys with several grants need their grants in order of start: sorting by
     # the key alone, then those by start, is faster and lighter than sorting all by both.
-    several = _same_key(on, 1) | _same_key(on, -1)
-    ordered = pl.concat([by_key.filter(several.not_()), by_key.filter(several).sort(*on, "start")])
+    several = _several(on)
+    return pl.concat([by_key.filter(several.not_()), _merged(by_key.filter(several), on)])
+
+
+def _merged(by_key: pl.LazyFrame, on: list[str]) -> pl.LazyFrame:
+    """Grants `[start, end)` sorted by key -> their islands, sorted by key and start."""
+    ordered = by_key.sort(*on, "start")
     # A grant opens an island when it starts after every earlier grant of its key has ended.
     # One running maximum serves all keys at once, without a window per key, when each key's
     # instants are lifted above those of the keys before it (its number in the high 64 bits).
@@ -135,22 +150,35 @@ def islands(grants: pl.LazyFrame, on: list[str]) -> pl.LazyFrame:
 def key_table(grants: pl.LazyFrame, on: list[str]) -> pl.LazyFrame:
     """One row per key: its first `ISLANDS` islands as columns `_s0, _e0, …` (null past its
     last island), and `_more`, true when it has more islands than that."""
+    by_key = _by_key(grants, on)
+    # Almost every key has one grant, which is its one island: those keys skip the merge and
+    # the shifts that lay islands out as columns.
+    several = _several(on)
+    unbounded = [pl.lit(None, TIMESTAMP).alias(f"_{b}{i}") for i in range(1, ISLANDS) for b in "se"]
+    single = by_key.filter(several.not_()).select(
+        *on,
+        pl.col("start").alias("_s0"),
+        pl.col("end").alias("_e0"),
+        *unbounded,
+        pl.lit(False).alias("_more"),
+    )
+    return pl.concat([single, _as_columns(_merged(by_key.filter(several), on), on)])
+
+
+def _as_columns(islands_: pl.LazyFrame, on: list[str]) -> pl.LazyFrame:
+    """Islands sorted by key and start -> one row per key, its first `ISLANDS` as columns."""
     bounds = [
         pl.when(_same_key(on, -i)).then(pl.col(bound).shift(-i)).alias(f"_{bound[0]}{i}")
         for i in range(1, ISLANDS)
         for bound in ("start", "end")
     ]
-    return (
-        islands(grants, on)
-        .select(
-            *on,
-            pl.col("start").alias("_s0"),
-            pl.col("end").alias("_e0"),
-            *bounds,
-            _same_key(on, -ISLANDS).alias("_more"),
-        )
-        .filter(_same_key(on, 1).not_())
-    )
+    return islands_.select(
+        *on,
+        pl.col("start").alias("_s0"),
+        pl.col("end").alias("_e0"),
+        *bounds,
+        _same_key(on, -ISLANDS).alias("_more"),
+    ).filter(_same_key(on, 1).not_())
 
 
 def gaps(grants: pl.LazyFrame, on: list[str]) -> pl.LazyFrame:

@@ -138,8 +138,10 @@ def _settle_checks(
     if not checks.height:
         return flagged
     keyed, on = grants
+    # Only the grants of the keys to check: their gaps are all that is looked at.
+    of_checks = keyed.join(checks.lazy().select(on).unique(), on=on, how="semi")
     (resolved,) = collect_groups(
-        [resolve_checks(checks, gaps(keyed, on), on)], authorizations, engine="auto"
+        [resolve_checks(checks, gaps(of_checks, on), on)], authorizations, engine="auto"
     )
     return pl.concat([flagged.filter(pl.col(STATUS) != Status.CHECK.value), resolved])
 

@@ -1,0 +1,77 @@
+"""The key table of detection against a naive merge of each key's grants into islands."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from incident.pipeline.detect import ISLANDS, key_table
+from incident.schema import TIMESTAMP
+
+EPOCH = datetime(2018, 1, 1, tzinfo=UTC)
+END_OF_TIME = 2**63 - 1
+
+grants_strategy = st.lists(
+    st.tuples(
+        st.sampled_from([1, 2, 3]),
+        st.sampled_from([10, 11]),
+        st.integers(0, 12),
+        st.one_of(st.none(), st.integers(0, 6)),
+    ),
+    max_size=14,
+)
+
+
+def naive_islands(intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """`[start, end)` intervals merged where they touch or overlap (an empty one stays)."""
+    merged: list[list[int]] = []
+    for start, end in sorted(intervals):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return [(s, e) for s, e in merged]
+
+
+def instant(units: int) -> datetime:
+    return EPOCH + timedelta(hours=units)
+
+
+@settings(max_examples=200, deadline=None)
+@given(grants=grants_strategy)
+def test_key_table_holds_each_keys_first_islands(
+    grants: list[tuple[int, int, int, int | None]],
+) -> None:
+    rows = [
+        (user, app, instant(start), None if length is None else instant(start + length))
+        for user, app, start, length in grants
+    ]
+    frame = pl.DataFrame(
+        rows,
+        schema={"u": pl.Int64, "a": pl.Int64, "granted_at": TIMESTAMP, "revoked_at": TIMESTAMP},
+        orient="row",
+    )
+    table = key_table(frame.lazy(), ["u", "a"]).collect().sort("u", "a")
+
+    nanos: dict[tuple[int, int], list[tuple[int, int]]] = {
+        key: [] for key in sorted({(u, a) for u, a, _, _ in rows})
+    }
+    for u, a, granted, revoked in rows:
+        start = int(granted.timestamp()) * 10**9
+        end = END_OF_TIME if revoked is None else int(revoked.timestamp()) * 10**9
+        nanos[(u, a)].append((start, end))
+    expected = []
+    for (u, a), intervals in nanos.items():
+        merged = naive_islands(intervals)
+        bounds = [
+            b for i in range(ISLANDS) for b in (merged[i] if i < len(merged) else (None,) * 2)
+        ]
+        expected.append((u, a, *bounds, len(merged) > ISLANDS))
+    columns = [f"_{b}{i}" for i in range(ISLANDS) for b in "se"]
+    got = table.select(
+        "u", "a", *(pl.col(c).dt.epoch("ns") for c in columns), pl.col("_more")
+    ).rows()
+    assert got == expected
