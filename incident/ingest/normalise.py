@@ -83,30 +83,30 @@ def _typed(name: str, values: list[Scalar], kind: Kind) -> dict[str, pl.Series]:
 
 
 def _plan(
-    name: str, column: Column, parts: dict[str, pl.Series], file: str
+    name: str, column: Column, parts: dict[str, pl.DataType], file: str
 ) -> tuple[pl.Expr, list[tuple[pl.Expr, str]]]:
     """The normalised column, and the problems that reject a row for it (scan's order)."""
     values: list[pl.Expr] = []
     present: list[pl.Expr] = []
     never: list[pl.Expr] = []
     blank, floats = pl.lit(False), pl.lit(False)
-    for key, series in parts.items():
+    for key, dtype in parts.items():
         raw = pl.col(key)
         if key.endswith("|unreadable"):
             present.append(raw)
             continue
         present.append(raw.is_not_null())
         try:
-            value = NORMALISERS[column.kind](raw, series.dtype, file, name)
+            value = NORMALISERS[column.kind](raw, dtype, file, name)
         except InputError:  # a type this kind never takes (a float time, a boolean ID)
             value = pl.lit(None, dtype=DTYPES[column.kind])
         if column.open_ended:
-            later = after_representable_time(raw, series.dtype).fill_null(False)
+            later = after_representable_time(raw, dtype).fill_null(False)
             value, never = pl.when(later.not_()).then(value), [*never, later]
         values.append(value)
-        if series.dtype == pl.String:
+        if dtype == pl.String:
             blank = raw.str.strip_chars().str.len_bytes() == 0
-        if series.dtype == pl.Float64:
+        if dtype == pl.Float64:
             floats = raw.is_not_null()
     value = pl.coalesce(values) if values else pl.lit(None, dtype=DTYPES[column.kind])
     value = value.cast(DTYPES[column.kind]).alias(name)
@@ -148,45 +148,55 @@ def as_text(value: Scalar) -> str | None:
     return value if isinstance(value, str) else repr(value)
 
 
+def raw_frame(rows: list[RawRow], input_: Input) -> pl.DataFrame:
+    """Rows as read, column-wise: their line and event, the problem found while reading, each
+    canonical column split by type (`NAME|String`, `NAME|Int64`, …, `NAME|unreadable`) and
+    as the quarantine keeps it (`NAME|text`). `blocks` builds the same frame column-wise."""
+    series: list[pl.Series] = [
+        pl.Series(LINE, [r.line for r in rows], dtype=pl.Int64),
+        pl.Series(EVENT, [r.event for r in rows], dtype=pl.Int64),
+        pl.Series(_PROBLEM, [r.problem for r in rows], dtype=pl.String),
+    ]
+    for name, column in COLUMNS[input_].items():
+        values = [r.values.get(name) for r in rows]
+        series += _typed(name, values, column.kind).values()
+        series.append(pl.Series(f"{name}|text", [as_text(v) for v in values], dtype=pl.String))
+    return pl.DataFrame(series, height=len(rows))
+
+
 def normalise(rows: list[RawRow], input_: Input, file: str) -> Batch:
-    """Normalise a batch of rows of one file: rows that pass rule 1 in canonical columns, the
+    """Normalise a batch of rows of one file (see `normalise_frame`)."""
+    return normalise_frame(raw_frame(rows, input_), input_, file)
+
+
+def normalise_frame(frame: pl.DataFrame, input_: Input, file: str) -> Batch:
+    """Normalise a `raw_frame` of one file: rows that pass rule 1 in canonical columns, the
     others with their reason, for the quarantine."""
     spec = COLUMNS[input_]
-    series: dict[str, pl.Series] = {}
     plans: dict[str, tuple[pl.Expr, list[tuple[pl.Expr, str]]]] = {}
     for name, column in spec.items():
-        parts = _typed(name, [r.values.get(name) for r in rows], column.kind)
-        series.update(parts)
+        parts = {
+            key: dtype
+            for key, dtype in frame.schema.items()
+            if key.startswith(f"{name}|") and key != f"{name}|text"
+        }
         plans[name] = _plan(name, column, parts, file)
     problems = [p for _, found in plans.values() for p in found]
     if input_ is Input.AUTHORIZATIONS:
         granted, revoked = plans["granted_at"][0], plans["revoked_at"][0]
         problems.append((revoked < granted, "revoked_at: before granted_at"))
     problems = [(failed.fill_null(False), text) for failed, text in problems]
-    frame = pl.DataFrame(
-        [pl.Series(_PROBLEM, [r.problem for r in rows], dtype=pl.String), *series.values()],
-        height=len(rows),
-    ).with_columns(_reason(problems))
-    bad = frame[REJECT_REASON].is_not_null()
+    frame = frame.with_columns(_reason(problems))
+    bad = pl.col(REJECT_REASON).is_not_null()
     valid = frame.filter(bad.not_()).select(value for value, _ in plans.values())
-    return Batch(valid, _quarantined(rows, bad, frame[REJECT_REASON], input_, file))
-
-
-def _quarantined(
-    rows: list[RawRow], bad: pl.Series, reasons: pl.Series, input_: Input, file: str
-) -> pl.DataFrame:
-    """The rejected rows: file, line, event, reason, and each canonical column as text."""
-    kept = [row for row, rejected in zip(rows, bad, strict=True) if rejected]
-    return pl.DataFrame(
-        {
-            SOURCE_FILE: [file] * len(kept),
-            LINE: [r.line for r in kept],
-            EVENT: [r.event for r in kept],
-            REJECT_REASON: reasons.filter(bad),
-            **{c: [as_text(r.values.get(c)) for r in kept] for c in COLUMNS[input_]},
-        },
-        schema=quarantine_schema(input_),
+    rejected = frame.filter(bad).select(
+        pl.lit(file, dtype=pl.String).alias(SOURCE_FILE),
+        LINE,
+        EVENT,
+        REJECT_REASON,
+        *(pl.col(f"{c}|text").alias(c) for c in spec),
     )
+    return Batch(valid, rejected)
 
 
 def quarantine_schema(input_: Input) -> dict[str, pl.DataType]:
