@@ -31,7 +31,7 @@ from incident.schema import COLUMNS, Column, Input, Kind
 
 # The bookkeeping columns of a quarantined row, before its values as text.
 SOURCE_FILE, LINE, EVENT, REJECT_REASON = "source_file", "line", "event_index", "reject_reason"
-_PROBLEM = "_problem"
+PROBLEM = "_problem"
 _INT64 = range(-(2**63), 2**63)
 _TYPES: tuple[tuple[type, pl.DataType], ...] = (
     (str, pl.String()),
@@ -135,7 +135,7 @@ def _reason(problems: list[tuple[pl.Expr, str]]) -> pl.Expr:
     reason: pl.Expr = pl.lit(None, dtype=pl.String)
     for failed, text in reversed(problems):
         reason = pl.when(failed).then(pl.lit(text)).otherwise(reason)
-    return pl.coalesce(pl.col(_PROBLEM), reason).alias(REJECT_REASON)
+    return pl.coalesce(pl.col(PROBLEM), reason).alias(REJECT_REASON)
 
 
 def as_text(value: Scalar) -> str | None:
@@ -155,7 +155,7 @@ def raw_frame(rows: list[RawRow], input_: Input) -> pl.DataFrame:
     series: list[pl.Series] = [
         pl.Series(LINE, [r.line for r in rows], dtype=pl.Int64),
         pl.Series(EVENT, [r.event for r in rows], dtype=pl.Int64),
-        pl.Series(_PROBLEM, [r.problem for r in rows], dtype=pl.String),
+        pl.Series(PROBLEM, [r.problem for r in rows], dtype=pl.String),
     ]
     for name, column in COLUMNS[input_].items():
         values = [r.values.get(name) for r in rows]
