@@ -42,7 +42,8 @@ _MAX_BRACKETS = 256
 _SMALLEST = 8
 _NAME = re.compile(r"^[A-Za-z0-9_]+$")
 # Sniffed first character of a value: `"` text, a digit an integer, `.eE` a float, `tfn`.
-_VALUE = r'"\s*:\s*(?:-?[0-9]+[.eE]|-?[0-9]|["tfn{\[])'
+_VALUE = r'"\s*:\s*(-?[0-9]+[.eE]|-?[0-9]|["tfn{\[])'
+_KINDS = {'"': "s", **dict.fromkeys("0123456789", "i")}
 _CHANGED = re.compile(r"Column\((/[^)]*)\) changed from \w+ to (string|number)")
 
 
@@ -167,42 +168,29 @@ def _pieces(
 
 
 def _sniffed(reader: Reader, texts: list[str]) -> pl.DataFrame:
-    """Per line, what the patterns see: brackets, escaped letters (a key could hide behind
-    them), event-array keys, and the first character of each line field and `for_user_id`."""
+    """Per line, what the patterns see: too many brackets, escaped letters (a key could hide
+    behind them), event-array keys, and the type of the first value of each line field and
+    `for_user_id` found, a guess the reader checks (`s` text, `i` integer, `n` other)."""
     text = pl.col("text")
     known = "|".join(re.escape(a) for a in _KNOWN)
     names = [*reader.names.values(), "for_user_id"]
-    found = [
-        text.str.extract_all(f'[{{,]\\s*"{n}{_VALUE}').alias(f"_s{i}") for i, n in enumerate(names)
+    first = [
+        text.str.extract(f'[{{,]\\s*"{n}{_VALUE}', 1)
+        .str.slice(-1)
+        .replace_strict(_KINDS, default="n")
+        .fill_null("n")
+        .alias(f"_k{i}")
+        for i, n in enumerate(names)
     ]
-    frame = pl.DataFrame({"text": texts}, schema={"text": pl.String}).select(
-        (text.str.count_matches(r"[\[{]") <= _MAX_BRACKETS).alias("shallow"),
-        text.str.contains(r"\\u00[4-7][0-9a-fA-F]").alias("escaped"),
+    return pl.DataFrame({"text": texts}, schema={"text": pl.String}).select(
+        (
+            (text.str.count_matches(r"[\[{]") <= _MAX_BRACKETS)
+            & text.str.contains(r"\\u00[4-7][0-9a-fA-F]").not_()
+        ).alias("ok"),
+        pl.concat_str(first).alias("signature"),
         text.str.count_matches(r'_events"\s*:').alias("_all"),
         text.str.count_matches(f'[{{,]\\s*"(?:{known})"\\s*:').alias("_known"),
-        *found,
     )
-    kinds = [
-        pl.when(pl.col(f"_s{i}").list.len() == 0)
-        .then(pl.lit("n"))
-        .when(pl.col(f"_s{i}").list.len() == 1)
-        .then(pl.col(f"_s{i}").list.first().str.slice(-1))
-        .alias(f"_k{i}")
-        for i in range(len(names))
-    ]
-    frame = frame.with_columns(kinds).with_columns(
-        pl.concat_str(
-            [
-                pl.col(f"_k{i}").replace_strict({'"': "s", "n": "n"}, default="i")
-                for i in range(len(names))
-            ]
-        ).alias("signature"),
-        pl.all_horizontal(
-            pl.col(f"_k{i}").is_in(['"', "n", *"0123456789"]) for i in range(len(names))
-        ).alias("plain"),
-    )
-    ok = pl.col("shallow") & pl.col("escaped").not_() & pl.col("plain")
-    return frame.select(ok.fill_null(False).alias("ok"), "signature", "_all", "_known")
 
 
 def _at(expr: pl.Expr, path: Leaf) -> pl.Expr:
