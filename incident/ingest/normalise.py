@@ -188,7 +188,9 @@ def normalise_frame(frame: pl.DataFrame, input_: Input, file: str) -> Batch:
     problems = [(failed.fill_null(False), text) for failed, text in problems]
     frame = frame.with_columns(_reason(problems))
     bad = pl.col(REJECT_REASON).is_not_null()
-    valid = frame.filter(bad.not_()).select(value for value, _ in plans.values())
+    # `LINE` keeps the height: a select of literals alone (a column no row holds) is one row.
+    values = (value for value, _ in plans.values())
+    valid = frame.filter(bad.not_()).select(LINE, *values).drop(LINE)
     rejected = frame.filter(bad).select(
         pl.lit(file, dtype=pl.String).alias(SOURCE_FILE),
         LINE,
