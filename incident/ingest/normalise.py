@@ -109,10 +109,12 @@ def _plan(
         if dtype == pl.Float64:
             floats = raw.is_not_null()
     value = pl.coalesce(values) if values else pl.lit(None, dtype=DTYPES[column.kind])
-    value = value.cast(DTYPES[column.kind]).alias(name)
+    # Computed once as `NAME|value`: the problems below read it rather than normalise again.
+    value = value.cast(DTYPES[column.kind]).alias(f"{name}|value")
     is_present = pl.any_horizontal(present) if present else pl.lit(False)
     later = pl.any_horizontal(never) if never else pl.lit(False)
-    unread = is_present & blank.fill_null(False).not_() & value.is_null() & later.not_()
+    done = pl.col(f"{name}|value").is_null()
+    unread = is_present & blank.fill_null(False).not_() & done & later.not_()
     problems: list[tuple[pl.Expr, str]] = []
     if not column.nullable:
         problems += [
@@ -183,14 +185,13 @@ def normalise_frame(frame: pl.DataFrame, input_: Input, file: str) -> Batch:
         plans[name] = _plan(name, column, parts, file)
     problems = [p for _, found in plans.values() for p in found]
     if input_ is Input.AUTHORIZATIONS:
-        granted, revoked = plans["granted_at"][0], plans["revoked_at"][0]
+        granted, revoked = pl.col("granted_at|value"), pl.col("revoked_at|value")
         problems.append((revoked < granted, "revoked_at: before granted_at"))
     problems = [(failed.fill_null(False), text) for failed, text in problems]
-    frame = frame.with_columns(_reason(problems))
+    frame = frame.with_columns(value for value, _ in plans.values()).with_columns(_reason(problems))
     bad = pl.col(REJECT_REASON).is_not_null()
-    # `LINE` keeps the height: a select of literals alone (a column no row holds) is one row.
-    values = (value for value, _ in plans.values())
-    valid = frame.filter(bad.not_()).select(LINE, *values).drop(LINE)
+    values = (pl.col(f"{name}|value").alias(name) for name in spec)
+    valid = frame.filter(bad.not_()).select(values)
     rejected = frame.filter(bad).select(
         pl.lit(file, dtype=pl.String).alias(SOURCE_FILE),
         LINE,
