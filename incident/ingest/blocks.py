@@ -62,24 +62,30 @@ def _event_leaves() -> dict[str, dict[str, tuple[Leaf, ...]]]:
 
 _EVENTS = _event_leaves()
 _PROTECTED: Leaf = ("user", "protected")
+_SUBSCRIBER: Leaf = ("payload", "for_user_id")
 
 
 @dataclass
 class Reader:
     """The fast path for the webhook lines of one file: the line fields' names, and the JSON
-    type of each payload field, learnt from the reader's refusals (logs keep a type)."""
+    type of each whitelisted field, learnt from the reader's refusals (a log keeps a type);
+    a line field or `for_user_id` found with both types is `mixed`: sniffed per line."""
 
     columns: ColumnMap
-    payload: dict[Leaf, pa.DataType] = field(default_factory=dict)
+    types: dict[Leaf, pa.DataType] = field(default_factory=dict)
+    mixed: list[Leaf] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.names = {c: self.columns.source(Input.DELIVERIES, c) for c in LINE_FIELDS}
+        for name in self.names.values():
+            self.types[(name,)] = pa.string()
+        self.types[_SUBSCRIBER] = pa.string()
         for array, paths in _EVENTS.items():
             for chain in paths.values():
                 for path in chain:
-                    self.payload[("payload", array, "[]", *path)] = pa.string()
+                    self.types[("payload", array, "[]", *path)] = pa.string()
             if ARRAYS[array].event_type is None:
-                self.payload[("payload", array, "[]", *_PROTECTED)] = pa.bool_()
+                self.types[("payload", array, "[]", *_PROTECTED)] = pa.bool_()
 
     @property
     def usable(self) -> bool:
@@ -87,17 +93,12 @@ class Reader:
         names = [*self.names.values(), "payload", "for_user_id"]
         return len(set(names)) == len(names) and all(_NAME.match(n) for n in names)
 
-    def schema(self, signature: tuple[str, ...]) -> pa.Schema:
-        """The whitelist as a schema: the line fields and `for_user_id` of the sniffed types
-        (`i` integer, else text), the payload's events as learnt."""
-        names = [*self.names.values(), "for_user_id"]
-        typed = {
-            n: pa.int64() if s == "i" else pa.string()
-            for n, s in zip(names, signature, strict=True)
-        }
-        leaves: dict[Leaf, pa.DataType] = {(n,): typed[n] for n in self.names.values()}
-        leaves[("payload", "for_user_id")] = typed["for_user_id"]
-        leaves.update(self.payload)
+    def schema(self, signature: str) -> pa.Schema:
+        """The whitelist as a schema, of the learnt types; the `mixed` fields of the
+        sniffed types of a group of lines (`i` integer, else text)."""
+        leaves = dict(self.types)
+        for leaf, kind in zip(self.mixed, signature, strict=True):
+            leaves[leaf] = pa.int64() if kind == "i" else pa.string()
         return pa.schema(list(_tree(leaves)))
 
 
@@ -136,9 +137,13 @@ class _Refused(Exception):
     """pyarrow's reader refused a block."""
 
 
-def _parse(reader: Reader, lines: list[bytes], signature: tuple[str, ...]) -> pa.Table | None:
-    """The lines as a table; a payload field of the other type (string or integer) is
-    learnt and the block read again, once per field and type."""
+class _Regroup(Exception):
+    """A line field holds both types in one block: the block is sniffed and read again."""
+
+
+def _parse(reader: Reader, lines: list[bytes], signature: str) -> pa.Table | None:
+    """The lines as a table; a field of the other type (string or integer) is learnt and
+    the block read again, once per field and type."""
     tried: set[tuple[Leaf, str]] = set()
     while True:
         try:
@@ -146,16 +151,21 @@ def _parse(reader: Reader, lines: list[bytes], signature: tuple[str, ...]) -> pa
         except _Refused as error:
             found = _CHANGED.search(str(error))
             leaf = tuple(found[1].split("/")[1:]) if found else ()
-            if not found or leaf not in reader.payload or (leaf, found[2]) in tried:
+            if not found or reader.types.get(leaf, pa.bool_()) == pa.bool_():
                 return None
-            if reader.payload[leaf] == pa.bool_():
-                return None
+            if leaf in reader.mixed:
+                return None  # a sniff was wrong: the lines are halved
+            if (leaf, found[2]) in tried:
+                if len(leaf) > len(_SUBSCRIBER):
+                    return None  # an event field of both types: the lines are halved
+                reader.mixed.append(leaf)
+                raise _Regroup from None
             tried.add((leaf, found[2]))
-            reader.payload[leaf] = pa.string() if found[2] == "string" else pa.int64()
+            reader.types[leaf] = pa.string() if found[2] == "string" else pa.int64()
 
 
 def _pieces(
-    reader: Reader, lines: list[bytes], numbers: list[int], signature: tuple[str, ...]
+    reader: Reader, lines: list[bytes], numbers: list[int], signature: str
 ) -> Iterator[tuple[list[int], pa.Table | None]]:
     """Tables of the lines, halving what the reader refuses; None for lines it refuses."""
     table = _parse(reader, lines, signature)
@@ -169,25 +179,23 @@ def _pieces(
 
 def _sniffed(reader: Reader, texts: list[str]) -> pl.DataFrame:
     """Per line, what the patterns see: too many brackets, escaped letters (a key could hide
-    behind them), event-array keys, and the type of the first value of each line field and
-    `for_user_id` found, a guess the reader checks (`s` text, `i` integer, `n` other)."""
+    behind them), event-array keys, and the type of the first value of each `mixed` field,
+    a guess the reader checks (`s` text, `i` integer, `n` other)."""
     text = pl.col("text")
     known = "|".join(re.escape(a) for a in _KNOWN)
-    names = [*reader.names.values(), "for_user_id"]
     first = [
-        text.str.extract(f'[{{,]\\s*"{n}{_VALUE}', 1)
+        text.str.extract(f'[{{,]\\s*"{leaf[-1]}{_VALUE}', 1)
         .str.slice(-1)
         .replace_strict(_KINDS, default="n")
         .fill_null("n")
-        .alias(f"_k{i}")
-        for i, n in enumerate(names)
+        for leaf in reader.mixed
     ]
     return pl.DataFrame({"text": texts}, schema={"text": pl.String}).select(
         (
             (text.str.count_matches(r"[\[{]") <= _MAX_BRACKETS)
             & text.str.contains(r"\\u00[4-7][0-9a-fA-F]").not_()
         ).alias("ok"),
-        pl.concat_str(first).alias("signature"),
+        (pl.concat_str(first) if first else pl.lit("")).alias("signature"),
         text.str.count_matches(r'_events"\s*:').alias("_all"),
         text.str.count_matches(f'[{{,]\\s*"(?:{known})"\\s*:').alias("_known"),
     )
@@ -227,7 +235,7 @@ def _events(reader: Reader, frame: pl.DataFrame, array: str, base: pl.Expr) -> p
         .explode("_event", EVENT)
     )
     event = pl.col("_event")
-    types = {path[3:]: t for path, t in reader.payload.items() if path[1] == array}
+    types = {p[3:]: t for p, t in reader.types.items() if len(p) > 3 and p[1] == array}
     columns = [
         expr
         for name, chain in _EVENTS[array].items()
@@ -338,9 +346,21 @@ def _fast_frames(
     reader: Reader, taken: list[Line], texts: list[str], slow: dict[int, Line]
 ) -> list[pl.DataFrame]:
     """Rows of the lines the fast path judges; the others are added to `slow`."""
-    sniffed = _sniffed(reader, texts).with_columns(
-        pl.Series(LINE, [line.number for line in taken], dtype=pl.Int64)
-    )
+    while True:
+        left: dict[int, Line] = {}
+        try:
+            frames = _grouped_frames(reader, taken, _sniffed(reader, texts), left)
+        except _Regroup:
+            continue  # a field found mixed is sniffed from now on
+        slow.update(left)
+        return frames
+
+
+def _grouped_frames(
+    reader: Reader, taken: list[Line], sniffed: pl.DataFrame, slow: dict[int, Line]
+) -> list[pl.DataFrame]:
+    """Rows of the lines, read in groups of the same sniffed types."""
+    sniffed = sniffed.with_columns(pl.Series(LINE, [line.number for line in taken], dtype=pl.Int64))
     groups: dict[str, list[Line]] = {}
     for line, ok, signature in zip(taken, sniffed["ok"], sniffed["signature"], strict=True):
         if ok:
@@ -352,7 +372,7 @@ def _fast_frames(
     for signature, group in groups.items():
         by_number = {line.number: line for line in group}
         data = [line.data for line in group]
-        for piece, table in _pieces(reader, data, list(by_number), tuple(signature)):
+        for piece, table in _pieces(reader, data, list(by_number), signature):
             unjudged = piece
             if table is not None:
                 piece_counts = pl.DataFrame({LINE: piece}, schema={LINE: pl.Int64}).join(
