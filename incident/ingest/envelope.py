@@ -72,7 +72,7 @@ ARRAYS: dict[str, EventArray] = {
     "favorite_events": EventArray("favorite", sender=_USER),
     "follow_events": EventArray("follow", sender=(("source", "id_str"), ("source", "id"))),
 }
-_EVENT_ID: tuple[Path, ...] = (("id_str",), ("id",))
+EVENT_ID: tuple[Path, ...] = (("id_str",), ("id",))
 
 
 def scalar(value: Any) -> Scalar:
@@ -117,7 +117,7 @@ class EventRow:
 def _event_row(array: str, spec: EventArray, event: Any, index: int) -> EventRow:
     if not isinstance(event, dict):
         return EventRow({}, f"payload.{array}[{index}]: expected a JSON object", index)
-    event_id = _first(event, _EVENT_ID)
+    event_id = _first(event, EVENT_ID)
     if event_id is None:
         try:
             event_id = event_digest(array, event)

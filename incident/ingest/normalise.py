@@ -31,7 +31,7 @@ from incident.schema import COLUMNS, Column, Input, Kind
 
 # The bookkeeping columns of a quarantined row, before its values as text.
 SOURCE_FILE, LINE, EVENT, REJECT_REASON = "source_file", "line", "event_index", "reject_reason"
-_PROBLEM = "_problem"
+PROBLEM = "_problem"
 _INT64 = range(-(2**63), 2**63)
 _TYPES: tuple[tuple[type, pl.DataType], ...] = (
     (str, pl.String()),
@@ -83,36 +83,38 @@ def _typed(name: str, values: list[Scalar], kind: Kind) -> dict[str, pl.Series]:
 
 
 def _plan(
-    name: str, column: Column, parts: dict[str, pl.Series], file: str
+    name: str, column: Column, parts: dict[str, pl.DataType], file: str
 ) -> tuple[pl.Expr, list[tuple[pl.Expr, str]]]:
     """The normalised column, and the problems that reject a row for it (scan's order)."""
     values: list[pl.Expr] = []
     present: list[pl.Expr] = []
     never: list[pl.Expr] = []
     blank, floats = pl.lit(False), pl.lit(False)
-    for key, series in parts.items():
+    for key, dtype in parts.items():
         raw = pl.col(key)
         if key.endswith("|unreadable"):
             present.append(raw)
             continue
         present.append(raw.is_not_null())
         try:
-            value = NORMALISERS[column.kind](raw, series.dtype, file, name)
+            value = NORMALISERS[column.kind](raw, dtype, file, name)
         except InputError:  # a type this kind never takes (a float time, a boolean ID)
             value = pl.lit(None, dtype=DTYPES[column.kind])
         if column.open_ended:
-            later = after_representable_time(raw, series.dtype).fill_null(False)
+            later = after_representable_time(raw, dtype).fill_null(False)
             value, never = pl.when(later.not_()).then(value), [*never, later]
         values.append(value)
-        if series.dtype == pl.String:
+        if dtype == pl.String:
             blank = raw.str.strip_chars().str.len_bytes() == 0
-        if series.dtype == pl.Float64:
+        if dtype == pl.Float64:
             floats = raw.is_not_null()
     value = pl.coalesce(values) if values else pl.lit(None, dtype=DTYPES[column.kind])
-    value = value.cast(DTYPES[column.kind]).alias(name)
+    # Computed once as `NAME|value`: the problems below read it rather than normalise again.
+    value = value.cast(DTYPES[column.kind]).alias(f"{name}|value")
     is_present = pl.any_horizontal(present) if present else pl.lit(False)
     later = pl.any_horizontal(never) if never else pl.lit(False)
-    unread = is_present & blank.fill_null(False).not_() & value.is_null() & later.not_()
+    done = pl.col(f"{name}|value").is_null()
+    unread = is_present & blank.fill_null(False).not_() & done & later.not_()
     problems: list[tuple[pl.Expr, str]] = []
     if not column.nullable:
         problems += [
@@ -135,7 +137,7 @@ def _reason(problems: list[tuple[pl.Expr, str]]) -> pl.Expr:
     reason: pl.Expr = pl.lit(None, dtype=pl.String)
     for failed, text in reversed(problems):
         reason = pl.when(failed).then(pl.lit(text)).otherwise(reason)
-    return pl.coalesce(pl.col(_PROBLEM), reason).alias(REJECT_REASON)
+    return pl.coalesce(pl.col(PROBLEM), reason).alias(REJECT_REASON)
 
 
 def as_text(value: Scalar) -> str | None:
@@ -148,45 +150,56 @@ def as_text(value: Scalar) -> str | None:
     return value if isinstance(value, str) else repr(value)
 
 
+def raw_frame(rows: list[RawRow], input_: Input) -> pl.DataFrame:
+    """Rows as read, column-wise: their line and event, the problem found while reading, each
+    canonical column split by type (`NAME|String`, `NAME|Int64`, …, `NAME|unreadable`) and
+    as the quarantine keeps it (`NAME|text`). `blocks` builds the same frame column-wise."""
+    series: list[pl.Series] = [
+        pl.Series(LINE, [r.line for r in rows], dtype=pl.Int64),
+        pl.Series(EVENT, [r.event for r in rows], dtype=pl.Int64),
+        pl.Series(PROBLEM, [r.problem for r in rows], dtype=pl.String),
+    ]
+    for name, column in COLUMNS[input_].items():
+        values = [r.values.get(name) for r in rows]
+        series += _typed(name, values, column.kind).values()
+        series.append(pl.Series(f"{name}|text", [as_text(v) for v in values], dtype=pl.String))
+    return pl.DataFrame(series, height=len(rows))
+
+
 def normalise(rows: list[RawRow], input_: Input, file: str) -> Batch:
-    """Normalise a batch of rows of one file: rows that pass rule 1 in canonical columns, the
+    """Normalise a batch of rows of one file (see `normalise_frame`)."""
+    return normalise_frame(raw_frame(rows, input_), input_, file)
+
+
+def normalise_frame(frame: pl.DataFrame, input_: Input, file: str) -> Batch:
+    """Normalise a `raw_frame` of one file: rows that pass rule 1 in canonical columns, the
     others with their reason, for the quarantine."""
     spec = COLUMNS[input_]
-    series: dict[str, pl.Series] = {}
     plans: dict[str, tuple[pl.Expr, list[tuple[pl.Expr, str]]]] = {}
     for name, column in spec.items():
-        parts = _typed(name, [r.values.get(name) for r in rows], column.kind)
-        series.update(parts)
+        parts = {
+            key: dtype
+            for key, dtype in frame.schema.items()
+            if key.startswith(f"{name}|") and key != f"{name}|text"
+        }
         plans[name] = _plan(name, column, parts, file)
     problems = [p for _, found in plans.values() for p in found]
     if input_ is Input.AUTHORIZATIONS:
-        granted, revoked = plans["granted_at"][0], plans["revoked_at"][0]
+        granted, revoked = pl.col("granted_at|value"), pl.col("revoked_at|value")
         problems.append((revoked < granted, "revoked_at: before granted_at"))
     problems = [(failed.fill_null(False), text) for failed, text in problems]
-    frame = pl.DataFrame(
-        [pl.Series(_PROBLEM, [r.problem for r in rows], dtype=pl.String), *series.values()],
-        height=len(rows),
-    ).with_columns(_reason(problems))
-    bad = frame[REJECT_REASON].is_not_null()
-    valid = frame.filter(bad.not_()).select(value for value, _ in plans.values())
-    return Batch(valid, _quarantined(rows, bad, frame[REJECT_REASON], input_, file))
-
-
-def _quarantined(
-    rows: list[RawRow], bad: pl.Series, reasons: pl.Series, input_: Input, file: str
-) -> pl.DataFrame:
-    """The rejected rows: file, line, event, reason, and each canonical column as text."""
-    kept = [row for row, rejected in zip(rows, bad, strict=True) if rejected]
-    return pl.DataFrame(
-        {
-            SOURCE_FILE: [file] * len(kept),
-            LINE: [r.line for r in kept],
-            EVENT: [r.event for r in kept],
-            REJECT_REASON: reasons.filter(bad),
-            **{c: [as_text(r.values.get(c)) for r in kept] for c in COLUMNS[input_]},
-        },
-        schema=quarantine_schema(input_),
+    frame = frame.with_columns(value for value, _ in plans.values()).with_columns(_reason(problems))
+    bad = pl.col(REJECT_REASON).is_not_null()
+    values = (pl.col(f"{name}|value").alias(name) for name in spec)
+    valid = frame.filter(bad.not_()).select(values)
+    rejected = frame.filter(bad).select(
+        pl.lit(file, dtype=pl.String).alias(SOURCE_FILE),
+        LINE,
+        EVENT,
+        REJECT_REASON,
+        *(pl.col(f"{c}|text").alias(c) for c in spec),
     )
+    return Batch(valid, rejected)
 
 
 def quarantine_schema(input_: Input) -> dict[str, pl.DataType]:
