@@ -33,6 +33,7 @@ from incident.storage.locations import (
     StorageOptions,
     split_url,
 )
+from tests import webhook
 
 ACCESS_KEY = "AKIATESTINCIDENT"
 SECRET_KEY = "s3cr3t-never-shown-7d41"
@@ -461,3 +462,65 @@ def test_a_bad_storage_option_or_url_is_a_usage_error() -> None:
     result = CliRunner().invoke(cli, ["verify", "http://host/result"])
     assert result.exit_code == ExitCode.USAGE_ERROR
     assert "unsupported location" in result.stderr
+
+
+def test_ingest_reads_webhook_lines_from_a_bucket_as_from_a_disk(
+    endpoint: str, logs: Path, tmp_path: Path
+) -> None:
+    lines = list(webhook.json_lines(pl.read_parquet(logs / "deliveries")))
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "a.jsonl.zst").write_bytes(webhook.encoded(lines[:900], "zstd"))
+    (raw / "b.jsonl.gz").write_bytes(webhook.encoded(lines[900:], "gzip"))
+    bucket = new_bucket(endpoint)
+    upload_tree(endpoint, raw, f"{bucket}/raw")
+    local = CliRunner().invoke(
+        cli, ["ingest", str(raw), "--kind", "deliveries", "--out", str(tmp_path / "local"), "-q"]
+    )
+    assert local.exit_code == 0, local.output
+    code, _, stderr = invoke(
+        endpoint,
+        "ingest",
+        f"s3://{bucket}/raw",
+        "--kind",
+        "deliveries",
+        "--out",
+        str(tmp_path / "remote"),
+        "-q",
+    )
+    assert (code, stderr) == (0, "")
+    parts = sorted(
+        p.relative_to(tmp_path / "local") for p in (tmp_path / "local").rglob("*.parquet")
+    )
+    assert parts == sorted(
+        p.relative_to(tmp_path / "remote") for p in (tmp_path / "remote").rglob("*.parquet")
+    )
+    for part in parts:
+        written = pl.read_parquet(tmp_path / "remote" / part)
+        expected = pl.read_parquet(tmp_path / "local" / part)
+        # The rows are the same; only where each came from differs.
+        assert written.drop("source_file", strict=False).equals(
+            expected.drop("source_file", strict=False)
+        )
+    manifest = json.loads((tmp_path / "remote" / "_manifest.json").read_text())
+    assert [s["path"] for s in manifest["inputs"]] == [
+        f"s3://{bucket}/raw/a.jsonl.zst",
+        f"s3://{bucket}/raw/b.jsonl.gz",
+    ]
+    assert SECRET_KEY not in json.dumps(manifest)
+
+
+def test_ingest_names_a_missing_source_object(endpoint: str, tmp_path: Path) -> None:
+    bucket = new_bucket(endpoint)
+    code, _, stderr = invoke(
+        endpoint,
+        "ingest",
+        f"s3://{bucket}/nothing",
+        "--kind",
+        "deliveries",
+        "--out",
+        str(tmp_path / "o"),
+    )
+    assert code == ExitCode.INPUT_ERROR
+    assert stderr.startswith(f"error: s3://{bucket}/nothing: ")
+    assert len(stderr.splitlines()) == 1

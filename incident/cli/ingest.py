@@ -10,12 +10,13 @@ import click
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
 from incident.cli.messages import say
-from incident.cli.params import REJECT_LIMIT
+from incident.cli.params import REJECT_LIMIT, storage_option
 from incident.cli.terminal import console
 from incident.config import ColumnMap, RejectLimit
 from incident.ingest import IngestConfig, IngestResult, SourceFormat, ingest
 from incident.ingest import Progress as ProgressFn
 from incident.schema import Input
+from incident.storage.locations import StorageOptions
 
 
 @contextmanager
@@ -87,6 +88,7 @@ def _report(result: IngestResult) -> None:
     default=RejectLimit(),
     help="Exit 5 when more rows are rejected, e.g. 100 or 0.5% [default: no limit].",
 )
+@storage_option
 @click.option("-q", "--quiet", is_flag=True, help="No summary or progress on stderr.")
 def ingest_command(
     sources: tuple[str, ...],
@@ -95,9 +97,11 @@ def ingest_command(
     fmt: str | None,
     mappings: tuple[str, ...],
     max_rejected: RejectLimit,
+    storage: StorageOptions,
     quiet: bool,
 ) -> None:
-    """Convert raw logs (SRC: files, directories or globs) into the Parquet that scan reads.
+    """Convert raw logs (SRC: files, directories or globs; or s3://, gs://, az:// URLs) into
+    the Parquet that scan reads.
 
     Deliveries are partitioned by UTC day; rows that cannot be used are kept, with their file,
     line and reason, in OUT/_rejected.parquet; OUT/_manifest.json records what was read.
@@ -109,6 +113,7 @@ def ingest_command(
         format=SourceFormat(fmt) if fmt else None,
         columns=ColumnMap.parse(mappings),
         max_rejected=max_rejected,
+        storage=storage,
     )
     with _progress_bar(quiet) as progress:
         result = ingest(config, progress)

@@ -29,6 +29,7 @@ from incident.outputs import check_directory, staged_directory
 from incident.pipeline.files import first_line
 from incident.results.manifest import FileEvidence
 from incident.schema import Input
+from incident.storage.locations import NO_OPTIONS, StorageOptions, is_url
 
 # Bytes done and bytes in all, after each chunk read.
 Progress = Callable[[int, int], None]
@@ -46,6 +47,8 @@ class IngestConfig:
     columns: ColumnMap = field(default_factory=ColumnMap)
     max_rejected: RejectLimit = field(default_factory=RejectLimit)
     batch_rows: int = 50_000
+    # Options for sources in object storage, beside the environment's credentials.
+    storage: StorageOptions = NO_OPTIONS
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out))
@@ -104,7 +107,7 @@ def _check_out(config: IngestConfig) -> None:
     lie inside the other: the output is replaced whole."""
     check_directory(config.out, "--out", replaceable=is_ingest_output)
     out = config.out.resolve()
-    for source in config.sources:
+    for source in (s for s in config.sources if not is_url(s)):
         where = Path(source).resolve()
         if Path(source).is_dir() and out.is_relative_to(where):
             raise ConfigError(f"--out {config.out}: is inside the source directory {source}")
@@ -155,7 +158,7 @@ def _ingest_file(
 ) -> tuple[SourceEvidence, Counter[str]]:
     """Convert one file batch by batch; its evidence, and the reasons of its rejected rows."""
     data, quarantine = writers
-    reader = SourceReader(source.path, progress)
+    reader = SourceReader(source.path, progress, config.storage)
     counts, tally = LineCounts(), _Tally()
     try:
         for normalised in _batches(source, reader, config, counts):
@@ -218,7 +221,7 @@ def _convert(
 ) -> tuple[list[SourceEvidence], Counter[str], dict[str, int]]:
     """Every file into `staging`: the evidence of each, the reasons of the rejected rows, and
     the files written with their rows."""
-    total, done = total_size(files), 0
+    total, done = total_size(files, config.storage), 0
     sources: list[SourceEvidence] = []
     reasons: Counter[str] = Counter()
     data = PartWriter(staging, config.kind)
@@ -244,7 +247,7 @@ def ingest(config: IngestConfig, progress: Progress | None = None) -> IngestResu
     all. `InputError` for a source that cannot be read or gives no valid row (nothing is
     published), `ConfigError` for a bad destination or parameters, `TooManyRejectedError`
     (after publishing) when more rows were rejected than `config.max_rejected` allows."""
-    files, copies = find_sources(config.kind, config.sources, config.format)
+    files, copies = find_sources(config.kind, config.sources, config.format, config.storage)
     _check_mappings(config, files)
     _check_out(config)
     report = progress or (lambda _done, _total: None)

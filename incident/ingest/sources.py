@@ -17,13 +17,15 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
+from typing import Protocol
 
 import pyarrow as pa
 
 from incident.errors import ConfigError, InputError
 from incident.pipeline.files import distinct_files, find_files
 from incident.schema import Input
+from incident.storage import objects
+from incident.storage.locations import NO_OPTIONS, StorageOptions, is_url
 
 
 class SourceFormat(StrEnum):
@@ -72,27 +74,37 @@ def _format_of(path: str, given: SourceFormat | None) -> SourceFormat:
 
 
 def find_sources(
-    input_: Input, paths: tuple[str, ...], given: SourceFormat | None
+    input_: Input,
+    paths: tuple[str, ...],
+    given: SourceFormat | None,
+    storage: StorageOptions = NO_OPTIONS,
 ) -> tuple[tuple[SourceFile, ...], tuple[tuple[str, str], ...]]:
-    """The files under `paths` in order, each with its format, and `(copy, original)` for each
-    file with the same bytes as an earlier one (read once, as `scan` does)."""
+    """The files under `paths` (local, or URLs in object storage) in order, each with its
+    format, and `(copy, original)` for each file with the same bytes as an earlier one (read
+    once, as `scan` does)."""
     found: list[str] = []
     for path in paths:
         try:
-            found += [f for f in find_files(input_, path) if f not in found]
+            found += [f for f in find_files(input_, path, storage) if f not in found]
         except InputError as error:
             if str(error).endswith(f"no Parquet files found for {input_.value}"):
                 raise InputError(f"{path}: no files found for {input_.value}") from None
             raise
-    files, copies = distinct_files(tuple(found))
+    files, copies = distinct_files(tuple(found), storage=storage)
     return tuple(SourceFile(f, _format_of(f, given)) for f in files), copies
 
 
-class _HashingReader(io.RawIOBase):
-    """A file read through: every byte read is hashed and counted."""
+class _Readable(Protocol):
+    def read(self, size: int, /) -> bytes: ...
 
-    def __init__(self, stream: io.BufferedReader) -> None:
+
+class _HashingReader(io.RawIOBase):
+    """A file read through: every byte read is hashed and counted. `head`, the bytes already
+    read from the stream to tell its compression, comes first."""
+
+    def __init__(self, stream: _Readable, head: bytes) -> None:
         self._stream = stream
+        self._head = head
         self.digest = hashlib.sha256()
         self.bytes_read = 0
 
@@ -100,7 +112,10 @@ class _HashingReader(io.RawIOBase):
         return True
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        data = self._stream.read(len(buffer))
+        if self._head:
+            data, self._head = self._head[: len(buffer)], self._head[len(buffer) :]
+        else:
+            data = self._stream.read(len(buffer))
         buffer[: len(data)] = data
         self.digest.update(data)
         self.bytes_read += len(data)
@@ -126,17 +141,24 @@ class SourceReader:
     """Numbered lines of one source file, decompressed as needed; `bytes_read` and `sha256`
     follow the raw file as it is consumed."""
 
-    def __init__(self, path: str, progress: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        progress: Callable[[int], None] | None = None,
+        storage: StorageOptions = NO_OPTIONS,
+    ) -> None:
         self.path = path
         self.compression: str | None = None
         self._progress = progress or (lambda _bytes: None)
         try:
-            self._file = open(path, "rb")  # noqa: SIM115 - closed by `close`
-            head = self._file.peek(4)[:4]
+            self._file = _open(path, storage)
+            head = self._file.read(4)
         except OSError as error:
-            raise InputError(f"{path}: cannot be read ({error.strerror or error})") from None
+            local = not is_url(path) and error.strerror
+            reason = error.strerror if local else objects.describe(error, storage)
+            raise InputError(f"{path}: cannot be read ({reason})") from None
         self.compression = next((c for m, c in _MAGIC.items() if head.startswith(m)), None)
-        self._raw = _HashingReader(self._file)
+        self._raw = _HashingReader(self._file, head)
 
     @property
     def bytes_read(self) -> int:
@@ -196,10 +218,18 @@ class SourceReader:
             yield Line(number + 1, _strip_cr(b"".join(pending)), too_long=skipping)
 
 
+def _open(path: str, storage: StorageOptions) -> pa.NativeFile | io.BufferedReader:
+    """A local file, or an object streamed from its store (read once, front to back)."""
+    if not is_url(path):
+        return open(path, "rb")
+    store, key = objects.resolve(path, storage)
+    return store.open_input_stream(key)
+
+
 def _strip_cr(line: bytes) -> bytes:
     return line[:-1] if line.endswith(b"\r") else line
 
 
-def total_size(files: tuple[SourceFile, ...]) -> int:
+def total_size(files: tuple[SourceFile, ...], storage: StorageOptions = NO_OPTIONS) -> int:
     """The bytes of all the files, for a progress bar."""
-    return sum(Path(f.path).stat().st_size for f in files)
+    return sum(objects.size(f.path, storage) for f in files)
