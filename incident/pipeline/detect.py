@@ -25,6 +25,9 @@ from incident.schema import REASON, TIMESTAMP, Reason
 KEY = ("for_user_id", "app_id")
 PACKED_KEY = "_key"
 STATUS = "_status"
+# The partition a row was read in, where rows of several partitions meet (grant buckets):
+# row numbers (`_row`) are a partition's own.
+PARTITION = "_partition"
 ISLANDS = 2
 
 # An open grant (null revoked_at) ends at the end of representable time.
@@ -254,9 +257,10 @@ def resolve_checks(checks: pl.DataFrame, gaps_: pl.LazyFrame, on: list[str]) -> 
         )
     )
     # Gaps of one key are disjoint: a row is in at most one; in none means covered.
+    row = ["_row", *([PARTITION] if PARTITION in checks.columns else [])]
     return (
         checks.lazy()
-        .join(in_gap.select(*on, "_row", STATUS), on=[*on, "_row"], how="left", suffix="_gap")
+        .join(in_gap.select(*on, *row, STATUS), on=[*on, *row], how="left", suffix="_gap")
         .with_columns(pl.coalesce(f"{STATUS}_gap", status_literal(Status.AUTHORIZED)).alias(STATUS))
         .drop(f"{STATUS}_gap")
     )

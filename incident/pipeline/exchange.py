@@ -32,6 +32,7 @@ import polars as pl
 from incident.config import Window
 from incident.pipeline.detect import (
     PACKED_KEY,
+    PARTITION,
     STATUS,
     Packing,
     Status,
@@ -52,7 +53,6 @@ from incident.pipeline.passes import (
 )
 
 BUCKET = "_bucket"
-PARTITION = "_partition"
 # What a grant costs at the peak while a key table is built (README, "Memory"), and what one
 # key table may take before the grants are split into buckets.
 BYTES_PER_GRANT = 150
@@ -94,8 +94,15 @@ class Exchange:
         return pl.scan_parquet(files, glob=False)
 
     def rows(self, packed: bool, bucket: int) -> list[Path]:
-        """The files of one bucket's delivery rows, from every partition."""
-        return sorted(Path(self.folder, f"rows-{packed:d}").glob(f"*/{BUCKET}={bucket}/*"))
+        """The files of one bucket's delivery rows, from every partition: from the folders of
+        finished tasks only (a partition's number), never from one a lost task left half
+        written under its temporary name."""
+        folders = Path(self.folder, f"rows-{packed:d}")
+        return sorted(
+            path
+            for path in folders.glob(f"*/{BUCKET}={bucket}/*")
+            if path.parent.parent.name.isdigit()
+        )
 
     def found(self, packed: bool) -> list[Path]:
         """The files of the rows to report, one per bucket."""
@@ -107,6 +114,8 @@ def _replace_directory(write: Callable[[Path], None], final: Path) -> None:
     # run again) leaves one whole copy of its parts.
     temporary = final.with_name(f"{final.name}.{os.getpid()}.tmp")
     shutil.rmtree(temporary, ignore_errors=True)
+    # Made here: a partitioned sink of no rows makes no directory.
+    temporary.mkdir(parents=True)
     write(temporary)
     shutil.rmtree(final, ignore_errors=True)
     os.replace(temporary, final)
