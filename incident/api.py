@@ -50,6 +50,18 @@ class ScanResult:
         return self.accounting.rows_misdelivered > 0
 
 
+def _check_cluster(config: ScanConfig) -> None:
+    """A cluster's workers write their parts in the staging area by path: with `--out` in
+    object storage it is a local directory, which only a cluster on this machine shares."""
+    remote = config.cluster is not None and not config.cluster.strip().startswith("local")
+    if remote and isinstance(config.out, str):
+        raise ConfigError(
+            f"--cluster {config.cluster}: a remote cluster cannot write into the local staging "
+            f"of --out {config.out}; give --out a directory its workers share, or use "
+            "--cluster local"
+        )
+
+
 def _check_out(config: ScanConfig) -> None:
     """`--out` may replace an earlier result, never anything else, and not lie in an input."""
     if isinstance(config.out, str):
@@ -108,6 +120,7 @@ def scan(config: ScanConfig, progress: Progress | None = None) -> ScanResult:
     stage = progress or (lambda _stage: None)
     stage("reading inputs")
     inputs = load_inputs(config)
+    _check_cluster(config)
     _check_out(config)
     # The input files are hashed for the manifest, on one thread, while the scan reads them.
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -117,8 +130,11 @@ def scan(config: ScanConfig, progress: Progress | None = None) -> ScanResult:
             if isinstance(config.out, str)
             else staged_directory(config.out, "--out")
         )
-        with open_engine(config.cluster) as engine, staged as staging:
-            outcome = run(config, inputs, stage, engine, staging)
+        with staged as staging:
+            # The engine (a cluster) is closed before anything is published: no task is left
+            # running, and an interrupt while it shuts down leaves an earlier result untouched.
+            with open_engine(config.cluster) as engine:
+                outcome = run(config, inputs, stage, engine, staging)
             stage("writing reports")
             _write(config, staging, outcome, evidence)
     _check_rejected(config, outcome.summary)

@@ -256,6 +256,11 @@ class ScanConfig:
     storage: StorageOptions = NO_OPTIONS
 
     def __post_init__(self) -> None:
+        for name in ("partition_rows", "grant_buckets"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                option = "--" + name.replace("_", "-")
+                raise ConfigError(f"{option} {value}: expected a whole number of at least 1")
         # Accept a str for the output directory, as a notebook user would write it.
         if not is_url(self.out):
             object.__setattr__(self, "out", Path(self.out))

@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -221,8 +222,9 @@ def test_a_task_whose_worker_keeps_dying_fails_the_scan_and_publishes_nothing(
     assert not [p for p in tmp_path.iterdir() if p.name != "out"]  # no staging left
 
 
+@pytest.mark.parametrize("grant_buckets", [1, 2])
 def test_a_damaged_file_is_named_by_the_task_that_reads_it(
-    cluster: tuple[LocalCluster, Client], tmp_path: Path
+    cluster: tuple[LocalCluster, Client], tmp_path: Path, grant_buckets: int
 ) -> None:
     logs = _awkward_logs(tmp_path)
     damaged = logs / "deliveries" / "extra" / "part-0.parquet"
@@ -230,17 +232,29 @@ def test_a_damaged_file_is_named_by_the_task_that_reads_it(
     data[8:40] = b"\xff" * 32  # inside the first column chunk's pages
     damaged.write_bytes(bytes(data))
     config = ScanConfig.from_directory(
-        logs, out=tmp_path / "out", cluster=cluster[0].scheduler_address
+        logs,
+        out=tmp_path / "out",
+        cluster=cluster[0].scheduler_address,
+        grant_buckets=grant_buckets,
+        partition_rows=3_000,
     )
     with pytest.raises(InputError, match=r"part-0\.parquet"):
         scan(config)
     assert not (tmp_path / "out").exists()
+    # No task still running brings the staging back once the scan has removed it.
+    time.sleep(2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["logs"]
 
 
 @pytest.mark.parametrize(
     ("cluster", "message"),
     [
-        ("local:0", "--cluster local:0: expected at least one worker"),
+        ("local:0", "--cluster local:0: expected between 1 and "),
+        ("local:99999999999999999999", "--cluster local:99999999999999999999: expected between"),
+        ("local:", "--cluster local:: expected local, local:N or a scheduler address"),
+        ("Local", "--cluster Local: expected local, local:N or a scheduler address"),
+        ("tcp://", "--cluster tcp://: cannot reach the Dask scheduler"),
+        ("tcp://127.0.0.1:notaport", "--cluster tcp://127.0.0.1:notaport: cannot reach"),
         ("tcp://127.0.0.1:9", "--cluster tcp://127.0.0.1:9: cannot reach the Dask scheduler"),
     ],
 )
@@ -391,3 +405,20 @@ def test_rows_of_two_partitions_with_one_row_number_keep_their_own_status(
     assert files == _scan(root, tmp_path / "one", grant_buckets=1)
     misdelivered = pl.read_parquet(tmp_path / "buckets" / "misdeliveries.parquet")
     assert misdelivered.select("event_id", "reason").rows() == [("e1", "after_revocation")]
+
+
+def test_a_remote_cluster_cannot_stage_for_an_object_storage_out(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli,
+        ["scan", str(SAMPLE), "--out", "s3://bucket/report", "--cluster", "tcp://10.0.0.1:8786"],
+    )
+    assert result.exit_code == ExitCode.USAGE_ERROR, result.output
+    assert "a remote cluster cannot write into the local staging of --out s3://bucket/report" in (
+        result.output
+    )
+
+
+@pytest.mark.parametrize("option", ["partition_rows", "grant_buckets"])
+def test_a_count_below_one_is_refused_from_python_too(option: str) -> None:
+    with pytest.raises(ConfigError, match=r"expected a whole number of at least 1"):
+        ScanConfig.from_directory(SAMPLE, **{option: 0})

@@ -524,3 +524,22 @@ def test_ingest_names_a_missing_source_object(endpoint: str, tmp_path: Path) -> 
     assert code == ExitCode.INPUT_ERROR
     assert stderr.startswith(f"error: s3://{bucket}/nothing: ")
     assert len(stderr.splitlines()) == 1
+
+
+def test_validate_reads_footers_from_the_store_it_is_given(endpoint: str, logs: Path) -> None:
+    """Through --storage-option, not the default endpoint: the time range is the footers'."""
+    bucket = new_bucket(endpoint)
+    upload_tree(endpoint, logs, f"{bucket}/logs")
+    code, stdout, stderr = invoke(
+        endpoint,
+        "validate",
+        "--deliveries",
+        f"s3://{bucket}/logs/deliveries",
+        "--authorizations",
+        f"s3://{bucket}/logs/authorizations.parquet",
+        "--json",
+        "-q",
+    )
+    assert (code, stderr) == (0, "")
+    deliveries = json.loads(stdout)["inputs"]["deliveries"]
+    assert deliveries["time_ranges"]["delivered_at"]["basis"] == "footer"

@@ -11,6 +11,7 @@ failure, no result is published.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -28,6 +29,8 @@ Result = TypeVar("Result")
 
 # Retries of a task that raised an unexpected error (a worker's death is counted apart).
 RETRIES = 2
+# More worker processes than this per core only cost memory: a bound against a typo.
+MAX_WORKERS_PER_CORE = 4
 _LOCAL = re.compile(r"local(?::(\d+))?")
 
 
@@ -97,14 +100,18 @@ def _first_line(error: BaseException) -> str:
 
 def _local_cluster(cluster: str, workers: str | None) -> LocalCluster:
     n_workers = int(workers) if workers else None
-    if n_workers == 0:
-        raise ConfigError(f"--cluster {cluster}: expected at least one worker")
+    most = MAX_WORKERS_PER_CORE * (os.cpu_count() or 1)
+    if n_workers is not None and not 1 <= n_workers <= most:
+        raise ConfigError(
+            f"--cluster {cluster}: expected between 1 and {most} workers on this machine "
+            f"({MAX_WORKERS_PER_CORE} per core)"
+        )
     # One thread per worker process: each task's polars queries use the cores themselves.
     return LocalCluster(
         n_workers=n_workers,
         threads_per_worker=1,
         processes=True,
-        dashboard_address=None,
+        dashboard_address="127.0.0.1:0",  # never a fixed port another program may hold
         silence_logs=logging.ERROR,
     )
 
@@ -112,11 +119,17 @@ def _local_cluster(cluster: str, workers: str | None) -> LocalCluster:
 @contextmanager
 def dask_engine(cluster: str) -> Iterator[DaskEngine]:
     """A Dask engine for `cluster` (`local`, `local:N`, or a scheduler address), closed after."""
+    cluster = cluster.strip()
     local = _LOCAL.fullmatch(cluster)
+    if not local and "://" not in cluster:
+        raise ConfigError(
+            f"--cluster {cluster}: expected local, local:N or a scheduler address like "
+            "tcp://HOST:8786"
+        )
     try:
         own = _local_cluster(cluster, local.group(1)) if local else None
         client = Client(own if own else cluster, timeout="20s")
-    except (OSError, TimeoutError) as error:
+    except (OSError, TimeoutError, ValueError) as error:
         raise ConfigError(
             f"--cluster {cluster}: cannot reach the Dask scheduler ({_first_line(error)}); "
             "expected local, local:N or an address like tcp://HOST:8786"

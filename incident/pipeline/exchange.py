@@ -114,8 +114,9 @@ def _replace_directory(write: Callable[[Path], None], final: Path) -> None:
     # run again) leaves one whole copy of its parts.
     temporary = final.with_name(f"{final.name}.{os.getpid()}.tmp")
     shutil.rmtree(temporary, ignore_errors=True)
-    # Made here: a partitioned sink of no rows makes no directory.
-    temporary.mkdir(parents=True)
+    # Made here: a partitioned sink of no rows makes no directory. Its parent is never made by
+    # a task: a task still running after its scan failed must not bring the staging back.
+    temporary.mkdir()
     write(temporary)
     shutil.rmtree(final, ignore_errors=True)
     os.replace(temporary, final)
@@ -141,6 +142,9 @@ def split_grants(
             collect_groups([sink], authorizations.groups)
 
         _replace_directory(write, folder / f"grants-{packed:d}")
+        # The folders the tasks write in, made once, here.
+        for round_ in ("rows", "found"):
+            (folder / f"{round_}-{packed:d}").mkdir()
     return Exchange(str(folder), buckets, window, packing, schemas)
 
 
@@ -154,9 +158,7 @@ def scatter(partition: tuple[int, SourceGroup], exchange: Exchange) -> int:
         split = pl.PartitionBy(path, key=bucket_of(on, exchange.buckets), include_key=False)
         collect_groups([rows.sink_parquet(split, mkdir=True, lazy=True)], [group])
 
-    folder = Path(exchange.folder, f"rows-{_packed(group):d}")
-    folder.mkdir(parents=True, exist_ok=True)
-    _replace_directory(write, folder / f"{number:06d}")
+    _replace_directory(write, Path(exchange.folder, f"rows-{_packed(group):d}", f"{number:06d}"))
     return sum(group.file_rows)
 
 
@@ -178,9 +180,7 @@ def classify_bucket(bucket: tuple[bool, int], exchange: Exchange) -> Counter[str
     )
     settled = _settle_checks(flagged, (grants, on), ())
     found = settled.filter(pl.col(STATUS) != Status.AUTHORIZED.value)
-    folder = Path(exchange.folder, f"found-{packed:d}")
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{number:06d}.parquet"
+    path = Path(exchange.folder, f"found-{packed:d}", f"{number:06d}.parquet")
     temporary = path.with_suffix(f".{os.getpid()}.tmp")
     found.select(PARTITION, ROW, EVENT, STATUS).write_parquet(temporary)
     os.replace(temporary, path)

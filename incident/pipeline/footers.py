@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 
 from incident.pipeline.load import LoadedInput, SourceGroup
 from incident.schema import COLUMNS, Kind
+from incident.storage import objects
 
 # What decoding a footer's statistics can raise on a damaged but readable file.
 _FOOTER_ERRORS = (OSError, ValueError, LookupError, ArithmeticError, pa.ArrowException)
@@ -59,7 +60,9 @@ def _file_facts(
     group: SourceGroup, file: str, times: set[str]
 ) -> tuple[dict[str, int | None], dict[str, list[Any] | None]]:
     """Null counts and time bounds (raw) of one file, per canonical column."""
-    metadata = pq.read_metadata(file)
+    # Through the scan's storage options: an object is read from the store the user named.
+    with objects.open_input(file, group.storage) as stream:
+        metadata = pq.read_metadata(stream)
     index = {metadata.schema.column(i).path: i for i in range(metadata.num_columns)}
     nulls: dict[str, int | None] = {}
     bounds: dict[str, list[Any] | None] = {}
