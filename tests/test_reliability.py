@@ -17,8 +17,9 @@ from incident.cli.terminal import render_summary
 from incident.errors import ExitCode
 from tests.conftest import ScanFn, delivery, grant, utc, write
 
-HOSTILE = "\x1b]0;owned\x07dev\x1b[31m\rred\nfake line\x9b"
-HOSTILE_SHOWN = "\\x1b]0;owned\\x07dev\\x1b[31m\\rred\\nfake line\\x9b"
+# A bidirectional override (U+202E) would show what follows it reversed on a terminal.
+HOSTILE = "\x1b]0;owned\x07dev\x1b[31m\rred\nfake line\x9b\u202e"
+HOSTILE_SHOWN = "\\x1b]0;owned\\x07dev\\x1b[31m\\rred\\nfake line\\x9b\\u202e"
 FORMULA = '=HYPERLINK("http://evil.example","click")'
 
 
@@ -28,8 +29,11 @@ def invoke(*args: str) -> tuple[int, str, str]:
 
 
 def controls(text: str) -> list[str]:
-    """The control characters of `text`, line breaks aside."""
-    return [c for c in text if (ord(c) < 32 and c != "\n") or 0x7F <= ord(c) <= 0x9F]
+    """The control characters of `text` (bidirectional formatting too), line breaks aside."""
+    bidi = {0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)}
+    return [
+        c for c in text if (ord(c) < 32 and c != "\n") or 0x7F <= ord(c) <= 0x9F or ord(c) in bidi
+    ]
 
 
 @pytest.fixture

@@ -12,14 +12,21 @@ import re
 
 import click
 
-# C0 controls, DEL and C1 controls: shown as escapes, never sent to a terminal.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# C0 controls, DEL and C1 controls, and the bidirectional formatting characters (which make a
+# terminal show text in another order than it is: a spoofed ID or path): shown as escapes,
+# never sent to a terminal.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def printable(text: str) -> str:
     """`text` with every control character escaped, backslashes in escapes made plain."""
-    return _CONTROL.sub(lambda m: _NAMED.get(m.group(), f"\\x{ord(m.group()):02x}"), text)
+    return _CONTROL.sub(lambda m: _NAMED.get(m.group(), _escape(m.group())), text)
+
+
+def _escape(character: str) -> str:
+    code = ord(character)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def printable_lines(text: str) -> str:
