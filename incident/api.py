@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 
 from incident.config import ScanConfig
-from incident.engine import open_engine
+from incident.engine import is_local, open_engine
 from incident.errors import ConfigError, TooManyRejectedError
 from incident.outputs import check_directory, check_prefix, staged_directory, staged_prefix
 from incident.pipeline.run import Outcome, Progress, load_inputs, run
@@ -53,7 +53,7 @@ class ScanResult:
 def _check_cluster(config: ScanConfig) -> None:
     """A cluster's workers write their parts in the staging area by path: with `--out` in
     object storage it is a local directory, which only a cluster on this machine shares."""
-    remote = config.cluster is not None and not config.cluster.strip().startswith("local")
+    remote = config.cluster is not None and not is_local(config.cluster)
     if remote and isinstance(config.out, str):
         raise ConfigError(
             f"--cluster {config.cluster}: a remote cluster cannot write into the local staging "

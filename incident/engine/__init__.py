@@ -4,6 +4,7 @@ its results in the partitions' order, so that what follows does not know which r
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Protocol, TypeVar
@@ -13,6 +14,14 @@ from incident.errors import ConfigError
 Item = TypeVar("Item")
 Shared = TypeVar("Shared")
 Result = TypeVar("Result")
+
+# `local` or `local:N`: a LocalCluster on this machine, of N workers.
+LOCAL = re.compile(r"local(?::(\d+))?")
+
+
+def is_local(cluster: str) -> bool:
+    """True when `cluster` names a cluster on this machine (its workers share its paths)."""
+    return LOCAL.fullmatch(cluster.strip()) is not None
 
 
 class Engine(Protocol):

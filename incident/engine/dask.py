@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Generic, TypeVar
 
 from distributed import Client, KilledWorker, LocalCluster, as_completed
 
+from incident.engine import LOCAL
 from incident.errors import ConfigError, IncidentError
 
 Item = TypeVar("Item")
@@ -31,7 +31,6 @@ Result = TypeVar("Result")
 RETRIES = 2
 # More worker processes than this per core only cost memory: a bound against a typo.
 MAX_WORKERS_PER_CORE = 4
-_LOCAL = re.compile(r"local(?::(\d+))?")
 
 
 @dataclass(frozen=True)
@@ -120,7 +119,7 @@ def _local_cluster(cluster: str, workers: str | None) -> LocalCluster:
 def dask_engine(cluster: str) -> Iterator[DaskEngine]:
     """A Dask engine for `cluster` (`local`, `local:N`, or a scheduler address), closed after."""
     cluster = cluster.strip()
-    local = _LOCAL.fullmatch(cluster)
+    local = LOCAL.fullmatch(cluster)
     if not local and "://" not in cluster:
         raise ConfigError(
             f"--cluster {cluster}: expected local, local:N or a scheduler address like "

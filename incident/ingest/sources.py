@@ -22,7 +22,7 @@ from typing import Protocol
 import pyarrow as pa
 
 from incident.errors import ConfigError, InputError
-from incident.pipeline.files import distinct_files, find_files
+from incident.pipeline.files import NoFilesFound, distinct_files, find_files
 from incident.schema import Input
 from incident.storage import objects
 from incident.storage.locations import NO_OPTIONS, StorageOptions, is_url
@@ -86,10 +86,9 @@ def find_sources(
     for path in paths:
         try:
             found += [f for f in find_files(input_, path, storage) if f not in found]
-        except InputError as error:
-            if str(error).endswith(f"no Parquet files found for {input_.value}"):
-                raise InputError(f"{path}: no files found for {input_.value}") from None
-            raise
+        except NoFilesFound:
+            # The sources of ingest are not Parquet: the same finding, in its own words.
+            raise InputError(f"{path}: no files found for {input_.value}") from None
     files, copies = distinct_files(tuple(found), storage=storage)
     return tuple(SourceFile(f, _format_of(f, given)) for f in files), copies
 

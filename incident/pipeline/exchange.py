@@ -109,6 +109,14 @@ class Exchange:
         return sorted(Path(self.folder, f"found-{packed:d}").glob("*.parquet"))
 
 
+def write_part(frame: pl.DataFrame, path: Path) -> None:
+    """A task's part, written under another name and renamed: a task that runs again (a
+    retry, or a copy of a lost worker's task) replaces it whole."""
+    temporary = path.with_suffix(f".{os.getpid()}.tmp")
+    frame.write_parquet(temporary)
+    os.replace(temporary, path)
+
+
 def _replace_directory(write: Callable[[Path], None], final: Path) -> None:
     # Written beside and renamed: a task that runs twice (a retry, or a lost worker's task
     # run again) leaves one whole copy of its parts.
@@ -181,9 +189,7 @@ def classify_bucket(bucket: tuple[bool, int], exchange: Exchange) -> Counter[str
     settled = _settle_checks(flagged, (grants, on), ())
     found = settled.filter(pl.col(STATUS) != Status.AUTHORIZED.value)
     path = Path(exchange.folder, f"found-{packed:d}", f"{number:06d}.parquet")
-    temporary = path.with_suffix(f".{os.getpid()}.tmp")
-    found.select(PARTITION, ROW, EVENT, STATUS).write_parquet(temporary)
-    os.replace(temporary, path)
+    write_part(found.select(PARTITION, ROW, EVENT, STATUS), path)
     rows, outside = counted.row(0)
     return Counter({"rows": rows, Status.OUTSIDE_WINDOW.value: outside})
 

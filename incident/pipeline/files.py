@@ -36,6 +36,10 @@ READ_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+class NoFilesFound(InputError):
+    """An input path that holds no file at all (nothing hidden or a marker aside)."""
+
+
 def first_line(error: BaseException) -> str:
     """The first line of an error's message, or its type when it has none."""
     lines = str(error).strip().splitlines()
@@ -59,7 +63,7 @@ def find_files(input_: Input, path: str, storage: StorageOptions = NO_OPTIONS) -
     else:
         files = _files_at(input_, path)
     if not files:
-        raise InputError(f"{path}: no Parquet files found for {input_.value}")
+        raise NoFilesFound(f"{path}: no Parquet files found for {input_.value}")
     return tuple(sorted(set(files)))  # `**` matches a directory and those below it
 
 
@@ -264,7 +268,7 @@ def find_objects(input_: Input, url: str, storage: StorageOptions) -> tuple[str,
             "expected a readable bucket and prefix"
         ) from None
     if not files:
-        raise InputError(f"{url}: no Parquet files found for {input_.value}")
+        raise NoFilesFound(f"{url}: no Parquet files found for {input_.value}")
     return tuple(sorted(set(files)))
 
 

@@ -11,7 +11,6 @@ and in which order the tasks finish change nothing in a result.
 from __future__ import annotations
 
 import math
-import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -75,14 +74,6 @@ def plan(groups: tuple[SourceGroup, ...], rows_per_partition: int, folder: Path)
     return partitions
 
 
-def _write_part(frame: pl.DataFrame, path: Path) -> None:
-    # Written under another name and renamed: a task that runs again (a retry, or a copy of
-    # a lost worker's task) replaces a part whole.
-    temporary = path.with_suffix(f".{os.getpid()}.tmp")
-    frame.write_parquet(temporary)
-    os.replace(temporary, path)
-
-
 def rows_per_partition(deliveries: LoadedInput, workers: int, configured: int | None) -> int:
     """`configured`, else a group whole in one process, else a few partitions per worker."""
     if configured:
@@ -93,8 +84,8 @@ def rows_per_partition(deliveries: LoadedInput, workers: int, configured: int | 
 
 
 def _write_parts(partition: Partition, found: Findings) -> PartDone:
-    _write_part(found.misdeliveries.drop(ROW), partition.part("misdeliveries"))
-    _write_part(found.rejected, partition.part("rejected"))
+    exchange.write_part(found.misdeliveries.drop(ROW), partition.part("misdeliveries"))
+    exchange.write_part(found.rejected, partition.part("rejected"))
     return PartDone(partition.number, sum(partition.group.file_rows), found.statuses)
 
 
