@@ -436,3 +436,13 @@ def test_envelope_reads_only_whitelisted_fields() -> None:
     assert rows[0].values["app_id"] is envelope.NESTED
     assert rows[0].values["delivery_id"] is envelope.NESTED
     assert "secret" not in repr(rows)
+
+
+def test_a_source_holding_no_file_is_named_in_ingest_words(tmp_path: Path) -> None:
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "_SUCCESS").write_text("")  # a marker is not data
+    code, _, stderr = invoke(
+        "ingest", tmp_path / "raw", "--kind", "deliveries", "--out", tmp_path / "o"
+    )
+    assert code == ExitCode.INPUT_ERROR
+    assert stderr == f"error: {tmp_path / 'raw'}: no files found for deliveries\n"
