@@ -13,12 +13,12 @@ from incident.config import ScanConfig
 from incident.engine import is_local, open_engine
 from incident.errors import ConfigError, TooManyRejectedError
 from incident.outputs import check_directory, check_prefix, staged_directory, staged_prefix
-from incident.pipeline.run import Outcome, Progress, load_inputs, run
+from incident.pipeline.run import Outcome, Progress, discard_findings, load_inputs, run
 from incident.report.write import write_result
 from incident.results.manifest import FileEvidence, hash_inputs, write_manifest
-from incident.results.read import MANIFEST, holds_only_result_files, is_result
+from incident.results.read import MANIFEST, Table, holds_only_result_files, is_result
 from incident.schema import Input
-from incident.storage.locations import is_url, join
+from incident.storage.locations import NO_OPTIONS, StorageOptions, is_url, join
 from incident.summary import RowAccounting, Summary
 
 
@@ -30,7 +30,16 @@ class ScanResult:
     summary: Summary
     users: pl.DataFrame
     developers: pl.DataFrame
-    misdeliveries: pl.DataFrame
+    # How to read `location` when it is in object storage.
+    storage: StorageOptions = NO_OPTIONS
+
+    @property
+    def misdeliveries(self) -> pl.LazyFrame:
+        """Every misdelivered row, as published in `misdeliveries.parquet`: a scan of that
+        file, since the rows need not fit in memory (`.collect()` them to hold them)."""
+        path = join(self.location, f"{Table.MISDELIVERIES}.parquet")
+        options = self.storage.for_polars(str(path)) if isinstance(path, str) else None
+        return pl.scan_parquet(path, glob=False, storage_options=options)
 
     @property
     def out(self) -> Path:
@@ -103,6 +112,7 @@ def _write(
     """The result's files; a full disk or a failing device is the destination's problem."""
     try:
         write_result(staging, outcome, config.formats)
+        discard_findings(staging)
         write_manifest(config, staging, evidence)
     except (OSError, pl.exceptions.ComputeError) as error:
         detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -139,4 +149,4 @@ def scan(config: ScanConfig, progress: Progress | None = None) -> ScanResult:
             _write(config, staging, outcome, evidence)
     _check_rejected(config, outcome.summary)
     summary = outcome.summary
-    return ScanResult(config.out, summary, outcome.users, outcome.developers, outcome.misdeliveries)
+    return ScanResult(config.out, summary, outcome.users, outcome.developers, config.storage)

@@ -55,7 +55,7 @@ def compare(root: Path, out: Path) -> tuple[list[Score], int, int]:
         injected="cause",
         injected_app=pl.col("intended_app_id").cast(pl.String),
     )
-    found = result.misdeliveries.select("delivery_id", "cause", "intended_app_id")
+    found = result.misdeliveries.collect().select("delivery_id", "cause", "intended_app_id")
     both = truth.join(found, on="delivery_id", how="full", coalesce=True)
     assert both.height == truth.height == found.height, "misdeliveries differ from the truth"
     scores = [

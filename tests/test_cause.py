@@ -106,14 +106,18 @@ GRANTS = [grant(1, 10), grant(2, 20)]
 
 
 def explained(result: ScanResult) -> list[dict[str, Any]]:
-    return result.misdeliveries.select(
-        "event_id",
-        "app_id",
-        "cause",
-        "intended_app_id",
-        "intended_developer_id",
-        "intended_app_candidates",
-    ).to_dicts()
+    return (
+        result.misdeliveries.collect()
+        .select(
+            "event_id",
+            "app_id",
+            "cause",
+            "intended_app_id",
+            "intended_developer_id",
+            "intended_app_candidates",
+        )
+        .to_dicts()
+    )
 
 
 def test_a_shared_endpoint_collision_names_the_intended_app_and_developer(run_scan: ScanFn) -> None:
@@ -421,7 +425,7 @@ def test_input_columns_named_like_working_columns_pass_through(run_scan: ScanFn)
     rows = [row | odd for row in collision()]
     result = run_scan(rows, GRANTS, APPS)
     assert explained(result)[0]["cause"] == "shared_endpoint_collision"
-    assert result.misdeliveries.select(list(odd)).to_dicts() == [odd]
+    assert result.misdeliveries.collect().select(list(odd)).to_dicts() == [odd]
     endpoints = pl.read_parquet(result.out / "endpoints.parquet")
     assert endpoints["misdeliveries"].to_list() == [1]
 
@@ -515,7 +519,7 @@ def test_where_a_bare_misdelivery_went_comes_from_the_apps_traffic_first(
 
 def test_a_full_collision_says_so(run_scan: ScanFn) -> None:
     result = run_scan(collision(), GRANTS, APPS)
-    assert result.misdeliveries["evidence"].to_list() == ["full"]
+    assert result.misdeliveries.collect()["evidence"].to_list() == ["full"]
     assert result.summary.to_json()["attribution"]["by_evidence"] == {"full": 1}
 
 
@@ -526,7 +530,7 @@ def test_a_misdelivery_without_a_backend_is_classified_and_says_what_went_unchec
     rows[2] = {**rows[2], "backend_host": None}
     other = sent(200, T, 40, 7)  # a leak with a backend: the input has the evidence
     result = run_scan([*rows, other], GRANTS, APPS)
-    found = result.misdeliveries.sort("event_id")
+    found = result.misdeliveries.collect().sort("event_id")
     assert found.select("event_id", "cause", "evidence", "intended_app_id").rows() == [
         ("101", "shared_endpoint_collision", "backend", "10"),
         ("200", "unexplained", "full", None),
@@ -551,7 +555,7 @@ def test_traffic_without_a_backend_vouches_with_the_backend_unchecked(run_scan: 
     rows = collision()
     rows[0] = {**rows[0], "backend_host": None}
     result = run_scan(rows, GRANTS, APPS)
-    assert result.misdeliveries.select("cause", "evidence").rows() == [
+    assert result.misdeliveries.collect().select("cause", "evidence").rows() == [
         ("shared_endpoint_collision", "backend")
     ]
 

@@ -432,7 +432,7 @@ def actual_misdeliveries(result: ScanResult) -> list[tuple[Any, ...]]:
             row["intended_developer_id"],
             row["intended_app_candidates"],
         )
-        for row in result.misdeliveries.to_dicts()
+        for row in result.misdeliveries.collect().to_dicts()
     ]
 
 

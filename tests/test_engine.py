@@ -26,6 +26,7 @@ from incident.cli import cli
 from incident.cli.scan import _with_bar
 from incident.config import Window
 from incident.errors import ConfigError, ExitCode, InputError
+from incident.pipeline import findings
 from incident.pipeline.detect import PACKED_KEY, Packing
 from incident.pipeline.exchange import BUCKET, Exchange, bucket_of
 from incident.pipeline.load import SourceGroup
@@ -120,6 +121,16 @@ def test_grants_split_into_buckets_give_the_same_bytes_in_one_partition(
     logs, expected = awkward
     # A staging path with glob characters: the parts are read as names.
     assert _scan(logs, tmp_path / "buckets[1]*?", grant_buckets=3) == expected
+
+
+def test_findings_sorted_in_many_ranges_give_the_same_bytes(
+    awkward: tuple[Path, dict[str, bytes]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logs, expected = awkward
+    # A few rows per range of event_id: the findings are sorted and their copies found out of
+    # core, range by range.
+    monkeypatch.setattr(findings, "RANGE_ROWS", 5)
+    assert _scan(logs, tmp_path / "ranges") == expected
 
 
 def test_a_keys_bucket_is_a_stable_function_of_its_ids() -> None:

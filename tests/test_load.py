@@ -44,8 +44,8 @@ def test_every_timestamp_form_is_the_same_instant(run_scan: ScanFn, form: str) -
     # A grant revoked exactly at the instant: the delivery is after revocation, not covered.
     revoked = [grant(granted_at=utc(2018, 1, 1), revoked_at=INSTANT)]
     result = run_scan(deliveries, revoked)
-    assert result.misdeliveries["delivered_at"].to_list() == [INSTANT]
-    assert result.misdeliveries["reason"].to_list() == ["after_revocation"]
+    assert result.misdeliveries.collect()["delivered_at"].to_list() == [INSTANT]
+    assert result.misdeliveries.collect()["reason"].to_list() == ["after_revocation"]
     just_after = [grant(granted_at=utc(2018, 1, 1), revoked_at=INSTANT + timedelta(microseconds=1))]
     assert run_scan(deliveries, just_after).accounting.rows_authorized == 1
 
@@ -164,7 +164,7 @@ def test_offsets_are_normalised_before_comparison(run_scan: ScanFn) -> None:
     deliveries = [delivery(delivered_at="2018-03-01T08:59:59+09:00")]
     grants = [grant(granted_at=datetime(2018, 3, 1, 9, tzinfo=tokyo).astimezone(UTC))]
     result = run_scan(deliveries, grants)
-    assert result.misdeliveries["reason"].to_list() == ["before_grant"]
+    assert result.misdeliveries.collect()["reason"].to_list() == ["before_grant"]
 
 
 def test_times_beyond_the_nanosecond_range(run_scan: ScanFn) -> None:
@@ -201,17 +201,17 @@ def test_decimal_and_float_ids(run_scan: ScanFn) -> None:
     )
     result = run_scan(deliveries, [grant(for_user_id=str(big))])
     assert result.accounting.rows_authorized == 1
-    assert result.misdeliveries["event_id"].to_list() == [str(big + 1)]
+    assert result.misdeliveries.collect()["event_id"].to_list() == [str(big + 1)]
     floats = pl.DataFrame([delivery(1.0), delivery(1.5), delivery(float("nan"))])
     result = run_scan(floats, [])
     assert result.accounting.rows_rejected == 2
-    assert result.misdeliveries["event_id"].to_list() == ["1"]
+    assert result.misdeliveries.collect()["event_id"].to_list() == ["1"]
 
 
 def test_extra_columns_pass_through_to_misdeliveries(run_scan: ScanFn) -> None:
     extra = {"status": "delivered", "__index_level_0__": 7, "gap_start": "x"}
     result = run_scan([delivery(**extra)], [])
-    row = result.misdeliveries.row(0, named=True)
+    row = result.misdeliveries.collect().row(0, named=True)
     assert {k: row[k] for k in extra} == extra
     assert row["reason"] == "no_grant"
 
@@ -229,7 +229,7 @@ def test_files_beyond_the_row_number_range_split_into_groups(
     assert [len(group.files) for group in loaded.groups] == [1, 1, 1]
     result = scan(ScanConfig(str(tmp_path / "deliveries"), str(grants), out=tmp_path / "out"))
     assert result.accounting.rows_authorized == 3
-    assert sorted(result.misdeliveries["event_id"]) == ["1-2", "2-2", "3-2"]
+    assert sorted(result.misdeliveries.collect()["event_id"]) == ["1-2", "2-2", "3-2"]
 
 
 def test_authorization_files_with_different_id_types(tmp_path: Path) -> None:
@@ -273,8 +273,8 @@ def test_a_named_partition_column_is_read_and_the_others_ignored(tmp_path: Path)
             columns=ColumnMap.parse(["deliveries.event_type=kind"]),
         )
     )
-    assert result.misdeliveries["event_type"].to_list() == ["tweet"]
-    assert "day" not in result.misdeliveries.columns
+    assert result.misdeliveries.collect()["event_type"].to_list() == ["tweet"]
+    assert "day" not in result.misdeliveries.collect().columns
 
 
 def _rejected(result: ScanResult, name: str = "rejected") -> list[str]:
@@ -346,7 +346,7 @@ def test_float_ids_in_grants_and_apps(run_scan: ScanFn) -> None:
     assert _rejected(result, "rejected_authorizations") == [not_exact("for_user_id")]
     assert result.accounting.rows_authorized == 1
     # The app with a fractional developer is not registered: its developer is unknown.
-    assert result.misdeliveries["developer_id"].to_list() == ["unknown:20"]
+    assert result.misdeliveries.collect()["developer_id"].to_list() == ["unknown:20"]
     assert result.summary.to_json()["inputs"]["apps"]["rows_rejected"] == 1
 
 
@@ -385,7 +385,7 @@ def test_a_linked_partition_is_read(tmp_path: Path) -> None:
     grants = tmp_path / "authorizations.parquet"
     result = scan(ScanConfig(str(deliveries), str(grants), out=tmp_path / "out"))
     assert result.accounting.rows_read == 2
-    assert result.misdeliveries["event_id"].to_list() == ["2"]
+    assert result.misdeliveries.collect()["event_id"].to_list() == ["2"]
     pattern = str(tmp_path / "deliveries" / "day=*" / "*.parquet")
     assert len(find_files(Input.DELIVERIES, pattern)) == 2
 

@@ -108,6 +108,6 @@ def test_scan_equals_duckdb_oracle(generated: Path, tmp_path: Path, form: Form) 
 def test_scan_finds_exactly_the_injected_misdeliveries(generated: Path, tmp_path: Path) -> None:
     result = run(as_generated(generated, tmp_path), tmp_path / "out")
     truth = pl.read_parquet(generated / "truth.parquet")
-    found = result.misdeliveries.select("delivery_id", "reason").sort("delivery_id")
+    found = result.misdeliveries.collect().select("delivery_id", "reason").sort("delivery_id")
     assert found.equals(truth.select("delivery_id", "reason").sort("delivery_id"))
     assert set(truth["reason"]) == {"no_grant", "after_revocation", "before_grant"}

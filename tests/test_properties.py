@@ -129,7 +129,7 @@ def as_expected(result: ScanResult) -> Expected:
         users=result.users,
         # The reference knows nothing of causes: attribution has tests of its own.
         developers=result.developers.drop("intended_developer_ids"),
-        misdeliveries=result.misdeliveries.select(columns).sort(columns),
+        misdeliveries=result.misdeliveries.collect().select(columns).sort(columns),
         accounting={
             **{k: v for k, v in result.summary.to_json()["accounting"].items()},
             **{

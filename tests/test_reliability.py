@@ -252,7 +252,7 @@ def test_copies_of_a_reported_row_count_once(run_scan: ScanFn) -> None:
     accounting = result.accounting
     assert (accounting.rows_read, accounting.rows_rejected) == (8, 3)
     assert (accounting.rows_authorized, accounting.rows_misdelivered) == (1, 4)
-    assert result.misdeliveries.height == 4
+    assert result.misdeliveries.collect().height == 4
     rejected = pl.read_parquet(result.out / "rejected.parquet")
     assert rejected["reject_reason"].to_list() == ["duplicate"] * 3
     assert rejected["delivery_id"].to_list() == ["d-2", "d-2", None]  # sorted by event_id first

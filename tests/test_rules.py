@@ -52,7 +52,7 @@ def test_rule_2_in_window_is_half_open(run_scan: ScanFn) -> None:
         delivery(event_id=4, delivered_at=utc(2018, 2, 1)),  # until: outside
     ]
     result = run_scan(deliveries, [], window=window)
-    assert sorted(result.misdeliveries["event_id"].to_list()) == ["2", "3"]
+    assert sorted(result.misdeliveries.collect()["event_id"].to_list()) == ["2", "3"]
     assert result.accounting.rows_outside_window == 2
 
 
@@ -79,7 +79,7 @@ def test_rule_3_misdelivery_reasons_and_half_open_grants(run_scan: ScanFn) -> No
         delivery(event_id="i", for_user_id=1, app_id=11, delivered_at=utc(2018, 1, 5)),
     ]
     result = run_scan(deliveries, grants)
-    assert reasons(result.misdeliveries) == [
+    assert reasons(result.misdeliveries.collect()) == [
         ("b", "after_revocation"),
         ("c", "after_revocation"),
         ("e", "before_grant"),
@@ -97,7 +97,7 @@ def test_rule_3_ids_match_across_integer_and_text_inputs(run_scan: ScanFn) -> No
     result = run_scan(deliveries, grants, apps)
     assert result.accounting.rows_authorized == 1
     result = run_scan(deliveries, [grant(for_user_id="0123", app_id="10")], apps)
-    assert result.misdeliveries["developer_id"].to_list() == ["dev-a"]
+    assert result.misdeliveries.collect()["developer_id"].to_list() == ["dev-a"]
 
 
 def test_rule_4_exposed_users_by_role(run_scan: ScanFn) -> None:
@@ -211,7 +211,7 @@ def test_rule_3_a_key_with_many_separate_grants(run_scan: ScanFn) -> None:
     deliveries.append(delivery("before", utc(2017, 12, 20), for_user_id=1))
     result = run_scan(deliveries, grants)
     assert result.accounting.rows_authorized == 5
-    assert reasons(result.misdeliveries) == [
+    assert reasons(result.misdeliveries.collect()) == [
         ("before", "before_grant"),
         ("gap1", "after_revocation"),
         ("gap2", "after_revocation"),
@@ -260,7 +260,8 @@ def test_rule_3_integer_keys_never_alias(
         pl.DataFrame([grant(u, a) for u, a in granted], schema=grant_schema),
     )
     misdelivered = {
-        (int(u), int(a)) for u, a in result.misdeliveries.select("for_user_id", "app_id").rows()
+        (int(u), int(a))
+        for u, a in result.misdeliveries.collect().select("for_user_id", "app_id").rows()
     }
     assert misdelivered == set(representable) | set(ungranted)
-    assert set(result.misdeliveries["reason"]) == {"no_grant"}
+    assert set(result.misdeliveries.collect()["reason"]) == {"no_grant"}

@@ -125,7 +125,7 @@ def breakdown(misdeliveries: pl.LazyFrame, by: str) -> pl.LazyFrame:
     )
 
 
-def _records(misdeliveries: pl.DataFrame) -> dict[str, Counts]:
+def _records(misdeliveries: pl.LazyFrame) -> dict[str, Counts]:
     """Distinct events and deliveries per category of personal data record."""
     event_type = pl.col("event_type")
     sensitive = [EventType.DIRECT_MESSAGE.value, EventType.PROTECTED_TWEET.value]
@@ -134,22 +134,30 @@ def _records(misdeliveries: pl.DataFrame) -> dict[str, Counts]:
         "protected_posts": event_type == EventType.PROTECTED_TWEET.value,
         "other_events": ~event_type.is_in(sensitive),
     }
-    counts = misdeliveries.select(
-        expression
-        for name, where in categories.items()
-        for expression in (
-            pl.col("event_id").filter(where).n_unique().cast(COUNT).alias(f"{name}.events"),
-            where.sum().cast(COUNT).alias(f"{name}.deliveries"),
+    counts = (
+        misdeliveries.select(
+            expression
+            for name, where in categories.items()
+            for expression in (
+                pl.col("event_id").filter(where).n_unique().cast(COUNT).alias(f"{name}.events"),
+                where.sum().cast(COUNT).alias(f"{name}.deliveries"),
+            )
         )
-    ).row(0, named=True)
+        .collect(engine="streaming")
+        .row(0, named=True)
+    )
     return {
         name: Counts(counts[f"{name}.events"], counts[f"{name}.deliveries"]) for name in categories
     }
 
 
-def regulator_figures(users: pl.DataFrame, misdeliveries: pl.DataFrame) -> RegulatorFigures:
+def regulator_figures(
+    users: pl.DataFrame, misdeliveries: pl.DataFrame | pl.LazyFrame
+) -> RegulatorFigures:
     """The GDPR Art. 33(3)(a) figures from the users report and the misdeliveries: exposed
-    users per role, records per category, and the first and last misdelivery."""
+    users per role, records per category, and the first and last misdelivery. The
+    misdeliveries are only aggregated (a scan of files need not fit in memory)."""
+    found = misdeliveries.lazy()
     roles = pl.col("roles")
     subjects = users.select(
         roles.list.contains(role.value).sum().cast(COUNT).alias(role.value) for role in Role
@@ -157,18 +165,21 @@ def regulator_figures(users: pl.DataFrame, misdeliveries: pl.DataFrame) -> Regul
     correspondents = users.select(
         (roles.list.contains(Role.SENDER.value) | roles.list.contains(Role.RECIPIENT.value)).sum()
     ).item()
-    period = misdeliveries.select(
-        pl.col("delivered_at").min().dt.strftime(ISO_UTC).alias("first"),
-        pl.col("delivered_at").max().dt.strftime(ISO_UTC).alias("last"),
-    ).row(0)
+    period = (
+        found.select(
+            pl.col("delivered_at").min().dt.strftime(ISO_UTC).alias("first"),
+            pl.col("delivered_at").max().dt.strftime(ISO_UTC).alias("last"),
+        )
+        .collect(engine="streaming")
+        .row(0)
+    )
+    event_types = found.select(pl.col("event_type").unique()).collect(engine="streaming")
     sensitive = {EventType.DIRECT_MESSAGE.value, EventType.PROTECTED_TWEET.value}
     return RegulatorFigures(
         subjects={role: int(count) for role, count in subjects.items()},
         correspondents=int(correspondents),
-        records=_records(misdeliveries),
-        other_event_types=tuple(
-            sorted(set(misdeliveries["event_type"].unique().to_list()) - sensitive)
-        ),
+        records=_records(found),
+        other_event_types=tuple(sorted(set(event_types["event_type"].to_list()) - sensitive)),
         first_misdelivered_at=period[0],
         last_misdelivered_at=period[1],
     )

@@ -173,6 +173,16 @@ def _counter(
     return tick
 
 
+@dataclass(frozen=True)
+class Found:
+    """What detection found: rows per status, the misdeliveries (with `reason`) as a scan of
+    the tasks' parts, which stay on disk, and the rejected rows as read."""
+
+    statuses: Counter[str]
+    misdeliveries: pl.LazyFrame
+    rejected: pl.DataFrame
+
+
 def run(
     deliveries: LoadedInput,
     authorizations: LoadedInput,
@@ -182,11 +192,12 @@ def run(
     progress: Callable[[str], None],
     configured_rows: int | None = None,
     grant_buckets: int | None = None,
-) -> Findings:
-    """Classify every delivery row on `engine`, one task per partition, and read the rows to
-    report back from the parts the tasks write in `folder`. The grants make one key table
-    shared by every task, or, when they are too many for one (or `grant_buckets` says so),
-    are split into buckets with the deliveries exchanged to match (`exchange`)."""
+) -> Found:
+    """Classify every delivery row on `engine`, one task per partition; the rows to report
+    stay in the parts the tasks write in `folder` (a scan of them: keep them until read).
+    The grants make one key table shared by every task, or, when they are too many for one
+    (or `grant_buckets` says so), are split into buckets with the deliveries exchanged to
+    match (`exchange`)."""
     size = rows_per_partition(deliveries, engine.workers, configured_rows)
     partitions = plan(deliveries.groups, size, folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -204,8 +215,8 @@ def run(
         [pl.scan_parquet(p.part("misdeliveries"), glob=False) for p in partitions], Input.DELIVERIES
     )
     rejected = [pl.read_parquet(p.part("rejected"), glob=False) for p in partitions]
-    return Findings(
+    return Found(
         statuses=+statuses,
-        misdeliveries=misdeliveries.collect(),
+        misdeliveries=misdeliveries,
         rejected=pl.concat(rejected, how="diagonal_relaxed"),
     )

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import polars as pl
 
-from incident.config import ScanConfig
+from incident.config import Attribution, ScanConfig
 from incident.engine import Engine
 from incident.errors import InputError
-from incident.pipeline import partitions
-from incident.pipeline.cause import explain
+from incident.pipeline import cause, partitions
 from incident.pipeline.detect import MISDELIVERED, Status
+from incident.pipeline.findings import order
 from incident.pipeline.impact import (
     attribute_developers,
     breakdown,
@@ -28,7 +28,6 @@ from incident.pipeline.impact import (
     users_report,
 )
 from incident.pipeline.load import (
-    REJECT_REASON,
     SOURCE_FILE,
     LoadedInput,
     app_registry,
@@ -36,13 +35,15 @@ from incident.pipeline.load import (
     load_input,
 )
 from incident.pipeline.summarise import Detection, Impact, reasons, summarise
-from incident.pipeline.values import as_text
-from incident.schema import CAUSE, COLUMNS, DELIVERY_COLUMNS, REASON, Input
+from incident.schema import CAUSE, COLUMNS, COUNT, EVIDENCE, REASON, Input
 from incident.summary import RowAccounting, Summary
 
 Progress = Callable[[str], None]
 # The folder of the staging area where detection tasks write their parts.
 PARTS = "_parts"
+# The folder of the staging area where the findings stay, on disk, until the result is
+# written; `discard_findings` removes it before the result is published.
+FINDINGS = "_findings"
 
 
 @dataclass(frozen=True)
@@ -63,13 +64,14 @@ class ScanInputs:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a scan found: the tables of a result and its summary."""
+    """What a scan found: the tables of a result and its summary. The misdeliveries are a
+    scan of files in the staging area (`FINDINGS`), read until `discard_findings`."""
 
     summary: Summary
     users: pl.DataFrame
     developers: pl.DataFrame
     endpoints: pl.DataFrame
-    misdeliveries: pl.DataFrame
+    misdeliveries: pl.LazyFrame
     rejected: pl.DataFrame
     rejected_grants: pl.DataFrame
 
@@ -91,63 +93,11 @@ def load_inputs(config: ScanConfig) -> ScanInputs:
     return ScanInputs(deliveries, authorizations, apps, registry)
 
 
-def _sorted_rows(frame: pl.LazyFrame) -> pl.LazyFrame:
-    # Every sortable column takes part, so that a re-run writes rows in the same order.
-    schema = frame.collect_schema()
-    keys = [name for name, dtype in schema.items() if not dtype.is_nested()]
-    return frame.sort(keys, nulls_last=True, maintain_order=True)
-
-
-DUPLICATE = "duplicate"
-
-
-def _copies(misdelivered: pl.DataFrame) -> tuple[pl.Series, int]:
-    """True for a misdelivered row that copies an earlier one (in the rows' stable order):
-    the same `delivery_id` and the same required columns, or without an ID the same value in
-    every input column. A log loaded twice under two names must not count its findings twice.
-    Also how many delivery IDs several different deliveries share: those rows are not copies,
-    and each is counted."""
-    values = [c for c in misdelivered.columns if c not in (SOURCE_FILE, "developer_id", REASON)]
-    attempt = ["delivery_id", *(c for c, column in DELIVERY_COLUMNS.items() if column.required)]
-    has_id = pl.col("delivery_id").is_not_null()
-    copy = (
-        pl.when(has_id)
-        .then(pl.struct(attempt).is_first_distinct().not_())
-        .otherwise(pl.struct(values).is_first_distinct().not_())
-    )
-    attempts = pl.struct(attempt).n_unique().over("delivery_id")
-    clashing = misdelivered.filter(has_id & (attempts > 1))["delivery_id"].n_unique()
-    return misdelivered.select(copy.alias("copy"))["copy"], clashing
-
-
-def _set_copies_apart(
-    accounting: RowAccounting, misdelivered: pl.DataFrame
-) -> tuple[RowAccounting, pl.DataFrame, pl.DataFrame, int]:
-    """The accounting, misdeliveries and rejected copies once copies of reported rows are
-    counted once (DESIGN rule 1): each copy is a rejected row with reason `duplicate`; and
-    how many delivery IDs name different deliveries."""
-    copies, clashing = _copies(misdelivered)
-    if not copies.any():
-        return accounting, misdelivered, pl.DataFrame(), clashing
-    duplicates = misdelivered.filter(copies).drop("developer_id", REASON)
-    rejected = duplicates.select(
-        *(as_text(name, dtype) for name, dtype in duplicates.schema.items()),
-        pl.lit(DUPLICATE).alias(REJECT_REASON),
-    )
-    moved = duplicates.height
-    recounted = replace(
-        accounting,
-        rows_rejected=accounting.rows_rejected + moved,
-        rows_misdelivered=accounting.rows_misdelivered - moved,
-    )
-    return recounted, misdelivered.filter(copies.not_()), rejected, clashing
-
-
 def _detect(
     config: ScanConfig, inputs: ScanInputs, engine: Engine, staging: Path, progress: Progress
 ) -> Detection:
     """Classify every delivery, one task per partition on `engine`, with the tasks' parts in
-    `staging`; the misdeliveries with their developer, in a stable order."""
+    `staging`; the misdeliveries with their developer, in a stable order, on disk there."""
     parts = staging / PARTS
     try:
         found = partitions.run(
@@ -160,34 +110,44 @@ def _detect(
             config.partition_rows,
             config.grant_buckets,
         )
+        statuses = found.statuses
+        accounting = RowAccounting(
+            rows_read=inputs.deliveries.source.rows,
+            rows_rejected=statuses[Status.REJECTED.value],
+            rows_outside_window=statuses[Status.OUTSIDE_WINDOW.value],
+            rows_authorized=statuses[Status.AUTHORIZED.value],
+            rows_misdelivered=sum(statuses[s] for s in MISDELIVERED),
+        )
+        canonical = list(COLUMNS[Input.DELIVERIES])
+        attributed = attribute_developers(found.misdeliveries, inputs.registry)
+        added = [SOURCE_FILE, "developer_id", REASON]
+        extras = [c for c in attributed.collect_schema() if c not in {*canonical, *added}]
+        # Sorted before attribution adds its columns, which is the same order: rows alike in
+        # every input column are attributed alike.
+        ordered = order(
+            attributed.select(*canonical, *extras, *added),
+            accounting.rows_misdelivered,
+            staging / FINDINGS / "ordered",
+        )
     finally:
-        # Held in memory now; a result never publishes them.
+        # Read into the ordered files now; a result never publishes them.
         shutil.rmtree(parts, ignore_errors=True)
-    statuses = found.statuses
-    accounting = RowAccounting(
-        rows_read=inputs.deliveries.source.rows,
-        rows_rejected=statuses[Status.REJECTED.value],
-        rows_outside_window=statuses[Status.OUTSIDE_WINDOW.value],
-        rows_authorized=statuses[Status.AUTHORIZED.value],
-        rows_misdelivered=sum(statuses[s] for s in MISDELIVERED),
+    # Copies of reported rows are counted once (DESIGN rule 1): rejected as `duplicate`.
+    moved = ordered.copies.height
+    accounting = replace(
+        accounting,
+        rows_rejected=accounting.rows_rejected + moved,
+        rows_misdelivered=accounting.rows_misdelivered - moved,
     )
-    canonical = list(COLUMNS[Input.DELIVERIES])
-    attributed = attribute_developers(found.misdeliveries.lazy(), inputs.registry)
-    added = [SOURCE_FILE, "developer_id", REASON]
-    extras = [c for c in attributed.collect_schema() if c not in {*canonical, *added}]
-    # Sorted before attribution adds its columns, which is the same order: rows alike in every
-    # input column are attributed alike.
-    misdelivered = _sorted_rows(attributed.select(*canonical, *extras, *added)).collect()
-    accounting, misdelivered, copies, clashing = _set_copies_apart(accounting, misdelivered)
     rejected = (
-        pl.concat([found.rejected, copies], how="diagonal_relaxed")
-        if copies.height
+        pl.concat([found.rejected, ordered.copies], how="diagonal_relaxed")
+        if moved
         else found.rejected
     )
     return Detection(
         accounting=accounting,
-        misdeliveries=misdelivered,
-        delivery_id_clashes=clashing,
+        misdeliveries=ordered.misdeliveries,
+        delivery_id_clashes=ordered.delivery_id_clashes,
         rejected=rejected.sort(pl.all(), nulls_last=True, maintain_order=True),
         rejected_grants=collect_input(
             [inputs.authorizations.rejected.sort(pl.all(), nulls_last=True)],
@@ -197,21 +157,76 @@ def _detect(
     )
 
 
-def _impact(misdeliveries: pl.DataFrame) -> Impact:
-    """Who was exposed and who received what, from the attributed misdeliveries."""
-    attributed = misdeliveries.lazy()
-    exposed = exposure(attributed)
-    users, developers, by_type, by_reason, by_cause = pl.collect_all(
-        [
-            users_report(exposed),
-            developers_report(attributed, exposed),
-            breakdown(attributed, "event_type"),
-            breakdown(attributed, REASON),
-            breakdown(attributed, CAUSE),
-        ]
+# --- Adapter until attribution works in chunks (issue 13); delete at that merge, and import
+# `Explained` and `explain` from incident.pipeline.cause instead. Today's `explain` takes the
+# misdeliveries whole; its result is written to one Parquet in `folder`, and read as a scan.
+@dataclass(frozen=True)
+class Explained:
+    """Misdeliveries with their cause (a scan of files), the shared endpoints they went
+    through, and the evidence that no input had."""
+
+    misdeliveries: pl.LazyFrame
+    endpoints: pl.DataFrame
+    evidence_missing: list[str]
+
+
+def explain(
+    misdeliveries: pl.LazyFrame,
+    deliveries: LoadedInput,
+    authorizations: LoadedInput,
+    apps: pl.LazyFrame | None,
+    registry: pl.DataFrame | None,
+    settings: Attribution,
+    folder: Path,
+    chunk_rows: int = 0,
+) -> Explained:
+    """`cause.explain` on the whole of `misdeliveries`, its result a scan of `folder`."""
+    whole = cause.explain(
+        misdeliveries.collect(), deliveries, authorizations, apps, registry, settings
     )
-    regulator = regulator_figures(users, misdeliveries)
-    return Impact(users, developers, by_type, by_reason, by_cause, regulator)
+    folder.mkdir(parents=True, exist_ok=True)
+    whole.misdeliveries.write_parquet(folder / "explained-000000.parquet")
+    return Explained(
+        misdeliveries=pl.scan_parquet(folder / "explained-000000.parquet", glob=False),
+        endpoints=whole.endpoints,
+        evidence_missing=whole.evidence_missing,
+    )
+
+
+# --- End of the adapter.
+
+
+def _impact(misdeliveries: pl.LazyFrame) -> Impact:
+    """Who was exposed and who received what, from the attributed misdeliveries: each figure
+    by the streaming engine from their files, one after another, so that only one
+    aggregation's state is held at a time."""
+    exposed = exposure(misdeliveries)
+    users, developers, by_type, by_reason, by_cause, by_evidence, totals = (
+        query.collect(engine="streaming")
+        for query in (
+            users_report(exposed),
+            developers_report(misdeliveries, exposed),
+            breakdown(misdeliveries, "event_type"),
+            breakdown(misdeliveries, REASON),
+            breakdown(misdeliveries, CAUSE),
+            misdeliveries.group_by(EVIDENCE).agg(pl.len().cast(COUNT)).sort(EVIDENCE),
+            misdeliveries.select(
+                pl.col("event_id").n_unique().alias("events"), pl.len().alias("deliveries")
+            ),
+        )
+    )
+    events, deliveries = totals.row(0)
+    return Impact(
+        users=users,
+        developers=developers,
+        by_event_type=by_type,
+        by_reason=by_reason,
+        by_cause=by_cause,
+        by_evidence=dict(by_evidence.iter_rows()),
+        events_misdelivered=events,
+        deliveries_misdelivered=deliveries,
+        regulator=regulator_figures(users, misdeliveries),
+    )
 
 
 def vouch(inputs: ScanInputs, detection: Detection) -> None:
@@ -241,8 +256,8 @@ def run(
     config: ScanConfig, inputs: ScanInputs, progress: Progress, engine: Engine, staging: Path
 ) -> Outcome:
     """Detect, attribute and measure every misdelivery of `inputs` under `config`, detection
-    on `engine` with its parts in `staging`; an `InputError` when the inputs vouch for
-    nothing (`vouch`)."""
+    on `engine` with its parts in `staging`, where the findings stay on disk until
+    `discard_findings`; an `InputError` when the inputs vouch for nothing (`vouch`)."""
     progress("detecting misdeliveries")
     findings = _detect(config, inputs, engine, staging, progress)
     vouch(inputs, findings)
@@ -254,10 +269,13 @@ def run(
         inputs.apps.valid if inputs.apps else None,
         inputs.registry,
         config.attribution,
+        staging / FINDINGS / "explained",
     )
     progress("measuring impact")
     impact = _impact(explained.misdeliveries)
-    summary = summarise(config, inputs.all, findings, explained, impact)
+    summary = summarise(
+        config, inputs.all, findings, impact, explained.endpoints, explained.evidence_missing
+    )
     return Outcome(
         summary=summary,
         users=impact.users,
@@ -267,3 +285,9 @@ def run(
         rejected=findings.rejected,
         rejected_grants=findings.rejected_grants,
     )
+
+
+def discard_findings(staging: Path) -> None:
+    """Remove the findings `run` left in `staging`: an `Outcome`'s misdeliveries are then
+    gone, and a result never publishes them."""
+    shutil.rmtree(staging / FINDINGS, ignore_errors=True)

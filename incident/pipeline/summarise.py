@@ -10,10 +10,9 @@ from datetime import timedelta
 import polars as pl
 
 from incident.config import ScanConfig
-from incident.pipeline.cause import Explained
 from incident.pipeline.impact import UNKNOWN_DEVELOPER
 from incident.pipeline.load import REJECT_REASON, LoadedInput
-from incident.schema import CAUSE, COUNT, EVIDENCE, REASON, Input
+from incident.schema import CAUSE, COUNT, REASON, Input
 from incident.summary import (
     AttributionSummary,
     Counts,
@@ -29,10 +28,10 @@ from incident.summary import (
 @dataclass(frozen=True)
 class Detection:
     """What detection found: the row accounting, the misdeliveries (with `developer_id` and
-    `reason`, sorted), and the rejected delivery and authorization rows."""
+    `reason`, sorted; a scan of files), and the rejected delivery and authorization rows."""
 
     accounting: RowAccounting
-    misdeliveries: pl.DataFrame
+    misdeliveries: pl.LazyFrame
     rejected: pl.DataFrame
     rejected_grants: pl.DataFrame
     # Delivery IDs that misdelivered rows share with a different delivery (not a copy).
@@ -41,13 +40,17 @@ class Detection:
 
 @dataclass(frozen=True)
 class Impact:
-    """The users and developers reports, the breakdowns, and the regulator's figures."""
+    """The users and developers reports, the breakdowns, the totals and the regulator's
+    figures: aggregates of the misdeliveries, which are not held."""
 
     users: pl.DataFrame
     developers: pl.DataFrame
     by_event_type: pl.DataFrame
     by_reason: pl.DataFrame
     by_cause: pl.DataFrame
+    by_evidence: dict[str, int]
+    events_misdelivered: int
+    deliveries_misdelivered: int
     regulator: RegulatorFigures
 
 
@@ -141,11 +144,12 @@ def summarise(
     config: ScanConfig,
     loaded: Sequence[LoadedInput],
     detection: Detection,
-    explained: Explained,
     impact: Impact,
+    endpoints: pl.DataFrame,
+    evidence_missing: Sequence[str],
 ) -> Summary:
-    """The summary of one scan."""
-    misdeliveries, endpoints = explained.misdeliveries, explained.endpoints
+    """The summary of one scan, from aggregates: the shared `endpoints` and the evidence no
+    input had come from attribution."""
     inputs = _inputs(loaded, detection)
     reject_reasons = (
         detection.rejected.group_by(REJECT_REASON).agg(pl.len().cast(COUNT)).sort(REJECT_REASON)
@@ -153,18 +157,18 @@ def summarise(
     attribution = AttributionSummary(
         collision_window_seconds=_seconds(config.attribution.collision_window),
         revocation_grace_seconds=_seconds(config.attribution.revocation_grace),
-        evidence_missing=tuple(explained.evidence_missing),
+        evidence_missing=tuple(evidence_missing),
         shared_endpoints=endpoints.height,
         shared_endpoints_with_misdeliveries=endpoints.filter(pl.col("misdeliveries") > 0).height,
-        by_evidence=dict(misdeliveries.group_by(EVIDENCE).agg(pl.len()).sort(EVIDENCE).iter_rows()),
+        by_evidence=impact.by_evidence,
     )
     return Summary(
         window=config.window,
         inputs=inputs,
         accounting=detection.accounting,
         totals=Totals(
-            events_misdelivered=misdeliveries["event_id"].n_unique(),
-            deliveries_misdelivered=misdeliveries.height,
+            events_misdelivered=impact.events_misdelivered,
+            deliveries_misdelivered=impact.deliveries_misdelivered,
             users_exposed=impact.users.height,
             developers_exposed=impact.developers.height,
         ),
@@ -176,6 +180,6 @@ def summarise(
         rejected_by_reason=dict(reject_reasons.iter_rows()),
         warnings=(
             *_copies(loaded),
-            *_warnings(detection, impact, inputs.apps, explained.evidence_missing),
+            *_warnings(detection, impact, inputs.apps, evidence_missing),
         ),
     )

@@ -127,6 +127,22 @@ def write_jsonl(frame: pl.DataFrame, destination: Destination) -> None:
     iso_timestamps(plain).write_ndjson(destination)
 
 
+# Rows per row group of every Parquet file written: a fixed option, as all of them are.
+ROW_GROUP = 512 * 1024
+
+
 def write_parquet(frame: pl.DataFrame, destination: Destination) -> None:
     """Parquet, with fixed options so that a re-run on the same input writes the same bytes."""
-    frame.write_parquet(destination, compression="zstd", statistics=True, row_group_size=512 * 1024)
+    frame.write_parquet(destination, compression="zstd", statistics=True, row_group_size=ROW_GROUP)
+
+
+def sink_parquet(frame: pl.LazyFrame, destination: Path) -> None:
+    """`write_parquet` for a frame that need not fit in memory: streamed in order, with the
+    same options."""
+    frame.sink_parquet(
+        destination,
+        compression="zstd",
+        statistics=True,
+        row_group_size=ROW_GROUP,
+        engine="streaming",
+    )

@@ -11,12 +11,13 @@ from incident.pipeline.run import Outcome
 from incident.report import FORMATS
 from incident.report.html import html_report
 from incident.report.markdown import summary_markdown
-from incident.report.tables import write_parquet
+from incident.report.tables import sink_parquet, write_parquet
 from incident.results.read import HTML_REPORT, SUMMARY, SUMMARY_MARKDOWN, Table
 
 
 def write_result(directory: Path, outcome: Outcome, formats: tuple[ReportFormat, ...]) -> None:
-    """Write every file of a result for `outcome` into `directory` (a staging directory)."""
+    """Write every file of a result for `outcome` into `directory` (a staging directory).
+    The misdeliveries are streamed from their files, never held whole."""
     reports = {
         Table.USERS: outcome.users,
         Table.DEVELOPERS: outcome.developers,
@@ -28,7 +29,7 @@ def write_result(directory: Path, outcome: Outcome, formats: tuple[ReportFormat,
             continue  # html: the page below
         for table, frame in reports.items():
             spec.write(frame, directory / f"{table}.{spec.extension}")
-    write_parquet(outcome.misdeliveries, directory / f"{Table.MISDELIVERIES}.parquet")
+    sink_parquet(outcome.misdeliveries, directory / f"{Table.MISDELIVERIES}.parquet")
     write_parquet(outcome.rejected, directory / f"{Table.REJECTED}.parquet")
     write_parquet(outcome.rejected_grants, directory / "rejected_authorizations.parquet")
     document = json.dumps(outcome.summary.to_json(), indent=2) + "\n"

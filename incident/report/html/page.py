@@ -21,7 +21,7 @@ from incident.report.html.sections import (
     top_users_section,
     warnings_section,
 )
-from incident.report.html.timeline import timeline_section
+from incident.report.html.timeline import daily_events, timeline_section
 from incident.results.read import Table, read_report, read_summary
 from incident.summary import Summary, Totals
 
@@ -155,17 +155,18 @@ def html_report(
     summary: Summary,
     users: pl.DataFrame,
     developers: pl.DataFrame,
-    misdeliveries: pl.DataFrame,
+    misdeliveries: pl.DataFrame | pl.LazyFrame,
 ) -> str:
     """The HTML report of one scan, from its summary and its users, developers and
-    misdeliveries reports (misdeliveries needs `event_id`, `delivered_at` and `event_type`)."""
+    misdeliveries reports (misdeliveries needs `event_id`, `delivered_at` and `event_type`;
+    a scan of files is only aggregated, never held)."""
     # Results written before the summary held them: the same figures, from the reports.
     figures = summary.regulator or regulator_figures(users, misdeliveries)
     body = "".join(
         [
             _header(summary.window),
             _cards(summary.totals),
-            timeline_section(misdeliveries),
+            timeline_section(daily_events(misdeliveries)),
             breakdowns_section(summary),
             regulator_section(summary, figures),
             top_developers_section(developers),

@@ -16,15 +16,18 @@ from incident.schema import COUNT
 SHORT_SPAN_DAYS = 62
 
 
-def daily_events(misdeliveries: pl.DataFrame) -> pl.DataFrame:
+def daily_events(misdeliveries: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
     """Misdelivered events per UTC day: each event once, on the day of its first misdelivery,
-    so that the days add up to `events_misdelivered`. Columns `day` (date) and `events`."""
+    so that the days add up to `events_misdelivered`. Columns `day` (date) and `events`.
+    Streamed: only the events' first days are held, never the misdeliveries' rows."""
     return (
-        misdeliveries.group_by("event_id")
+        misdeliveries.lazy()
+        .group_by("event_id")
         .agg(pl.col("delivered_at").min().dt.date().alias("day"))
         .group_by("day")
         .agg(pl.len().cast(COUNT).alias("events"))
         .sort("day")
+        .collect(engine="streaming")
     )
 
 
@@ -208,9 +211,9 @@ def _timeline_svg(daily: pl.DataFrame) -> str:
     )
 
 
-def timeline_section(misdeliveries: pl.DataFrame) -> str:
-    """The timeline section: the chart, how it counts, and the days as a table."""
-    daily = daily_events(misdeliveries)
+def timeline_section(daily: pl.DataFrame) -> str:
+    """The timeline section from the events per day (`daily_events`): the chart, how it
+    counts, and the days as a table."""
     if daily.height:
         days = table(
             ("UTC day", "events"),
