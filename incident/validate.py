@@ -238,7 +238,7 @@ def _measures(
 
 
 def _copies(valid: pl.LazyFrame, loaded: LoadedInput) -> int:
-    """Valid deliveries that copy an earlier one as the scan tells copies (`run._copies`): the
+    """Valid deliveries that copy an earlier one as the scan tells copies (`findings._copies`): the
     same `delivery_id` and required columns, or without an ID the same value in every column.
     Rows are hashed first, and only rows whose hash repeats are compared whole: exact, and a
     pass holds 8 bytes per distinct row rather than the rows."""

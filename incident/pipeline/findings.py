@@ -124,6 +124,8 @@ def order(
     range_rows = range_rows or RANGE_ROWS
     folder.mkdir(parents=True, exist_ok=True)
     keys = sort_keys(misdelivered.collect_schema())
+    if keys[0] != LEADING:  # the ranges would not be in the rows' order
+        raise ValueError(f"the misdeliveries are sorted by {keys[0]} first, not {LEADING}")
     files: list[Path] = []
     copies: list[pl.DataFrame] = []
     for number, in_range in enumerate(_ranges(_bounds(misdelivered, rows, range_rows))):
