@@ -26,7 +26,7 @@ from incident.cli import cli
 from incident.cli.scan import _with_bar
 from incident.config import Window
 from incident.errors import ConfigError, ExitCode, InputError
-from incident.pipeline import findings
+from incident.pipeline import findings, run
 from incident.pipeline.detect import PACKED_KEY, Packing
 from incident.pipeline.exchange import BUCKET, Exchange, bucket_of
 from incident.pipeline.load import SourceGroup
@@ -123,13 +123,14 @@ def test_grants_split_into_buckets_give_the_same_bytes_in_one_partition(
     assert _scan(logs, tmp_path / "buckets[1]*?", grant_buckets=3) == expected
 
 
-def test_findings_sorted_in_many_ranges_give_the_same_bytes(
+def test_findings_in_many_ranges_and_buckets_give_the_same_bytes(
     awkward: tuple[Path, dict[str, bytes]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     logs, expected = awkward
     # A few rows per range of event_id: the findings are sorted and their copies found out of
-    # core, range by range.
+    # core, range by range; the users and developers reports are made a bucket at a time.
     monkeypatch.setattr(findings, "RANGE_ROWS", 5)
+    monkeypatch.setattr(run, "IMPACT_ROWS", 7)
     assert _scan(logs, tmp_path / "ranges") == expected
 
 

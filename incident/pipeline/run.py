@@ -6,6 +6,7 @@ Writing and publishing the result is `incident.api`'s and `incident.outputs`'.
 
 from __future__ import annotations
 
+import math
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -44,6 +45,9 @@ PARTS = "_parts"
 # The folder of the staging area where the findings stay, on disk, until the result is
 # written; `discard_findings` removes it before the result is published.
 FINDINGS = "_findings"
+# Misdeliveries per pass of the users and developers reports: each pass holds its groups'
+# distinct events and users, about 0.3 KB per misdelivery.
+IMPACT_ROWS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -196,26 +200,46 @@ def explain(
 # --- End of the adapter.
 
 
-def _impact(misdeliveries: pl.LazyFrame) -> Impact:
+def _by_bucket(
+    report: Callable[[pl.LazyFrame], pl.LazyFrame], frame: pl.LazyFrame, key: str, buckets: int
+) -> pl.DataFrame:
+    """`report` (one row per value of `key`, sorted by it) a hash bucket of `key` at a time:
+    each pass holds the state of a bucket's groups only, and the rows are the same."""
+    if buckets == 1:
+        return report(frame).collect(engine="streaming")
+    parts = [
+        report(frame.filter(pl.col(key).hash() % buckets == bucket)).collect(engine="streaming")
+        for bucket in range(buckets)
+    ]
+    return pl.concat(parts).sort(key)
+
+
+def measure_impact(misdeliveries: pl.LazyFrame) -> Impact:
     """Who was exposed and who received what, from the attributed misdeliveries: each figure
-    by the streaming engine from their files, one after another, so that only one
-    aggregation's state is held at a time."""
-    exposed = exposure(misdeliveries)
-    users, developers, by_type, by_reason, by_cause, by_evidence, totals = (
+    by the streaming engine from their files, one after another, the users and developers
+    reports in buckets of about `IMPACT_ROWS` misdeliveries, so that what is held is bounded."""
+    events, deliveries = (
+        misdeliveries.select(pl.col("event_id").n_unique(), pl.len())
+        .collect(engine="streaming")
+        .row(0)
+    )
+    buckets = max(1, math.ceil(deliveries / IMPACT_ROWS))
+    users = _by_bucket(users_report, exposure(misdeliveries), "user_id", buckets)
+    developers = _by_bucket(
+        lambda part: developers_report(part, exposure(part)),
+        misdeliveries,
+        "developer_id",
+        buckets,
+    )
+    by_type, by_reason, by_cause, by_evidence = (
         query.collect(engine="streaming")
         for query in (
-            users_report(exposed),
-            developers_report(misdeliveries, exposed),
             breakdown(misdeliveries, "event_type"),
             breakdown(misdeliveries, REASON),
             breakdown(misdeliveries, CAUSE),
             misdeliveries.group_by(EVIDENCE).agg(pl.len().cast(COUNT)).sort(EVIDENCE),
-            misdeliveries.select(
-                pl.col("event_id").n_unique().alias("events"), pl.len().alias("deliveries")
-            ),
         )
     )
-    events, deliveries = totals.row(0)
     return Impact(
         users=users,
         developers=developers,
@@ -272,7 +296,7 @@ def run(
         staging / FINDINGS / "explained",
     )
     progress("measuring impact")
-    impact = _impact(explained.misdeliveries)
+    impact = measure_impact(explained.misdeliveries)
     summary = summarise(
         config, inputs.all, findings, impact, explained.endpoints, explained.evidence_missing
     )
