@@ -3,16 +3,22 @@ as the whole frame sorted in memory would be (DESIGN rule 1, the stable order)."
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
 import pytest
 
+from incident import ScanConfig, scan
+from incident.pipeline import run
 from incident.pipeline.findings import order
 from incident.schema import DELIVERY_COLUMNS, TIMESTAMP
 from tests.conftest import utc
+
+SAMPLE = Path(__file__).resolve().parent.parent / "sample_logs"
 
 
 def _misdelivered(seed: int, rows: int) -> pl.DataFrame:
@@ -84,3 +90,18 @@ def test_no_misdelivery_leaves_an_empty_file_with_the_columns(tmp_path: Path) ->
     found = order(frame.lazy(), 0, tmp_path, 3)
     assert found.misdeliveries.collect().equals(frame)
     assert (found.copies.height, found.delivery_id_clashes) == (0, 0)
+
+
+def test_a_misdelivery_lost_after_detection_is_a_bug_not_a_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    explain = run.explain
+
+    def losing_one(*args: Any, **kwargs: Any) -> Any:
+        explained = explain(*args, **kwargs)
+        return replace(explained, misdeliveries=explained.misdeliveries.slice(1))
+
+    monkeypatch.setattr(run, "explain", losing_one)
+    with pytest.raises(RuntimeError, match="misdeliveries explained of"):
+        scan(ScanConfig.from_directory(SAMPLE, out=tmp_path / "out"))
+    assert not (tmp_path / "out").exists()

@@ -184,7 +184,8 @@ def explain(
     folder: Path,
     chunk_rows: int = 0,
 ) -> Explained:
-    """`cause.explain` on the whole of `misdeliveries`, its result a scan of `folder`."""
+    """`cause.explain` on the whole of `misdeliveries`, its result a scan of `folder`
+    (`chunk_rows`, of the chunked contract, is not used)."""
     whole = cause.explain(
         misdeliveries.collect(), deliveries, authorizations, apps, registry, settings
     )
@@ -297,6 +298,13 @@ def run(
     )
     progress("measuring impact")
     impact = measure_impact(explained.misdeliveries)
+    # Every misdelivery found is explained and reported, once: a lost or repeated row would
+    # be a wrong answer, so it is a bug (exit 1) rather than a result.
+    if impact.deliveries_misdelivered != findings.accounting.rows_misdelivered:
+        raise RuntimeError(
+            f"{impact.deliveries_misdelivered} misdeliveries explained of "
+            f"{findings.accounting.rows_misdelivered} found"
+        )
     summary = summarise(
         config, inputs.all, findings, impact, explained.endpoints, explained.evidence_missing
     )
