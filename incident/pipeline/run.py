@@ -43,6 +43,8 @@ from incident.summary import RowAccounting, Summary
 Progress = Callable[[str], None]
 # The folder of the staging area where detection tasks write their parts.
 PARTS = "_parts"
+# The folder of the staging area where attribution writes the explained misdeliveries.
+EXPLAINED = "_explained"
 
 
 @dataclass(frozen=True)
@@ -247,23 +249,31 @@ def run(
     findings = _detect(config, inputs, engine, staging, progress)
     vouch(inputs, findings)
     progress("explaining misdeliveries")
-    explained = explain(
-        findings.misdeliveries,
-        inputs.deliveries,
-        inputs.authorizations,
-        inputs.apps.valid if inputs.apps else None,
-        inputs.registry,
-        config.attribution,
-    )
-    progress("measuring impact")
-    impact = _impact(explained.misdeliveries)
-    summary = summarise(config, inputs.all, findings, explained, impact)
+    folder = staging / EXPLAINED
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        explained = explain(
+            findings.misdeliveries.lazy(),
+            inputs.deliveries,
+            inputs.authorizations,
+            inputs.apps.valid if inputs.apps else None,
+            inputs.registry,
+            config.attribution,
+            folder,
+        )
+        progress("measuring impact")
+        misdeliveries = explained.misdeliveries.collect()
+        impact = _impact(misdeliveries)
+        summary = summarise(config, inputs.all, findings, explained, impact)
+    finally:
+        # Read by now; a result never publishes them.
+        shutil.rmtree(folder, ignore_errors=True)
     return Outcome(
         summary=summary,
         users=impact.users,
         developers=impact.developers,
         endpoints=explained.endpoints,
-        misdeliveries=explained.misdeliveries,
+        misdeliveries=misdeliveries,
         rejected=findings.rejected,
         rejected_grants=findings.rejected_grants,
     )

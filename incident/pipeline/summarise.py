@@ -156,15 +156,20 @@ def summarise(
         evidence_missing=tuple(explained.evidence_missing),
         shared_endpoints=endpoints.height,
         shared_endpoints_with_misdeliveries=endpoints.filter(pl.col("misdeliveries") > 0).height,
-        by_evidence=dict(misdeliveries.group_by(EVIDENCE).agg(pl.len()).sort(EVIDENCE).iter_rows()),
+        by_evidence=dict(
+            misdeliveries.group_by(EVIDENCE).agg(pl.len()).sort(EVIDENCE).collect().iter_rows()
+        ),
+    )
+    events, deliveries = (
+        misdeliveries.select(pl.col("event_id").n_unique(), pl.len()).collect().row(0)
     )
     return Summary(
         window=config.window,
         inputs=inputs,
         accounting=detection.accounting,
         totals=Totals(
-            events_misdelivered=misdeliveries["event_id"].n_unique(),
-            deliveries_misdelivered=misdeliveries.height,
+            events_misdelivered=events,
+            deliveries_misdelivered=deliveries,
             users_exposed=impact.users.height,
             developers_exposed=impact.developers.height,
         ),
