@@ -98,14 +98,19 @@ class _Seen:
     endpoints: pl.DataFrame
     evidence: frozenset[str] = frozenset()
 
-    def add(self, found: pl.DataFrame, context: pl.DataFrame, endpoints: pl.DataFrame) -> _Seen:
+    def add(self, found: pl.DataFrame, context: pl.DataFrame) -> _Seen:
+        """With a chunk's misdeliveries (`found`) and the traffic read near them."""
         present = {
             column
             for column, part in zip(ENDPOINT_EVIDENCE, ("path", "ip"), strict=True)
             if found[column].is_not_null().any() or context[part].is_not_null().any()
         }
-        both = pl.concat([self.endpoints, endpoints]).unique()
-        return _Seen(both, self.evidence | present)
+        endpoints = [
+            self.endpoints.lazy(),
+            app_endpoints(found.lazy()),
+            distinct_endpoints(context.lazy().select(*ENDPOINT_SCHEMA)),
+        ]
+        return _Seen(pl.concat(endpoints).unique().collect(), self.evidence | present)
 
 
 def explain(
@@ -152,13 +157,8 @@ def explain(
         explained.write_parquet(parts[-1])
         collisions.append(folder / f"collisions-{number:06d}.parquet")
         _collisions(found, attribution).write_parquet(collisions[-1])
-        endpoints = pl.concat(
-            [
-                app_endpoints(found.lazy()),
-                distinct_endpoints(context.lazy().select(*ENDPOINT_SCHEMA)),
-            ]
-        ).collect()
-        seen = seen.add(found, context, endpoints)
+        seen = seen.add(found, context)
+        # Let go before the next chunk is read: two chunks are never held at once.
         del chunk, found, attribution, context, explained
     return Explained(
         misdeliveries=pl.scan_parquet(parts),
