@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from incident import ScanConfig, scan
-from incident.pipeline import run
+from incident.pipeline import cause
 from incident.pipeline.findings import order
 from incident.schema import DELIVERY_COLUMNS, TIMESTAMP
 from tests.conftest import utc
@@ -95,13 +95,13 @@ def test_no_misdelivery_leaves_an_empty_file_with_the_columns(tmp_path: Path) ->
 def test_a_misdelivery_lost_after_detection_is_a_bug_not_a_result(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    explain = run.explain
+    explain = cause.explain
 
     def losing_one(*args: Any, **kwargs: Any) -> Any:
         explained = explain(*args, **kwargs)
         return replace(explained, misdeliveries=explained.misdeliveries.slice(1))
 
-    monkeypatch.setattr(run, "explain", losing_one)
+    monkeypatch.setattr(cause, "explain", losing_one)
     with pytest.raises(RuntimeError, match="misdeliveries explained of"):
         scan(ScanConfig.from_directory(SAMPLE, out=tmp_path / "out"))
     assert not (tmp_path / "out").exists()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import polars as pl
 
@@ -25,6 +26,7 @@ from incident.pipeline.context import (
     collision_context,
 )
 from incident.pipeline.endpoints import (
+    ENDPOINT_SCHEMA,
     app_endpoints,
     candidates_on_endpoint,
     distinct_endpoints,
@@ -73,56 +75,152 @@ USED = (
 )
 
 
+# Misdeliveries explained at a time: the chunk's working memory (its grants, the traffic near
+# it, the joins) is a few hundred MB at this size, whatever the number of misdeliveries.
+CHUNK_ROWS = 100_000
+
+
 @dataclass(frozen=True)
 class Explained:
-    """Misdeliveries with their cause, the shared endpoints they went through, and the
-    evidence that no input had."""
+    """Misdeliveries with their cause (a scan of the explained parts, in the misdeliveries'
+    order), the shared endpoints they went through, and the evidence that no input had."""
 
-    misdeliveries: pl.DataFrame
+    misdeliveries: pl.LazyFrame
     endpoints: pl.DataFrame
     evidence_missing: list[str]
 
 
+@dataclass(frozen=True)
+class _Seen:
+    """What the chunks explained so far show together: the apps' endpoints, and whether a
+    misdelivery or the traffic read near one had an IP, a URL (`ENDPOINT_EVIDENCE`)."""
+
+    endpoints: pl.DataFrame
+    evidence: frozenset[str] = frozenset()
+
+    def add(self, found: pl.DataFrame, context: pl.DataFrame) -> _Seen:
+        """With a chunk's misdeliveries (`found`) and the traffic read near them."""
+        present = {
+            column
+            for column, part in zip(ENDPOINT_EVIDENCE, ("path", "ip"), strict=True)
+            if found[column].is_not_null().any() or context[part].is_not_null().any()
+        }
+        endpoints = [
+            self.endpoints.lazy(),
+            app_endpoints(found.lazy()),
+            distinct_endpoints(context.lazy().select(*ENDPOINT_SCHEMA)),
+        ]
+        return _Seen(pl.concat(endpoints).unique().collect(), self.evidence | present)
+
+
 def explain(
-    misdeliveries: pl.DataFrame,
+    misdeliveries: pl.LazyFrame,
     deliveries: LoadedInput,
     authorizations: LoadedInput,
     apps: pl.LazyFrame | None,
     registry: pl.DataFrame | None,
     settings: Attribution,
+    folder: Path,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> Explained:
-    """Add `cause`, `intended_app_id`, `intended_developer_id` and `intended_app_candidates`
-    to `misdeliveries` (which carry `developer_id` and `reason`), and list the shared endpoints.
+    """Add `cause`, `evidence`, `intended_app_id`, `intended_developer_id` and
+    `intended_app_candidates` to `misdeliveries` (which carry `developer_id` and `reason`), and
+    list the shared endpoints.
 
-    `deliveries` is the input the misdeliveries came from (read again for the traffic near
-    them), `authorizations` the grants (read again for the subscribers' grants); `apps` the
-    valid registry rows (for their endpoints); `registry` maps app_id -> developer_id as
-    reported.
+    The misdeliveries are explained `chunk_rows` at a time, each chunk written as a Parquet part
+    into `folder`; the answer does not depend on the chunk size: each misdelivery's attribution
+    reads only the traffic near it, and what is global (whether any misdelivery has a backend,
+    the leaks, the endpoints report) is computed over all of them. `deliveries` is the input
+    the misdeliveries came from (read again for the traffic near them), `authorizations` the
+    grants (read again for the subscribers' grants); `apps` the valid registry rows (for their
+    endpoints); `registry` maps app_id -> developer_id as reported.
     """
-    found = misdeliveries.select(USED).with_row_index("_m")
-    window = _duration_ns(settings.collision_window)
     registered = registered_endpoints(apps)
+    # A backend missing on a few rows goes unchecked; missing on all, it is evidence the input
+    # lacks, and no collision is shown: a property of all the misdeliveries, not of a chunk.
+    total, relax = (
+        misdeliveries.select(pl.len(), pl.col(BACKEND_EVIDENCE).is_not_null().any())
+        .collect(engine="streaming")
+        .row(0)
+    )
+    seen = _Seen(pl.DataFrame(schema=ENDPOINT_SCHEMA))
+    parts, collisions = [], []
+    # One chunk at least, so that an empty scan still has the explained columns.
+    for number, offset in enumerate(range(0, max(total, 1), chunk_rows)):
+        chunk = misdeliveries.slice(offset, chunk_rows).collect()
+        found = chunk.select(USED).with_row_index("_m")
+        attribution, context = _attribute(
+            found, misdeliveries, deliveries, authorizations, registered, registry, settings, relax
+        )
+        explained = chunk.with_columns(attribution.select(ATTRIBUTION_COLUMNS))
+        parts.append(folder / f"explained-{number:06d}.parquet")
+        explained.write_parquet(parts[-1])
+        collisions.append(folder / f"collisions-{number:06d}.parquet")
+        _collisions(found, attribution).write_parquet(collisions[-1])
+        seen = seen.add(found, context)
+        # Let go before the next chunk is read: two chunks are never held at once.
+        del chunk, found, attribution, context, explained
+    return Explained(
+        misdeliveries=pl.scan_parquet(parts),
+        endpoints=endpoints_report(
+            pl.scan_parquet(collisions), seen.endpoints, registered, registry
+        ),
+        evidence_missing=_evidence_missing(total, relax, registered, seen.evidence),
+    )
+
+
+def _attribute(
+    found: pl.DataFrame,
+    misdeliveries: pl.LazyFrame,
+    deliveries: LoadedInput,
+    authorizations: LoadedInput,
+    registered: pl.DataFrame,
+    registry: pl.DataFrame | None,
+    settings: Attribution,
+    relax: bool,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The attribution columns, and the matched endpoint (`_ip`, `_path`), of the misdeliveries
+    of one chunk (`found`, numbered by `_m`), and the traffic read near them (the context)."""
+    window = _duration_ns(settings.collision_window)
     held = _subscriber_grants(found, authorizations)
     lag = _revocation_lag(held, _duration_ns(settings.revocation_grace))
     candidates = _authorized_others(held)
     # The candidates' traffic near the misdelivery says where they listened then, before the
     # registry (a later snapshot) does; only that of candidates seen on, or registered at,
-    # its IP is read whole. A backend missing on a few rows goes unchecked there; missing on
-    # all, it is evidence the input lacks: no collision is shown.
-    relax = found[BACKEND_EVIDENCE].null_count() < found.height
+    # its IP is read whole.
     context = collision_context(
         found if relax else found.clear(), candidates, registered, deliveries, window
     )
     received = received_endpoints(found, context, registered, window)
     on_endpoint = candidates_on_endpoint(candidates, found, received, context, registered, window)
-    intended = _intended(found, on_endpoint, context, window, relax)
-    attribution = _attribution(found, lag, intended, registry)
-    explained = misdeliveries.with_columns(attribution.select(ATTRIBUTION_COLUMNS))
-    matched = explained.with_columns(attribution.select("_ip", "_path"))
-    return Explained(
-        misdeliveries=explained,
-        endpoints=endpoints_report(matched, registered, context, registry),
-        evidence_missing=_evidence_missing(found, registered, context),
+    leaks = _leaks(misdeliveries, context)
+    intended = _intended(found, leaks, on_endpoint, context, window, relax)
+    return _attribution(found, lag, intended, registry), context
+
+
+# A misdelivery's key as a leak: a delivery of its event to its app for its subscriber.
+LEAK = ("event_id", "app_id", "for_user_id")
+
+
+def _leaks(misdeliveries: pl.LazyFrame, context: pl.DataFrame) -> pl.DataFrame:
+    """The leak keys (`LEAK`) of all misdeliveries, of every chunk, that the context holds: a
+    misdelivery is not its app's own traffic for another misdelivery, in whichever chunk."""
+    near = context.select(LEAK).unique()
+    return (
+        misdeliveries.select(LEAK)
+        .join(near.lazy(), on=list(LEAK), how="semi", nulls_equal=True)
+        .unique()
+        .collect(engine="streaming")
+    )
+
+
+def _collisions(found: pl.DataFrame, attribution: pl.DataFrame) -> pl.DataFrame:
+    """The collisions of a chunk with their endpoint (ip, path): what the endpoints report
+    counts, written apart so that the published misdeliveries carry no hidden column."""
+    return (
+        found.with_columns(attribution.select(CAUSE, ip="_ip", path="_path"))
+        .filter(pl.col(CAUSE) == Cause.SHARED_ENDPOINT_COLLISION.value)
+        .select(*USED, "ip", "path")
     )
 
 
@@ -191,21 +289,16 @@ def _grants_of(authorizations: LoadedInput, users: pl.Series) -> pl.LazyFrame:
 
 
 def _evidence_missing(
-    found: pl.DataFrame, registered: pl.DataFrame, context: pl.DataFrame
+    total: int, relax: bool, registered: pl.DataFrame, present: frozenset[str]
 ) -> list[str]:
     """The evidence of a collision that the inputs lack: a backend on no misdelivery; an IP,
-    or a URL, on no misdelivery, registry entry or delivery read near them."""
-    if not found.height:
+    or a URL, on no misdelivery, registry entry or delivery read near them (`present` names
+    the columns some misdelivery or delivery near one had)."""
+    if not total:
         return []
-    missing = []
-    if found[BACKEND_EVIDENCE].null_count() == found.height:
-        missing.append(f"deliveries.{BACKEND_EVIDENCE}")
-    for column, part in zip(ENDPOINT_EVIDENCE, ("path", "ip"), strict=True):
-        if not (
-            found[column].is_not_null().any()
-            or registered.height
-            or context[part].is_not_null().any()
-        ):
+    missing = [] if relax else [f"deliveries.{BACKEND_EVIDENCE}"]
+    for column in ENDPOINT_EVIDENCE:
+        if not (column in present or registered.height):
             missing.append(f"deliveries.{column}")
     return missing
 
@@ -243,20 +336,22 @@ def _authorized_others(held: pl.DataFrame) -> pl.DataFrame:
 
 def _intended(
     found: pl.DataFrame,
+    leaks: pl.DataFrame,
     on_endpoint: pl.LazyFrame,
     context: pl.DataFrame,
     window: int,
     relax: bool,
 ) -> pl.DataFrame:
     """(_m, intended app, candidates, matched endpoint) of the misdeliveries with the shared
-    endpoint signature. `on_endpoint` holds the candidates on each misdelivery's endpoint
+    endpoint signature. `leaks` are the misdeliveries' keys in the context (`_leaks`);
+    `on_endpoint` holds the candidates on each misdelivery's endpoint
     (`candidates_on_endpoint`); `relax` lets a missing backend go unchecked (`evidence`).
 
     Each test of "a delivery within the window" is an as-of join to the nearest one, so no
     misdelivery is paired with all of an app's traffic around it."""
     at = found.lazy().select("_m", "app_id", "delivered_at", BACKEND_EVIDENCE)
     receiving = context.join(found.select("app_id").unique(), on="app_id", how="semi")
-    active = receiver_active(found, at, receiving, window, relax)
+    active = receiver_active(leaks, at, receiving, window, relax)
     at = at.join(active.lazy(), on="_m", how="semi").drop("app_id")
     # Collected once: the ranking reads it thrice, and only its apps' traffic.
     on_endpoint_ = on_endpoint.unique().join(active.lazy(), on="_m").collect()
@@ -331,32 +426,25 @@ def _closest_activity(
 
 
 def endpoints_report(
-    explained: pl.DataFrame,
+    collisions: pl.LazyFrame,
+    members: pl.DataFrame,
     registered: pl.DataFrame,
-    context: pl.DataFrame,
     registry: pl.DataFrame | None,
 ) -> pl.DataFrame:
     """One row per (IP, URL path) shared by two or more apps, with the misdeliveries the
     shared endpoint explains; sorted by IP and path. Apps are placed on endpoints by the
-    registry and by the deliveries the scan saw with evidence."""
-    sources = [
-        app_endpoints(explained.lazy()),
-        distinct_endpoints(context.lazy().select("app_id", "ip", "path")),
-        registered.lazy(),
-    ]
-    members = attribute_developers(pl.concat(sources).unique(), registry)
+    registry and by the deliveries the scan saw with evidence (`members`: app_id, ip, path);
+    `collisions` are all the collisions (`USED` columns) with their endpoint (ip, path), so
+    that the distinct events and users are counted over all of them."""
+    placed = pl.concat([members.lazy(), registered.lazy()]).unique()
     shared = (
-        members.group_by("ip", "path")
+        attribute_developers(placed, registry)
+        .group_by("ip", "path")
         .agg(
             pl.col("app_id").unique().sort().alias("app_ids"),
             pl.col("developer_id").unique().sort().alias("developer_ids"),
         )
         .filter(pl.col("app_ids").list.len() > 1)
-    )
-    collisions = (
-        explained.lazy()
-        .filter(pl.col(CAUSE) == Cause.SHARED_ENDPOINT_COLLISION.value)
-        .select(*USED, ip="_ip", path="_path")
     )
     leaked = collisions.group_by("ip", "path").agg(
         pl.len().cast(COUNT).alias("misdeliveries"),
@@ -384,5 +472,5 @@ def endpoints_report(
             "last_misdelivered_at",
         )
         .sort("resolved_ip", "url_path")
-        .collect()
+        .collect(engine="streaming")
     )

@@ -42,7 +42,7 @@ def evidence(checked: pl.Expr) -> pl.Expr:
 
 
 def receiver_active(
-    found: pl.DataFrame, at: pl.LazyFrame, context: pl.DataFrame, window: int, relax: bool
+    leaks: pl.DataFrame, at: pl.LazyFrame, context: pl.DataFrame, window: int, relax: bool
 ) -> pl.DataFrame:
     """(_m, _no_backend): the misdeliveries whose receiving app had its own traffic within the
     window from the same backend (`_no_backend` false), or, when `relax` and a backend is
@@ -50,11 +50,11 @@ def receiver_active(
     (`_no_backend` true). `at` is each misdelivery's (_m, app_id, delivered_at, backend).
 
     Misdeliveries are not an app's own traffic, nor is any delivery of a misdelivered event
-    to the same app for the same subscriber: a retry, or a rejected copy, is the leak again."""
-    leaks = ["event_id", "app_id", "for_user_id"]
-    traffic = context.lazy().join(
-        found.lazy().select(leaks), on=leaks, how="anti", nulls_equal=True
-    )
+    to the same app for the same subscriber: a retry, or a rejected copy, is the leak again.
+    `leaks` holds the (event_id, app_id, for_user_id) of every misdelivery, of every chunk,
+    that `context` holds."""
+    keys = leaks.columns
+    traffic = context.lazy().join(leaks.lazy(), on=keys, how="anti", nulls_equal=True)
     slots = ["app_id", BACKEND_EVIDENCE]
     checked = (
         nearest(at.drop_nulls(slots), traffic, slots)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
-from incident.config import Attribution, ScanConfig
+from incident.config import ScanConfig
 from incident.engine import Engine
 from incident.errors import InputError
 from incident.pipeline import cause, partitions
@@ -161,46 +161,6 @@ def _detect(
     )
 
 
-# --- Adapter until attribution works in chunks (issue 13); delete at that merge, and import
-# `Explained` and `explain` from incident.pipeline.cause instead. Today's `explain` takes the
-# misdeliveries whole; its result is written to one Parquet in `folder`, and read as a scan.
-@dataclass(frozen=True)
-class Explained:
-    """Misdeliveries with their cause (a scan of files), the shared endpoints they went
-    through, and the evidence that no input had."""
-
-    misdeliveries: pl.LazyFrame
-    endpoints: pl.DataFrame
-    evidence_missing: list[str]
-
-
-def explain(
-    misdeliveries: pl.LazyFrame,
-    deliveries: LoadedInput,
-    authorizations: LoadedInput,
-    apps: pl.LazyFrame | None,
-    registry: pl.DataFrame | None,
-    settings: Attribution,
-    folder: Path,
-    chunk_rows: int = 0,
-) -> Explained:
-    """`cause.explain` on the whole of `misdeliveries`, its result a scan of `folder`
-    (`chunk_rows`, of the chunked contract, is not used)."""
-    whole = cause.explain(
-        misdeliveries.collect(), deliveries, authorizations, apps, registry, settings
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    whole.misdeliveries.write_parquet(folder / "explained-000000.parquet")
-    return Explained(
-        misdeliveries=pl.scan_parquet(folder / "explained-000000.parquet", glob=False),
-        endpoints=whole.endpoints,
-        evidence_missing=whole.evidence_missing,
-    )
-
-
-# --- End of the adapter.
-
-
 def _by_bucket(
     report: Callable[[pl.LazyFrame], pl.LazyFrame], frame: pl.LazyFrame, key: str, buckets: int
 ) -> pl.DataFrame:
@@ -287,7 +247,7 @@ def run(
     findings = _detect(config, inputs, engine, staging, progress)
     vouch(inputs, findings)
     progress("explaining misdeliveries")
-    explained = explain(
+    explained = cause.explain(
         findings.misdeliveries,
         inputs.deliveries,
         inputs.authorizations,
