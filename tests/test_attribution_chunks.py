@@ -35,7 +35,7 @@ ALL = 10**9
 
 def chunked(rows: int) -> Any:
     """A patch that makes the scan explain its misdeliveries `rows` at a time."""
-    return patch("incident.pipeline.run.explain", partial(cause.explain, chunk_rows=rows))
+    return patch("incident.pipeline.cause.explain", partial(cause.explain, chunk_rows=rows))
 
 
 def summary(out: Path) -> dict[str, Any]:
@@ -100,7 +100,7 @@ def scanned_in(case: Case, root: Path, rows: int) -> tuple[list[pl.DataFrame], d
     with chunked(rows):
         result = run_case(case, root)
     endpoints = pl.read_parquet(result.out / "endpoints.parquet")
-    tables = [result.misdeliveries, result.users, result.developers, endpoints]
+    tables = [result.misdeliveries.collect(), result.users, result.developers, endpoints]
     figures = {k: v for k, v in result.summary.to_json().items() if k not in VARYING}
     return tables, figures
 

@@ -144,6 +144,7 @@ def explain(
         .row(0)
     )
     seen = _Seen(pl.DataFrame(schema=ENDPOINT_SCHEMA))
+    folder.mkdir(parents=True, exist_ok=True)
     parts, collisions = [], []
     # One chunk at least, so that an empty scan still has the explained columns.
     for number, offset in enumerate(range(0, max(total, 1), chunk_rows)):
