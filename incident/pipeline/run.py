@@ -6,7 +6,6 @@ Writing and publishing the result is `incident.api`'s and `incident.outputs`'.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -16,7 +15,7 @@ import polars as pl
 from incident.config import ScanConfig
 from incident.engine import Engine
 from incident.errors import InputError
-from incident.pipeline import partitions
+from incident.pipeline import partitions, staging_area
 from incident.pipeline.cause import explain
 from incident.pipeline.detect import MISDELIVERED, Status
 from incident.pipeline.impact import (
@@ -148,7 +147,7 @@ def _detect(
 ) -> Detection:
     """Classify every delivery, one task per partition on `engine`, with the tasks' parts in
     `staging`; the misdeliveries with their developer, in a stable order."""
-    parts = staging / PARTS
+    parts = staging_area.for_scan(config, staging / PARTS)
     try:
         found = partitions.run(
             inputs.deliveries,
@@ -162,7 +161,7 @@ def _detect(
         )
     finally:
         # Held in memory now; a result never publishes them.
-        shutil.rmtree(parts, ignore_errors=True)
+        parts.remove()
     statuses = found.statuses
     accounting = RowAccounting(
         rows_read=inputs.deliveries.source.rows,
