@@ -71,7 +71,7 @@ def cluster(endpoint: str) -> Iterator[str]:
     """A 2-worker LocalCluster's address: a `tcp://` address, so the scan takes it for a
     remote cluster."""
     with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0"
     ) as local:
         yield local.scheduler_address
 

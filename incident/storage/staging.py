@@ -81,7 +81,7 @@ class Staging:
         if not self.in_store:
             Path(self.location).mkdir(exist_ok=True)
 
-    def _check_open(self, written: Staging | None = None) -> None:
+    def _check_open(self, written: Sequence[Staging] = ()) -> None:
         """Raise when the staging area was removed (a task still running after its scan
         failed), taking back `written` first. Checked before a write and after it: what was
         written before the area closed, its remover deletes; what was written after, the
@@ -91,8 +91,8 @@ class Staging:
         else:
             is_open = Path(self.root).is_dir()
         if not is_open:
-            if written is not None:
-                written.remove()
+            for place in written:
+                place.remove()
             raise FileNotFoundError(f"{self.root}: the staging area was removed")
 
     def write(self, frame: pl.DataFrame) -> None:
@@ -101,7 +101,7 @@ class Staging:
         self._check_open()
         if self.in_store:
             frame.write_parquet(self.location, storage_options=self.options)
-            self._check_open(written=self)
+            self._check_open(written=[self])
             return
         path = Path(self.location)
         temporary = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
@@ -115,11 +115,12 @@ class Staging:
         self._check_open()
         attempt = uuid.uuid4().hex
         (self / attempt).folder()  # a partitioned sink of no rows makes no folder
+        marker = self / f"{attempt}{FINISHED}"
         try:
             write(self / attempt)
+            _put(marker, b"")
         finally:
-            self._check_open(written=self / attempt)
-        _put(self / f"{attempt}{FINISHED}", b"")
+            self._check_open(written=(marker, self / attempt))
 
     def files(self) -> list[str]:
         """The names of every file under this place, at any depth, relative to it, sorted."""
