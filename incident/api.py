@@ -10,9 +10,10 @@ from pathlib import Path
 import polars as pl
 
 from incident.config import ScanConfig
-from incident.engine import is_local, open_engine
+from incident.engine import open_engine
 from incident.errors import ConfigError, TooManyRejectedError
 from incident.outputs import check_directory, check_prefix, staged_directory, staged_prefix
+from incident.pipeline import staging_area
 from incident.pipeline.run import Outcome, Progress, discard_findings, load_inputs, run
 from incident.report.write import write_result
 from incident.results.manifest import FileEvidence, hash_inputs, write_manifest
@@ -60,15 +61,11 @@ class ScanResult:
 
 
 def _check_cluster(config: ScanConfig) -> None:
-    """A cluster's workers write their parts in the staging area by path: with `--out` in
-    object storage it is a local directory, which only a cluster on this machine shares."""
-    remote = config.cluster is not None and not is_local(config.cluster)
-    if remote and isinstance(config.out, str):
-        raise ConfigError(
-            f"--cluster {config.cluster}: a remote cluster cannot write into the local staging "
-            f"of --out {config.out}; give --out a directory its workers share, or use "
-            "--cluster local"
-        )
+    """Where a cluster's workers write their parts: `--staging` apart from the inputs and
+    `--out` (`staging_area.check`). Without it a remote cluster stages beside an `--out`
+    in object storage, or in the local staging of a local `--out`, a path its workers must
+    share."""
+    staging_area.check(config)
 
 
 def _check_out(config: ScanConfig) -> None:

@@ -252,6 +252,10 @@ class ScanConfig:
     cluster: str | None = None  # None: in this process; else `local`, `local:N` or an address
     partition_rows: int | None = None  # rows per detection task; None: chosen by the engine
     grant_buckets: int | None = None  # key tables; None: as many as the grants need
+    # Where detection tasks write their parts, shared by every worker: a local directory or
+    # a prefix in object storage (kept as text). None: the result's local staging, or, for a
+    # remote cluster with `out` in object storage, a prefix of its own beside `out`.
+    staging: Path | str | None = None
     # Options for inputs and `out` in object storage, beside the environment's credentials.
     storage: StorageOptions = NO_OPTIONS
 
@@ -264,6 +268,8 @@ class ScanConfig:
         # Accept a str for the output directory, as a notebook user would write it.
         if not is_url(self.out):
             object.__setattr__(self, "out", Path(self.out))
+        if self.staging is not None and not is_url(self.staging):
+            object.__setattr__(self, "staging", Path(self.staging))
         # Every other command reads a result from its Parquet or CSV tables: a scan asked for
         # other formats alone (html, say) writes the default tables too.
         chosen = tuple(dict.fromkeys(ReportFormat(f) for f in self.formats))

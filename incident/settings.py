@@ -175,6 +175,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("engine.cluster", "cluster", _text),
     Setting("engine.partition_rows", "partition_rows", _count),
     Setting("engine.grant_buckets", "grant_buckets", _count),
+    Setting("engine.staging", "staging", _text, path=True),
 )
 _BY_KEY = {s.key: s for s in SETTINGS}
 _INPUTS = ("deliveries", "authorizations", "apps")
@@ -231,6 +232,7 @@ class ProjectConfig:
             cluster=self.value("engine.cluster"),
             partition_rows=self.value("engine.partition_rows"),
             grant_buckets=self.value("engine.grant_buckets"),
+            staging=_staging(self.value("engine.staging")),
             storage=self.storage,
         )
 
@@ -265,6 +267,11 @@ def _flag_name(setting: Setting) -> str:
 def _location(value: str) -> Path | str:
     """`--out` as a scan takes it: an object-storage URL as text, else a path."""
     return value if is_url(value) else Path(value)
+
+
+def _staging(value: str | None) -> Path | str | None:
+    """`--staging` as a scan takes it: absent, an object-storage URL as text, else a path."""
+    return None if value is None else _location(value)
 
 
 def _relative_to(base: Path, value: str) -> str:

@@ -31,6 +31,7 @@ from incident.pipeline.detect import PACKED_KEY, Packing
 from incident.pipeline.exchange import BUCKET, Exchange, bucket_of
 from incident.pipeline.load import SourceGroup
 from incident.pipeline.partitions import plan
+from incident.storage.staging import Staging
 from tests.conftest import delivery, grant, utc, write
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_logs"
@@ -48,7 +49,7 @@ def _group(file_rows: tuple[int, ...]) -> SourceGroup:
 def test_plan_reads_every_file_once_in_runs_under_the_limit(
     groups: list[list[int]], limit: int
 ) -> None:
-    planned = plan(tuple(_group(tuple(rows)) for rows in groups), limit, Path("parts"))
+    planned = plan(tuple(_group(tuple(rows)) for rows in groups), limit, Staging("parts"))
     assert [p.number for p in planned] == list(range(len(planned)))
     # Every file of every group is in exactly one partition, in order.
     files = [(f, n) for p in planned for f, n in zip(p.group.files, p.group.file_rows, strict=True)]
@@ -394,12 +395,15 @@ def test_text_grants_with_integer_deliveries_in_buckets(tmp_path: Path) -> None:
 
 
 def test_a_lost_tasks_half_written_rows_are_never_read(tmp_path: Path) -> None:
-    exchange = Exchange(str(tmp_path), 2, Window(), Packing((0, 1), (0, 1)), {})
-    for folder in ("000000", "000000.4242.tmp"):
-        part = tmp_path / "rows-1" / folder / f"{BUCKET}=0" / "00000000.parquet"
+    exchange = Exchange(Staging(str(tmp_path)), 2, Window(), Packing((0, 1), (0, 1)), {}, {})
+    # Partition 0 finished attempt "b" and left "a" half written; partition 1 finished none.
+    for attempt in ("000000/a", "000000/b", "000001/c"):
+        part = tmp_path / "rows-1" / attempt / f"{BUCKET}=0" / "00000000.parquet"
         part.parent.mkdir(parents=True)
         part.write_bytes(b"")
-    assert [p.parent.parent.name for p in exchange.rows(True, 0)] == ["000000"]
+    (tmp_path / "rows-1" / "000000" / "b.finished").write_bytes(b"")
+    rows = exchange.rows(True)
+    assert [part.name for part in rows[0]] == [f"rows-1/000000/b/{BUCKET}=0/00000000.parquet"]
 
 
 def test_rows_of_two_partitions_with_one_row_number_keep_their_own_status(
@@ -417,17 +421,6 @@ def test_rows_of_two_partitions_with_one_row_number_keep_their_own_status(
     assert files == _scan(root, tmp_path / "one", grant_buckets=1)
     misdelivered = pl.read_parquet(tmp_path / "buckets" / "misdeliveries.parquet")
     assert misdelivered.select("event_id", "reason").rows() == [("e1", "after_revocation")]
-
-
-def test_a_remote_cluster_cannot_stage_for_an_object_storage_out(tmp_path: Path) -> None:
-    result = CliRunner().invoke(
-        cli,
-        ["scan", str(SAMPLE), "--out", "s3://bucket/report", "--cluster", "tcp://10.0.0.1:8786"],
-    )
-    assert result.exit_code == ExitCode.USAGE_ERROR, result.output
-    assert "a remote cluster cannot write into the local staging of --out s3://bucket/report" in (
-        result.output
-    )
 
 
 @pytest.mark.parametrize("option", ["partition_rows", "grant_buckets"])

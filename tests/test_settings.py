@@ -231,6 +231,20 @@ def test_how_a_scan_runs_comes_from_the_file_the_environment_and_flags(tmp_path:
     assert flagged.grant_buckets == 1
 
 
+def test_the_staging_area_comes_from_the_file_relative_to_it_or_as_a_url(tmp_path: Path) -> None:
+    path = tmp_path / "project" / "incident.toml"
+    path.parent.mkdir()
+    path.write_text('[engine]\nstaging = "scratch"\n')
+    assert resolve({"directory": "logs"}, (), path).scan_config().staging == path.parent / "scratch"
+    flagged = resolve({"directory": "logs", "staging": "s3://b/tmp"}, (), path).scan_config()
+    assert flagged.staging == "s3://b/tmp"
+    environment = {"INCIDENT_STAGING": "az://c/tmp"}
+    assert resolve({"directory": "logs"}, (), environ=environment).scan_config().staging == (
+        "az://c/tmp"
+    )
+    assert resolve({"directory": "logs"}, (), environ={}).scan_config().staging is None
+
+
 @pytest.mark.parametrize("value", ["0", "-3", "many", "1.5"])
 def test_a_count_of_the_engine_must_be_a_whole_number_of_at_least_one(value: str) -> None:
     result = runner.invoke(

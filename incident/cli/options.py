@@ -142,6 +142,14 @@ def scan_options(function: F) -> F:
                 help="Split the grants into N key tables, the deliveries exchanged to match; 1 "
                 "is one key table shared by every task [default: enough for about 1 GB each].",
             ),
+            click.option(
+                "--staging",
+                metavar="LOCATION",
+                help="Where detection tasks write their parts: a directory or an object-storage "
+                "prefix (s3://, gs://, az://) that every worker reaches; the scan uses a place of "
+                "its own inside it and removes it after [default: beside the result; for a "
+                "remote --cluster with --out in object storage, a prefix beside --out].",
+            ),
         ],
     )
 

@@ -20,12 +20,9 @@ the answers are those of one key table.
 from __future__ import annotations
 
 import math
-import os
-import shutil
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import polars as pl
 
@@ -51,6 +48,7 @@ from incident.pipeline.passes import (
     _second_pass,
     _settle_checks,
 )
+from incident.storage.staging import Staging
 
 BUCKET = "_bucket"
 # What a grant costs at the peak while a key table is built (README, "Memory"), and what one
@@ -78,56 +76,43 @@ def bucket_of(on: list[str], buckets: int) -> pl.Expr:
 
 @dataclass(frozen=True)
 class Exchange:
-    """What every task of the exchange shares."""
+    """What every task of the exchange shares: the staging area, and the grants' parts of
+    each bucket by keying (written once, by the scan itself)."""
 
-    folder: str
+    staging: Staging
     buckets: int
     window: Window
     packing: Packing
     grant_schemas: dict[bool, pl.Schema]
+    grant_parts: dict[tuple[bool, int], list[Staging]]
 
     def grants(self, packed: bool, bucket: int) -> pl.LazyFrame:
         """The grants of one bucket (none when the bucket has none)."""
-        files = sorted(Path(self.folder, f"grants-{packed:d}", f"{BUCKET}={bucket}").glob("*"))
-        if not files:
+        parts = self.grant_parts.get((packed, bucket))
+        if not parts:
             return pl.LazyFrame(schema=self.grant_schemas[packed])
-        return pl.scan_parquet(files, glob=False)
+        return self.staging.scan(parts)
 
-    def rows(self, packed: bool, bucket: int) -> list[Path]:
-        """The files of one bucket's delivery rows, from every partition: from the folders of
-        finished tasks only (a partition's number), never from one a lost task left half
-        written under its temporary name."""
-        folders = Path(self.folder, f"rows-{packed:d}")
-        return sorted(
-            path
-            for path in folders.glob(f"*/{BUCKET}={bucket}/*")
-            if path.parent.parent.name.isdigit()
-        )
+    def rows(self, packed: bool) -> dict[int, list[Staging]]:
+        """The parts of each bucket's delivery rows, from every partition: from one finished
+        attempt of each partition's task only, never from one a lost task left half written
+        or from two runs of one task."""
+        return _by_bucket((self.staging / f"rows-{packed:d}").finished().values())
 
-    def found(self, packed: bool) -> list[Path]:
-        """The files of the rows to report, one per bucket."""
-        return sorted(Path(self.folder, f"found-{packed:d}").glob("*.parquet"))
+    def found(self, packed: bool) -> list[Staging]:
+        """The parts of the rows to report, one per bucket."""
+        found = self.staging / f"found-{packed:d}"
+        return [found / name for name in found.files() if name.endswith(".parquet")]
 
 
-def write_part(frame: pl.DataFrame, path: Path) -> None:
-    """A task's part, written under another name and renamed: a task that runs again (a
-    retry, or a copy of a lost worker's task) replaces it whole."""
-    temporary = path.with_suffix(f".{os.getpid()}.tmp")
-    frame.write_parquet(temporary)
-    os.replace(temporary, path)
-
-
-def _replace_directory(write: Callable[[Path], None], final: Path) -> None:
-    # Written beside and renamed: a task that runs twice (a retry, or a lost worker's task
-    # run again) leaves one whole copy of its parts.
-    temporary = final.with_name(f"{final.name}.{os.getpid()}.tmp")
-    shutil.rmtree(temporary, ignore_errors=True)
-    # Made here: a partitioned sink of no rows makes no directory. Its parent is never made by
-    # a task: a task still running after its scan failed must not bring the staging back.
-    temporary.mkdir()
-    write(temporary)
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(temporary, final)
+def _by_bucket(attempts: Iterable[list[Staging]]) -> dict[int, list[Staging]]:
+    """Parts of partitioned sinks (`_bucket=N/…`) by bucket."""
+    parts: dict[int, list[Staging]] = {}
+    for attempt in attempts:
+        for part in attempt:
+            folder = part.name.split("/")[-2]
+            parts.setdefault(int(folder.removeprefix(f"{BUCKET}=")), []).append(part)
+    return parts
 
 
 def split_grants(
@@ -135,25 +120,34 @@ def split_grants(
     groups: tuple[SourceGroup, ...],
     window: Window,
     buckets: int,
-    folder: Path,
+    staging: Staging,
 ) -> Exchange:
     """Split the valid grants into buckets, streaming, once for each way `groups` key rows."""
     packing = _packing(authorizations)
-    schemas = {}
+    schemas, grant_parts = {}, {}
     for packed in sorted(set(map(_packed, groups))):
         keyed, on = _grants(authorizations, packing if packed else None)
         schemas[packed] = keyed.collect_schema()
 
-        def write(path: Path, keyed: pl.LazyFrame = keyed, on: list[str] = on) -> None:
-            split = pl.PartitionBy(path, key=bucket_of(on, buckets), include_key=False)
-            sink = keyed.sink_parquet(split, mkdir=True, lazy=True)
+        def write(split: Staging, keyed: pl.LazyFrame = keyed, on: list[str] = on) -> None:
+            by_bucket = pl.PartitionBy(
+                split.location, key=bucket_of(on, buckets), include_key=False
+            )
+            sink = keyed.sink_parquet(
+                by_bucket, mkdir=True, lazy=True, storage_options=split.options
+            )
             collect_groups([sink], authorizations.groups)
 
-        _replace_directory(write, folder / f"grants-{packed:d}")
+        # Written by this process once, but as a task writes its parts, so read alike.
+        grants = staging / "grants"
+        grants.folder()
+        (grants / f"{packed:d}").write_attempt(write)
+        for bucket, parts in _by_bucket([grants.finished()[f"{packed:d}"]]).items():
+            grant_parts[(packed, bucket)] = parts
         # The folders the tasks write in, made once, here.
         for round_ in ("rows", "found"):
-            (folder / f"{round_}-{packed:d}").mkdir()
-    return Exchange(str(folder), buckets, window, packing, schemas)
+            (staging / f"{round_}-{packed:d}").folder()
+    return Exchange(staging, buckets, window, packing, schemas, grant_parts)
 
 
 def scatter(partition: tuple[int, SourceGroup], exchange: Exchange) -> int:
@@ -162,34 +156,44 @@ def scatter(partition: tuple[int, SourceGroup], exchange: Exchange) -> int:
     narrow, on = _narrow(group, exchange.packing)
     rows = narrow.with_columns(pl.lit(number, pl.UInt32).alias(PARTITION))
 
-    def write(path: Path) -> None:
-        split = pl.PartitionBy(path, key=bucket_of(on, exchange.buckets), include_key=False)
-        collect_groups([rows.sink_parquet(split, mkdir=True, lazy=True)], [group])
+    def write(attempt: Staging) -> None:
+        split = pl.PartitionBy(
+            attempt.location, key=bucket_of(on, exchange.buckets), include_key=False
+        )
+        sink = rows.sink_parquet(split, mkdir=True, lazy=True, storage_options=attempt.options)
+        collect_groups([sink], [group])
 
-    _replace_directory(write, Path(exchange.folder, f"rows-{_packed(group):d}", f"{number:06d}"))
+    (exchange.staging / f"rows-{_packed(group):d}" / f"{number:06d}").write_attempt(write)
     return sum(group.file_rows)
 
 
-def classify_bucket(bucket: tuple[bool, int], exchange: Exchange) -> Counter[str]:
+def scattered(exchange: Exchange, keyings: list[bool]) -> list[tuple[bool, int, list[Staging]]]:
+    """Round 2's items: every bucket of every keying with the parts of its rows, listed once
+    here rather than by each task."""
+    items = []
+    for packed in keyings:
+        rows = exchange.rows(packed)
+        items += [(packed, bucket, rows.get(bucket, [])) for bucket in range(exchange.buckets)]
+    return items
+
+
+def classify_bucket(bucket: tuple[bool, int, list[Staging]], exchange: Exchange) -> Counter[str]:
     """Round 2: one bucket's rows against its key table; its rows to report are written, its
     counts of rows read and valid rows outside the window returned."""
-    packed, number = bucket
-    files = exchange.rows(packed, number)
-    if not files:
+    packed, number, parts = bucket
+    if not parts:
         return Counter()
     on = [PACKED_KEY] if packed else ["for_user_id", "app_id"]
     grants = exchange.grants(packed, number)
     (keys,) = collect_groups([key_table(grants, on)], (), engine="auto")
-    counts, reported = classify(
-        pl.scan_parquet(files, glob=False), keys.lazy(), on, exchange.window
-    )
+    counts, reported = classify(exchange.staging.scan(parts), keys.lazy(), on, exchange.window)
     counted, flagged = collect_groups(
         [counts, reported.select(PARTITION, ROW, EVENT, *on, "delivered_at", STATUS)], ()
     )
     settled = _settle_checks(flagged, (grants, on), ())
     found = settled.filter(pl.col(STATUS) != Status.AUTHORIZED.value)
-    path = Path(exchange.folder, f"found-{packed:d}", f"{number:06d}.parquet")
-    write_part(found.select(PARTITION, ROW, EVENT, STATUS), path)
+    part = exchange.staging / f"found-{packed:d}" / f"{number:06d}.parquet"
+    part.write(found.select(PARTITION, ROW, EVENT, STATUS))
     rows, outside = counted.row(0)
     return Counter({"rows": rows, Status.OUTSIDE_WINDOW.value: outside})
 
@@ -197,13 +201,13 @@ def classify_bucket(bucket: tuple[bool, int], exchange: Exchange) -> Counter[str
 def fetch(partition: tuple[int, SourceGroup], exchange: Exchange) -> Findings:
     """Round 3: a partition's rows to report, from every bucket, fetched whole."""
     number, group = partition
-    found_files = exchange.found(_packed(group))
+    found_parts = exchange.found(_packed(group))
     found = (
-        pl.scan_parquet(found_files, glob=False)
+        exchange.staging.scan(found_parts)
         .filter(pl.col(PARTITION) == number)
         .drop(PARTITION)
         .collect()
-        if found_files
+        if found_parts
         else pl.DataFrame(schema={ROW: pl.UInt32, EVENT: pl.String, STATUS: pl.String})
     )
     misdeliveries, rejected = collect_groups(_second_pass(group, found), [group])

@@ -14,7 +14,6 @@ import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import polars as pl
 
@@ -25,6 +24,7 @@ from incident.pipeline.detect import Status
 from incident.pipeline.load import ROW, LoadedInput, SourceGroup, stack
 from incident.pipeline.passes import Detector, Findings, _packed, detect, prepare
 from incident.schema import Input
+from incident.storage.staging import Staging
 
 # In one process a partition is as large as a group allows; on a cluster each worker gets a
 # few partitions, so that a slow or lost one delays the scan by a fraction.
@@ -37,11 +37,11 @@ class Partition:
 
     number: int
     group: SourceGroup
-    folder: str
+    staging: Staging
 
-    def part(self, table: str) -> Path:
-        """The file of this partition's part of `table`."""
-        return Path(self.folder) / f"{table}-{self.number:06d}.parquet"
+    def part(self, table: str) -> Staging:
+        """This partition's part of `table`."""
+        return self.staging / f"{table}-{self.number:06d}.parquet"
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,9 @@ class PartDone:
     statuses: Counter[str]
 
 
-def plan(groups: tuple[SourceGroup, ...], rows_per_partition: int, folder: Path) -> list[Partition]:
+def plan(
+    groups: tuple[SourceGroup, ...], rows_per_partition: int, staging: Staging
+) -> list[Partition]:
     """The partitions of `groups`: runs of whole files of at most `rows_per_partition` rows
     (a larger file is a partition of its own), at least one per group."""
     partitions: list[Partition] = []
@@ -70,7 +72,7 @@ def plan(groups: tuple[SourceGroup, ...], rows_per_partition: int, folder: Path)
             files = tuple(group.files[i] for i in run)
             file_rows = tuple(group.file_rows[i] for i in run)
             part = replace(group, files=files, file_rows=file_rows)
-            partitions.append(Partition(len(partitions), part, str(folder)))
+            partitions.append(Partition(len(partitions), part, staging))
     return partitions
 
 
@@ -84,8 +86,8 @@ def rows_per_partition(deliveries: LoadedInput, workers: int, configured: int | 
 
 
 def _write_parts(partition: Partition, found: Findings) -> PartDone:
-    exchange.write_part(found.misdeliveries.drop(ROW), partition.part("misdeliveries"))
-    exchange.write_part(found.rejected, partition.part("rejected"))
+    partition.part("misdeliveries").write(found.misdeliveries.drop(ROW))
+    partition.part("rejected").write(found.rejected)
     return PartDone(partition.number, sum(partition.group.file_rows), found.statuses)
 
 
@@ -114,13 +116,12 @@ def _exchanged(
     """Detection in three rounds over grants split into `buckets` (`exchange`); the
     statuses of every row."""
     progress(f"detecting misdeliveries: splitting the grants into {buckets} buckets")
-    folder = Path(partitions[0].folder)
-    shared = exchange.split_grants(authorizations, deliveries.groups, window, buckets, folder)
+    staging = partitions[0].staging
+    shared = exchange.split_grants(authorizations, deliveries.groups, window, buckets, staging)
     total, rows = len(partitions), deliveries.source.rows
     scattered = _counter(progress, "partitions read", total, rows)
     engine.map(_scatter_partition, partitions, shared, scattered)
-    keyings = sorted({_packed(p.group) for p in partitions})
-    buckets_ = [(packed, bucket) for packed in keyings for bucket in range(buckets)]
+    buckets_ = exchange.scattered(shared, sorted({_packed(p.group) for p in partitions}))
     counts = engine.map(
         exchange.classify_bucket,
         buckets_,
@@ -188,19 +189,19 @@ def run(
     authorizations: LoadedInput,
     window: Window,
     engine: Engine,
-    folder: Path,
+    staging: Staging,
     progress: Callable[[str], None],
     configured_rows: int | None = None,
     grant_buckets: int | None = None,
 ) -> Found:
     """Classify every delivery row on `engine`, one task per partition; the rows to report
-    stay in the parts the tasks write in `folder` (a scan of them: keep them until read).
+    stay in the parts the tasks write in `staging` (a scan of them: keep them until read).
     The grants make one key table shared by every task, or, when they are too many for one
     (or `grant_buckets` says so), are split into buckets with the deliveries exchanged to
     match (`exchange`)."""
     size = rows_per_partition(deliveries, engine.workers, configured_rows)
-    partitions = plan(deliveries.groups, size, folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    partitions = plan(deliveries.groups, size, staging)
+    staging.create()
     buckets = grant_buckets or exchange.buckets_for(authorizations.source.rows)
     if buckets > 1:
         statuses = _exchanged(
@@ -212,9 +213,9 @@ def run(
         parts = engine.map(detect_partition, partitions, detector, done)
         statuses = sum((part.statuses for part in parts), Counter())
     misdeliveries = stack(
-        [pl.scan_parquet(p.part("misdeliveries"), glob=False) for p in partitions], Input.DELIVERIES
+        [staging.scan([p.part("misdeliveries")]) for p in partitions], Input.DELIVERIES
     )
-    rejected = [pl.read_parquet(p.part("rejected"), glob=False) for p in partitions]
+    rejected = [staging.scan([p.part("rejected")]).collect() for p in partitions]
     return Found(
         statuses=+statuses,
         misdeliveries=misdeliveries,

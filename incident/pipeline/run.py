@@ -17,7 +17,7 @@ import polars as pl
 from incident.config import ScanConfig
 from incident.engine import Engine
 from incident.errors import InputError
-from incident.pipeline import cause, partitions
+from incident.pipeline import cause, partitions, staging_area
 from incident.pipeline.detect import MISDELIVERED, Status
 from incident.pipeline.findings import order
 from incident.pipeline.impact import (
@@ -102,7 +102,7 @@ def _detect(
 ) -> Detection:
     """Classify every delivery, one task per partition on `engine`, with the tasks' parts in
     `staging`; the misdeliveries with their developer, in a stable order, on disk there."""
-    parts = staging / PARTS
+    parts = staging_area.for_scan(config, staging / PARTS)
     try:
         found = partitions.run(
             inputs.deliveries,
@@ -135,7 +135,7 @@ def _detect(
         )
     finally:
         # Read into the ordered files now; a result never publishes them.
-        shutil.rmtree(parts, ignore_errors=True)
+        parts.remove()
     # Copies of reported rows are counted once (DESIGN rule 1): rejected as `duplicate`.
     moved = ordered.copies.height
     accounting = replace(

@@ -73,6 +73,8 @@ class StorageOption:
     pyarrow: str | None
     secret: bool = False
     boolean: bool = False
+    # An endpoint URL, which pyarrow's Azure filesystem takes as host:port and scheme apart.
+    endpoint: bool = False
 
     @property
     def name(self) -> str:
@@ -105,6 +107,12 @@ STORAGE_OPTIONS: dict[Scheme, tuple[StorageOption, ...]] = {
             ("azure_client_secret", "azure_storage_client_secret"), "client_secret", secret=True
         ),
         StorageOption(("azure_tenant_id", "azure_storage_tenant_id"), "tenant_id"),
+        # An emulator's or a sovereign cloud's blob endpoint, e.g. azurite's
+        # http://127.0.0.1:10000/devstoreaccount1 (the account in the path is object_store's).
+        StorageOption(
+            ("azure_storage_endpoint", "azure_endpoint"), "blob_storage_authority", endpoint=True
+        ),
+        StorageOption(("azure_allow_http",), None, boolean=True),
     ),
     # Google credentials: GOOGLE_APPLICATION_CREDENTIALS, which both libraries read.
     Scheme.GS: (),
@@ -146,6 +154,24 @@ def _boolean(key: str, value: str) -> bool:
     raise ConfigError(f"--storage-option {key}: expected true or false, got {value!r}")
 
 
+def _azure_endpoint(url: str) -> dict[str, str]:
+    """pyarrow's arguments for an Azure blob endpoint URL: its host:port and scheme, for the
+    blob and the Data Lake (dfs) services alike (an emulator serves both on one port)."""
+    scheme, _, rest = url.partition("://")
+    authority = rest.split("/", 1)[0]
+    if not _ or not authority or scheme.lower() not in ("http", "https"):
+        raise ConfigError(
+            f"--storage-option azure_storage_endpoint: expected http(s)://HOST[:PORT][/ACCOUNT], "
+            f"got {url!r}"
+        )
+    return {
+        "blob_storage_authority": authority,
+        "blob_storage_scheme": scheme.lower(),
+        "dfs_storage_authority": authority,
+        "dfs_storage_scheme": scheme.lower(),
+    }
+
+
 @dataclass(frozen=True)
 class StorageOptions:
     """The `--storage-option` values given, by canonical name."""
@@ -168,6 +194,8 @@ class StorageOptions:
             option = _BY_NAME[key][1]
             if option.boolean:
                 _boolean(key, value)
+            if option.endpoint:
+                _azure_endpoint(value)
             values[option.name] = value
         if ("aws_access_key_id" in values) != ("aws_secret_access_key" in values):
             raise ConfigError(
@@ -185,10 +213,13 @@ class StorageOptions:
             return None
         scheme, _ = split_url(location)
         options = {option.name: value for option, value in self._given(scheme)}
-        endpoint = options.get("aws_endpoint_url", "")
-        if endpoint.lower().startswith("http://"):
-            # An http endpoint, named on purpose: pyarrow follows it, object_store must too.
-            options.setdefault("aws_allow_http", "true")
+        for endpoint, allow in (
+            ("aws_endpoint_url", "aws_allow_http"),
+            ("azure_storage_endpoint", "azure_allow_http"),
+        ):
+            if options.get(endpoint, "").lower().startswith("http://"):
+                # An http endpoint, named on purpose: pyarrow follows it, object_store must too.
+                options.setdefault(allow, "true")
         return options
 
     def for_pyarrow(self, scheme: Scheme) -> dict[str, Any]:
@@ -197,8 +228,11 @@ class StorageOptions:
         arguments: dict[str, Any] = {
             option.pyarrow: _boolean(option.name, value) if option.boolean else value
             for option, value in self._given(scheme)
-            if option.pyarrow is not None
+            if option.pyarrow is not None and not option.endpoint
         }
+        for option, value in self._given(scheme):
+            if option.endpoint:
+                arguments.update(_azure_endpoint(value))
         for (for_scheme, argument), variables in _ENVIRONMENT.items():
             found = next((os.environ[v] for v in variables if os.environ.get(v)), None)
             if for_scheme is scheme and argument not in arguments and found is not None:
