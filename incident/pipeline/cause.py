@@ -76,7 +76,9 @@ USED = (
 
 
 # Misdeliveries explained at a time: the chunk's working memory (its grants, the traffic near
-# it, the joins) is a few hundred MB at this size, whatever the number of misdeliveries.
+# it, the joins) is a few hundred MB at this size, whatever the number of misdeliveries
+# (`python bench/chunks.py DATA --chunk-rows N`). Each chunk reads the deliveries' app and
+# time columns again, so a larger chunk is faster and a smaller one leaner.
 CHUNK_ROWS = 100_000
 
 
@@ -162,9 +164,9 @@ def explain(
         # Let go before the next chunk is read: two chunks are never held at once.
         del chunk, found, attribution, context, explained
     return Explained(
-        misdeliveries=pl.scan_parquet(parts),
+        misdeliveries=pl.scan_parquet(parts, glob=False),
         endpoints=endpoints_report(
-            pl.scan_parquet(collisions), seen.endpoints, registered, registry
+            pl.scan_parquet(collisions, glob=False), seen.endpoints, registered, registry
         ),
         evidence_missing=_evidence_missing(total, relax, registered, seen.evidence),
     )
