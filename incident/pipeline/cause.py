@@ -75,11 +75,12 @@ USED = (
 )
 
 
-# Misdeliveries explained at a time: the chunk's working memory (its grants, the traffic near
-# it, the joins) is a few hundred MB at this size, whatever the number of misdeliveries
-# (`python bench/chunks.py DATA --chunk-rows N`). Each chunk reads the deliveries' app and
-# time columns again, so a larger chunk is faster and a smaller one leaner.
-CHUNK_ROWS = 100_000
+# Misdeliveries explained at a time. A chunk's working memory (its grants, the traffic near
+# it, the joins) is about 1.3 KB per misdelivery, some 650 MB at this size, whatever the number
+# of misdeliveries (`python bench/chunks.py DATA --chunk-rows N`). Each chunk reads the
+# deliveries' app and time columns again, so a larger chunk is faster and a smaller one leaner:
+# at this size a scan with fewer than 500,000 misdeliveries reads them once.
+CHUNK_ROWS = 500_000
 
 
 @dataclass(frozen=True)
