@@ -18,6 +18,7 @@ skipped, with every length held against the bytes that remain.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -239,12 +240,15 @@ def _chunk_proofs(meta: dict[int, Any]) -> set[str]:
     return proofs
 
 
-def _proofs(footer: dict[int, Any], columns: list[tuple[str, bool, bool]]) -> dict[str, Any]:
+def _proofs(
+    footer: dict[int, Any], columns: list[tuple[str, bool, bool]]
+) -> dict[str, frozenset[str]]:
     """Per top-level column, what the statistics of all its row groups prove."""
-    paths = [path for path, _, _ in columns]
+    paths = Counter(path for path, _, _ in columns)
     proofs = {}
     for index, (path, repeats, top) in enumerate(columns):
-        if not top or repeats or paths.count(path) > 1:
+        # A column of its own name only: a nested one is read through its parent.
+        if not top or repeats or paths[path] > 1:
             continue
         found = {NO_NULLS, NO_BLANKS}  # no row group: no row, nothing to check
         for group in footer.get(4, []):
