@@ -15,7 +15,10 @@ from incident import ColumnMap, ScanConfig, scan
 from incident.api import ScanResult
 from incident.errors import InputError
 from incident.pipeline.files import find_files
+from incident.pipeline.footers import with_dictionary_proofs
+from incident.pipeline.integrity import BLANK_FIRST_BYTES
 from incident.pipeline.load import load_input
+from incident.pipeline.values import is_blank
 from incident.schema import Input
 from tests.conftest import BYSTANDER_GRANT, ScanFn, delivery, grant, utc, write
 
@@ -576,3 +579,121 @@ def test_a_page_header_with_an_impossible_count_is_refused_before_it_is_read(
     path.write_bytes(bytes(data))
     with pytest.raises(InputError, match=r"d\.parquet: not a readable Parquet file \(damaged: "):
         load_input(Input.DELIVERIES, str(path), ColumnMap())
+
+
+# Rule 1 checks only where the footers do not rule a problem out (issue 15): a check skipped
+# wrongly would let a row with a null or blank required value count as valid.
+
+
+def _written(tmp_path: Path, rows: list[dict[str, object]], **options: object) -> Path:
+    """Deliveries written by pyarrow, two rows a row group, with `options` (statistics,
+    dictionaries, page sizes)."""
+    table = pl.DataFrame(rows, infer_schema_length=None).to_arrow()
+    path = tmp_path / "deliveries.parquet"
+    pq.write_table(table, path, row_group_size=2, **options)
+    return path
+
+
+def _checked(path: Path) -> set[str]:
+    """The checks the first pass makes of the deliveries at `path`."""
+    (group,) = load_input(Input.DELIVERIES, str(path), ColumnMap()).groups
+    group = with_dictionary_proofs(group)
+    return {text for _, text in group.problems} - group.needless
+
+
+def _scanned(tmp_path: Path, deliveries: Path) -> ScanResult:
+    grants = write([grant(app_id=app) for app in range(10, 16)], tmp_path / "grants.parquet")
+    return scan(ScanConfig(str(deliveries), str(grants), out=tmp_path / "out"))
+
+
+REQUIRED_CHECKS = {
+    "event_id: null",
+    "delivered_at: null",
+    "delivered_at: not a timestamp",
+    "app_id: null",
+    "for_user_id: null",
+    "event_type: null",
+    "event_type: empty",
+}
+CLEAN = [delivery(event_id=i, app_id=10 + i) for i in range(6)]
+
+
+def test_blank_first_bytes_are_those_of_every_character_polars_strips() -> None:
+    characters = [chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000]
+    blank = pl.DataFrame({"c": characters}).filter(is_blank(pl.col("c")))["c"].to_list()
+    assert " " in blank and "\u3000" in blank and "a" not in blank
+    assert {c.encode()[0] for c in blank} == BLANK_FIRST_BYTES
+
+
+def test_statistics_rule_out_the_checks_of_clean_columns(tmp_path: Path) -> None:
+    # Only what detection reads anyway: the time, and event_type's null check, which decodes it.
+    expected = {"delivered_at: not a timestamp", "event_type: null"}
+    assert _checked(_written(tmp_path, CLEAN)) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        (None, "event_type: null"),
+        ("", "event_type: empty"),
+        (" \u3000", "event_type: empty"),  # whitespace only, one of it beyond ASCII
+    ],
+)
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},  # statistics and dictionaries: the statistics of the last row group tell
+        {"write_statistics": False},  # the dictionary of the last row group tells
+        {"write_statistics": False, "use_dictionary": False},  # nothing tells: every row
+    ],
+)
+def test_a_blank_or_null_in_one_row_group_only_is_still_found(
+    tmp_path: Path, value: str | None, problem: str, options: dict[str, object]
+) -> None:
+    rows = [*CLEAN[:5], delivery(event_id=5, app_id=15, event_type=value)]
+    path = _written(tmp_path, rows, **options)
+    assert problem in _checked(path)
+    result = _scanned(tmp_path, path)
+    assert _rejected(result) == [problem]
+    assert result.accounting.rows_authorized == 5
+
+
+def test_a_blank_in_a_page_after_the_dictionary_grew_too_large_is_found(tmp_path: Path) -> None:
+    # Many distinct types: pyarrow falls back from the dictionary to plain pages.
+    rows = [delivery(event_id=i, event_type=f"type-{i:04d}") for i in range(2_000)]
+    rows[-1] = delivery(event_id=2_000, event_type="  ")
+    table = pl.DataFrame(rows).to_arrow()
+    path = tmp_path / "deliveries.parquet"
+    pq.write_table(
+        table, path, write_statistics=False, dictionary_pagesize_limit=64, data_page_size=64
+    )
+    chunk = pq.read_metadata(path).row_group(0).column(table.schema.names.index("event_type"))
+    assert chunk.has_dictionary_page and "PLAIN" in chunk.encodings
+    assert "event_type: empty" in _checked(path)
+    result = _scanned(tmp_path, path)
+    assert _rejected(result) == ["event_type: empty"]
+
+
+def test_without_statistics_or_dictionaries_every_check_is_made(tmp_path: Path) -> None:
+    path = _written(tmp_path, CLEAN, write_statistics=False, use_dictionary=False)
+    assert _checked(path) == REQUIRED_CHECKS
+
+
+def test_the_dictionaries_rule_out_the_text_checks_without_statistics(tmp_path: Path) -> None:
+    path = _written(tmp_path, CLEAN, write_statistics=False)
+    assert _checked(path) == REQUIRED_CHECKS - {"event_type: empty"}
+
+
+def test_a_null_in_one_row_group_and_an_instant_beyond_the_calendar_are_found(
+    tmp_path: Path,
+) -> None:
+    far = pl.lit(2**62, pl.Int64).cast(pl.Datetime("us", "UTC"))
+    frame = pl.DataFrame(CLEAN).with_columns(
+        pl.when(pl.col("event_id") == 4).then(None).otherwise(pl.col("app_id")).alias("app_id"),
+        pl.when(pl.col("event_id") == 5).then(far).otherwise("delivered_at").alias("delivered_at"),
+    )
+    path = tmp_path / "deliveries.parquet"
+    pq.write_table(frame.to_arrow(), path, row_group_size=2)
+    assert "app_id: null" in _checked(path)
+    result = _scanned(tmp_path, path)
+    assert _rejected(result) == ["app_id: null", "delivered_at: not a timestamp"]

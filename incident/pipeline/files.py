@@ -22,7 +22,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from incident.errors import InputError
-from incident.pipeline.integrity import ParquetDamage, check_parquet, check_stream
+from incident.pipeline.integrity import Checked, ParquetDamage, check_parquet, check_stream
 from incident.schema import Input
 from incident.storage import objects
 from incident.storage.locations import NO_OPTIONS, StorageOptions, is_url
@@ -162,17 +162,17 @@ def _tree(input_: Input, top: str) -> tuple[list[str], list[str]]:
     return directories, files
 
 
-def read_schema(path: str, storage: StorageOptions = NO_OPTIONS) -> tuple[pa.Schema, int]:
-    """The Arrow schema and rows of a Parquet file (or object), once its structure is checked;
-    `InputError` naming it when it is damaged or not Parquet."""
+def read_schema(path: str, storage: StorageOptions = NO_OPTIONS) -> tuple[pa.Schema, Checked]:
+    """The Arrow schema of a Parquet file (or object), its rows and what its statistics prove,
+    once its structure is checked; `InputError` naming it when it is damaged or not Parquet."""
     try:
         # Checked first: polars and pyarrow trust a file's counts, and abort on some damage.
         if is_url(path):
             with objects.open_input(path, storage) as stream:
-                check_stream(stream)
+                checked = check_stream(stream)
                 metadata = pq.read_metadata(stream)
         else:
-            check_parquet(path)
+            checked = check_parquet(path)
             metadata = pq.read_metadata(path)
         schema = metadata.schema.to_arrow_schema().remove_metadata()
     except ParquetDamage as error:
@@ -182,7 +182,7 @@ def read_schema(path: str, storage: StorageOptions = NO_OPTIONS) -> tuple[pa.Sch
     except (OSError, ValueError, LookupError, ArithmeticError, pa.ArrowException) as error:
         detail = storage.redact(first_line(error))
         raise InputError(f"{path}: not a readable Parquet file ({detail})") from None
-    return schema, metadata.num_rows
+    return schema, checked
 
 
 _CHUNK = 1 << 20

@@ -1,23 +1,31 @@
 """What the Parquet footers of an input tell without reading a row: the null values of each
 canonical column and the time range its time columns cover, from the statistics of every row
-group. A fact some footer cannot give (no statistics, a partition column, a value that does
-not normalise) is unknown, never guessed.
+group (for `validate`); and, for the scan's first pass, the rule-1 checks of text columns that
+no row of a file can fail, from the dictionaries their values are written with, where the
+statistics (`integrity`) did not rule them out. A fact some footer cannot give (no
+statistics, a partition column, a value that does not normalise) is unknown, never guessed.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from incident.pipeline.load import LoadedInput, SourceGroup
+from incident.pipeline.values import is_blank
 from incident.schema import COLUMNS, Kind
 from incident.storage import objects
+from incident.storage.locations import is_url
+
+if TYPE_CHECKING:  # load reads the proofs below: only its types are needed here
+    from incident.pipeline.load import LoadedInput, SourceGroup
 
 # What decoding a footer's statistics can raise on a damaged but readable file.
 _FOOTER_ERRORS = (OSError, ValueError, LookupError, ArithmeticError, pa.ArrowException)
@@ -149,3 +157,72 @@ def _merge(
         return None
     earlier = ranges.get(canonical)
     return (min(low, earlier[0]), max(high, earlier[1])) if earlier else (low, high)
+
+
+def _dictionaries(
+    group: SourceGroup, file: str, columns: list[str]
+) -> dict[str, list[pa.Array] | None]:
+    """Per text column of a file, the dictionaries every value of it points to, read with the
+    indices but no value decoded; None when a row group holds the column without a dictionary
+    (it would be encoded value by value: no cheaper than the check)."""
+    found: dict[str, list[pa.Array] | None] = {column: [] for column in columns}
+    with objects.open_input(file, group.storage) as stream:
+        # A local file by its path: pyarrow reads it without going through Python.
+        parquet = pq.ParquetFile(stream if is_url(file) else file, read_dictionary=columns)
+        schema = parquet.metadata.schema
+        index = {schema.column(i).path: i for i in range(parquet.metadata.num_columns)}
+        for number in range(parquet.num_row_groups):
+            chunks = parquet.metadata.row_group(number)
+            for column in columns:
+                if not chunks.column(index[column]).has_dictionary_page:
+                    found[column] = None
+            read = [column for column in columns if found[column] is not None]
+            if not read:
+                break
+            table = parquet.read_row_group(number, columns=read, use_threads=False)
+            for column in read:
+                entries = found[column]
+                if entries is not None:
+                    entries += [chunk.dictionary for chunk in table.column(column).chunks]
+    return found
+
+
+def _any_blank(dictionaries: list[pa.Array]) -> bool:
+    """The scan's own test of blank text, on the entries of dictionaries instead of every value;
+    true when they cannot be read as text."""
+    try:
+        entries = pa.chunked_array([d.cast(pa.large_string()) for d in dictionaries])
+        return bool(pl.DataFrame({"v": entries}).select(is_blank(pl.col("v")).any()).item())
+    except (*_FOOTER_ERRORS, pl.exceptions.PolarsError):
+        return True
+
+
+def with_dictionary_proofs(group: SourceGroup) -> SourceGroup:
+    """`group` with the blank checks of its text columns that no statistics ruled out made
+    needless where the dictionaries of every file rule them out: reading a dictionary's
+    indices costs a fraction of stripping every value."""
+    checks = {text for _, text in group.problems} - group.needless
+    wanted = {
+        source: canonical
+        for canonical, source in group.sources.items()
+        if group.raw_schema[source] in (pl.String, pl.Categorical)
+        and f"{canonical}: empty" in checks
+    }
+    if not wanted:
+        return group
+    entries: dict[str, list[pa.Array] | None] = {source: [] for source in wanted}
+    # pyarrow decodes without the GIL: the files are read side by side.
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        try:
+            for found in pool.map(lambda file: _dictionaries(group, file, [*wanted]), group.files):
+                for source, arrays in found.items():
+                    kept = entries[source]
+                    entries[source] = None if arrays is None or kept is None else kept + arrays
+        except _FOOTER_ERRORS:
+            return group  # unreadable here: the scan reads it, and names what is wrong
+    needless = {
+        f"{wanted[source]}: empty"
+        for source, arrays in entries.items()
+        if arrays and not _any_blank(arrays)
+    }
+    return replace(group, needless=group.needless | needless)

@@ -7,6 +7,9 @@ be). Neither can be caught, so the footer and the page headers are decoded here,
 and checked: row groups, column chunks and pages must agree with each other and lie within
 the file. Page contents are not read: a page's header is all a reader sizes anything by.
 
+The footer's statistics, decoded here too (pyarrow aborts on some damaged ones), tell which of
+rule 1's checks no row of a column can fail (`Checked.proofs`): no null, no blank text.
+
 Footer and page headers are Thrift's compact protocol: a struct is a run of (field id, type)
 headers and values, ended by a zero byte. Only the fields checked are kept; the rest are
 skipped, with every length held against the bytes that remain.
@@ -15,7 +18,9 @@ skipped, with every length held against the bytes that remain.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 MAGIC = b"PAR1"
@@ -41,11 +46,20 @@ class _Truncated(ParquetDamage):
 # What is kept of a struct: its fields of interest, each with how it is read (`INT`, `TEXT`,
 # a struct's plan, or a list of one `[plan]`). Everything else is skipped, not built.
 Plan = dict[int, Any]
-INT, TEXT = "int", "text"
+INT, TEXT, BYTES = "int", "text", "bytes"
 # FileMetaData: 2 schema (3 repetition, 4 name, 5 children), 3 rows, 4 row groups (1 column
-# chunks with 3 their metadata: 5 values, 6 and 7 bytes uncompressed and compressed, 9 data
-# and 11 dictionary page offsets; 3 rows).
-_COLUMN_META: Plan = {5: INT, 6: INT, 7: INT, 9: INT, 11: INT}
+# chunks with 3 their metadata: 1 physical type, 5 values, 6 and 7 bytes uncompressed and
+# compressed, 9 data and 11 dictionary page offsets, 12 statistics: 3 nulls, 5 and 6 the
+# greatest and least value; 3 rows).
+_COLUMN_META: Plan = {
+    1: INT,
+    5: INT,
+    6: INT,
+    7: INT,
+    9: INT,
+    11: INT,
+    12: {3: INT, 5: BYTES, 6: BYTES},
+}
 _FILE_META: Plan = {
     2: [{3: INT, 4: TEXT, 5: INT}],
     3: INT,
@@ -130,9 +144,10 @@ def _read(data: bytes, at: int, kind: int, plan: Any, depth: int) -> tuple[Any, 
     if plan == INT and kind in (4, 5, 6):
         raw, at = _varint(data, at)
         return (raw >> 1) ^ -(raw & 1), at  # zigzag
-    if plan == TEXT and kind == 8:
+    if plan in (TEXT, BYTES) and kind == 8:
         size, at = _varint(data, at)
-        return bytes(data[at : at + size]).decode("utf-8", "replace"), at + size
+        value = bytes(data[at : at + size])
+        return value.decode("utf-8", "replace") if plan == TEXT else value, at + size
     if isinstance(plan, dict) and kind == 12:
         return _struct(data, at, plan, depth + 1)
     if isinstance(plan, list) and kind in (9, 10):
@@ -179,16 +194,79 @@ def _decode(data: bytes, plan: Plan) -> tuple[dict[int, Any], int]:
     return found, end
 
 
-def check_parquet(path: str) -> int:
-    """The rows of a Parquet file; `ParquetDamage` when its footer or a page header cannot be
-    decoded, or a count or extent contradicts another or the file: rows in the row groups and
-    the file, values in each column chunk (one per row where nothing repeats) and its pages,
-    and where the pages lie."""
+# What the statistics of a column chunk prove of its values.
+NO_NULLS = "no nulls"
+NO_BLANKS = "no blank text"
+# The first bytes of the UTF-8 of every character that polars' `strip_chars` strips (Unicode
+# White_Space; tests/test_load.py checks every character): a text that is not empty and
+# starts with another byte is not blank.
+BLANK_FIRST_BYTES = frozenset({0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x20, 0xC2, 0xE1, 0xE2, 0xE3})
+_BYTE_ARRAY = 6
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A file whose structure is checked: its rows, and per top-level column what the
+    statistics of every row group prove (`NO_NULLS`, `NO_BLANKS`); a column they do not tell
+    of, or a nested one, is absent."""
+
+    rows: int
+    proofs: dict[str, frozenset[str]]
+
+
+def _not_blank(low: bytes, high: bytes) -> bool:
+    """True when no text between `low` and `high` (bytewise) can be blank: every one starts
+    with a byte from low's first to high's first, and none of those starts a blank. Bounds out
+    of order (a writer that compared bytes as signed) prove nothing."""
+    if not low or low > high:
+        return False
+    return not BLANK_FIRST_BYTES & set(range(low[0], high[0] + 1))
+
+
+def _chunk_proofs(meta: dict[int, Any]) -> set[str]:
+    """What one column chunk's statistics prove (nothing without them)."""
+    statistics = meta.get(12, {})
+    proofs = set()
+    if statistics.get(3) == 0:
+        proofs.add(NO_NULLS)
+    low, high = statistics.get(6), statistics.get(5)
+    if (
+        meta.get(1) == _BYTE_ARRAY
+        and low is not None
+        and high is not None
+        and _not_blank(low, high)
+    ):
+        proofs.add(NO_BLANKS)
+    return proofs
+
+
+def _proofs(
+    footer: dict[int, Any], columns: list[tuple[str, bool, bool]]
+) -> dict[str, frozenset[str]]:
+    """Per top-level column, what the statistics of all its row groups prove."""
+    paths = Counter(path for path, _, _ in columns)
+    proofs = {}
+    for index, (path, repeats, top) in enumerate(columns):
+        # A column of its own name only: a nested one is read through its parent.
+        if not top or repeats or paths[path] > 1:
+            continue
+        found = {NO_NULLS, NO_BLANKS}  # no row group: no row, nothing to check
+        for group in footer.get(4, []):
+            found &= _chunk_proofs(group[1][index].get(3, {}))
+        proofs[path] = frozenset(found)
+    return proofs
+
+
+def check_parquet(path: str) -> Checked:
+    """The rows of a Parquet file and what its statistics prove; `ParquetDamage` when its
+    footer or a page header cannot be decoded, or a count or extent contradicts another or the
+    file: rows in the row groups and the file, values in each column chunk (one per row where
+    nothing repeats) and its pages, and where the pages lie."""
     with open(path, "rb", buffering=0) as file:
         return check_stream(file)
 
 
-def check_stream(file: BinaryIO) -> int:
+def check_stream(file: BinaryIO) -> Checked:
     """`check_parquet` of a file already open, unbuffered (a local file or an object in a
     store: one request per read)."""
     size = file.seek(0, os.SEEK_END)
@@ -203,7 +281,7 @@ def check_stream(file: BinaryIO) -> int:
     return _check_file(read, size)
 
 
-def _check_file(read: Callable[[int, int], bytes], size: int) -> int:
+def _check_file(read: Callable[[int, int], bytes], size: int) -> Checked:
     footer = _footer(read, size)
     columns = _leaf_columns(footer.get(2, []))
     rows = 0
@@ -215,14 +293,14 @@ def _check_file(read: Callable[[int, int], bytes], size: int) -> int:
         chunks = group.get(1, [])
         if len(chunks) != len(columns):
             raise ParquetDamage(f"row group {index} has {len(chunks)} of {len(columns)} columns")
-        for chunk, (name, repeats) in zip(chunks, columns, strict=True):
+        for chunk, (name, repeats, _) in zip(chunks, columns, strict=True):
             try:
                 _check_chunk(read, chunk.get(3, {}), group_rows, repeats, size)
             except ParquetDamage as error:
                 raise ParquetDamage(f"column {name!r} of row group {index}: {error}") from None
     if rows != footer.get(3, -1):
         raise ParquetDamage(f"{footer.get(3)} rows, but its row groups have {rows}")
-    return rows
+    return Checked(rows, _proofs(footer, columns))
 
 
 def _footer(read: Callable[[int, int], bytes], size: int) -> dict[int, Any]:
@@ -238,9 +316,10 @@ def _footer(read: Callable[[int, int], bytes], size: int) -> dict[int, Any]:
         raise ParquetDamage(f"footer: {error}") from None
 
 
-def _leaf_columns(schema: list[dict[int, Any]]) -> list[tuple[str, bool]]:
-    """(dotted path, whether it or a parent repeats) of each leaf column, in order."""
-    leaves: list[tuple[str, bool]] = []
+def _leaf_columns(schema: list[dict[int, Any]]) -> list[tuple[str, bool, bool]]:
+    """(dotted path, whether it or a parent repeats, whether it is top-level) of each leaf
+    column, in order."""
+    leaves: list[tuple[str, bool, bool]] = []
     # The groups open around the next element: (path, repeats, children still to come).
     stack: list[tuple[str, bool, int]] = []
     for index, element in enumerate(schema):
@@ -260,7 +339,7 @@ def _leaf_columns(schema: list[dict[int, Any]]) -> list[tuple[str, bool]]:
         if children:
             stack.append((path, repeats, children))
         else:
-            leaves.append((path, repeats))
+            leaves.append((path, repeats, not parent))
     return leaves
 
 

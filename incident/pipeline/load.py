@@ -26,12 +26,14 @@ from incident.pipeline.files import (
     first_line,
     read_schema,
 )
+from incident.pipeline.integrity import NO_BLANKS, NO_NULLS
 from incident.pipeline.values import (
     DTYPES,
     NORMALISERS,
     PROBLEMS,
     after_representable_time,
     as_text,
+    is_blank,
     not_an_id,
 )
 from incident.schema import (
@@ -116,6 +118,9 @@ class SourceGroup:
     sources: dict[str, str]
     file_rows: tuple[int, ...]  # from each file's Parquet footer
     storage: StorageOptions = NO_OPTIONS  # for files in object storage
+    # Problems (by their text) that the footers of every file prove no row has: `is_valid`
+    # need not look for them. True of any subset of the files too.
+    needless: frozenset[str] = frozenset()
 
     def scan(self) -> pl.LazyFrame:
         """The raw rows, numbered, with the file each came from."""
@@ -143,9 +148,12 @@ class SourceGroup:
 
     def is_valid(self) -> pl.Expr:
         """True for a row whose required columns are all present and parseable (rule 1)."""
-        if not self.problems:
+        # A check costs a pass over every value (a blank check strips every text): only the
+        # ones the footers do not rule out are made.
+        needed = [failed for failed, text in self.problems if text not in self.needless]
+        if not needed:
             return pl.lit(True)
-        return pl.any_horizontal(failed.fill_null(False) for failed, _ in self.problems).not_()
+        return pl.any_horizontal(failed.fill_null(False) for failed in needed).not_()
 
     def reject_reason(self) -> pl.Expr:
         """The first problem of a row, as `column: problem`; null for a valid row."""
@@ -265,6 +273,24 @@ def collect_groups(
         raise
 
 
+def _needless(
+    sources: dict[str, str], raw_schema: pl.Schema, proofs: list[dict[str, frozenset[str]]]
+) -> frozenset[str]:
+    """The problems of canonical columns read from `sources` that the footers' `proofs` (one
+    per file) rule out in every file."""
+    needless = set()
+    for canonical, name in sources.items():
+        proven = frozenset.intersection(*(file.get(name, frozenset()) for file in proofs))
+        text = raw_schema[name] in (pl.String, pl.Categorical)
+        # The null check of text stays: it is what decodes a column that detection reads for
+        # nothing else (`event_type`), so that a value that is not UTF-8 is still found.
+        if NO_NULLS in proven and not text:
+            needless.add(f"{canonical}: null")
+        if NO_BLANKS in proven and text:
+            needless.add(f"{canonical}: empty")
+    return frozenset(needless)
+
+
 def _scan_group(
     source: InputSource,
     files: list[str],
@@ -272,6 +298,7 @@ def _scan_group(
     schema: pa.Schema,
     columns: ColumnMap,
     storage: StorageOptions,
+    proofs: list[dict[str, frozenset[str]]],
 ) -> SourceGroup:
     """Check one group of files that share a Parquet schema, and plan its normalisation."""
     spec = COLUMNS[source.input]
@@ -306,6 +333,7 @@ def _scan_group(
         sources,
         file_rows,
         storage,
+        _needless(sources, raw_schema, proofs) if files else frozenset(),
     )
 
 
@@ -388,7 +416,7 @@ def _plan_column(
     problems = []
     # Blank text is a null value, not an unreadable one.
     text = dtype in (pl.String, pl.Categorical)
-    blank = raw.cast(pl.String).str.strip_chars().str.len_bytes() == 0 if text else pl.lit(False)
+    blank = is_blank(raw) if text else pl.lit(False)
     if not column.nullable:
         problems.append((raw.is_null(), f"{canonical}: null"))
         if text:
@@ -469,14 +497,24 @@ def load_input(
     files, copies = distinct_files(found, read_from_paths, storage)
     by_schema: dict[pa.Schema, list[str]] = {}
     rows: dict[str, int] = {}
+    proofs: dict[str, dict[str, frozenset[str]]] = {}
     # Objects in a store are a request or two each: their footers are read side by side.
     with ThreadPoolExecutor(max_workers=_FOOTER_READERS if is_url(path) else 1) as pool:
         footers = pool.map(lambda file: read_schema(file, storage), files)
-        for file, (schema, rows[file]) in zip(files, footers, strict=True):
+        for file, (schema, checked) in zip(files, footers, strict=True):
             by_schema.setdefault(schema, []).append(file)
+            rows[file], proofs[file] = checked.rows, checked.proofs
     source = InputSource(input_, path, files, tuple(rows[f] for f in files), copies)
     groups = tuple(
-        _scan_group(source, chunk, tuple(rows[f] for f in chunk), schema, columns, storage)
+        _scan_group(
+            source,
+            chunk,
+            tuple(rows[f] for f in chunk),
+            schema,
+            columns,
+            storage,
+            [proofs[f] for f in chunk],
+        )
         for schema, group in by_schema.items()
         for chunk in _chunks(group, rows)
     )

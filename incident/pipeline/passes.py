@@ -30,6 +30,7 @@ from incident.pipeline.detect import (
     key_table,
     resolve_checks,
 )
+from incident.pipeline.footers import with_dictionary_proofs
 from incident.pipeline.load import (
     ROW,
     LoadedInput,
@@ -59,6 +60,7 @@ def _packed(group: SourceGroup) -> bool:
 
 def _narrow(group: SourceGroup, packing: Packing) -> tuple[pl.LazyFrame, list[str]]:
     """The columns rule 1 and detection need, keyed like the key table for this group."""
+    group = with_dictionary_proofs(group)
     packed = _packed(group)
     key_columns = (
         [packing.pack(*(pl.col(group.sources[c]) for c in KEY))]

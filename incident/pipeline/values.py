@@ -50,6 +50,11 @@ def _id(raw: pl.Expr, dtype: pl.DataType, file: str, column: str) -> pl.Expr:
     raise InputError(f"{file}: column {column!r} is {dtype}: expected an integer or string ID")
 
 
+def is_blank(text: pl.Expr) -> pl.Expr:
+    """True for text that is empty or only whitespace: a null value, not an unreadable one."""
+    return text.cast(pl.String).str.strip_chars().str.len_bytes() == 0
+
+
 def _exact_float(dtype: pl.DataType) -> int:
     """2**bits of the significand of a float type: every integer below it is exact."""
     if dtype == pl.Float16:
