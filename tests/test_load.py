@@ -697,3 +697,27 @@ def test_a_null_in_one_row_group_and_an_instant_beyond_the_calendar_are_found(
     assert "app_id: null" in _checked(path)
     result = _scanned(tmp_path, path)
     assert _rejected(result) == ["app_id: null", "delivered_at: not a timestamp"]
+
+
+def test_a_hive_directory_value_is_checked_whatever_the_files_footers_say(
+    tmp_path: Path,
+) -> None:
+    # Each file holds app_id 7 (no null, in its statistics), but the directory that names
+    # app_id as a partition replaces it: __HIVE_DEFAULT_PARTITION__ reads as null.
+    for app in ("7", "__HIVE_DEFAULT_PARTITION__"):
+        folder = tmp_path / "d" / "event_type=dm" / f"app_id={app}"
+        folder.mkdir(parents=True)
+        pl.DataFrame(
+            {
+                "event_id": ["e1"],
+                "delivered_at": ["2024-01-01T00:00:00Z"],
+                "app_id": [7],
+                "for_user_id": [1],
+            }
+        ).write_parquet(folder / "f.parquet")
+    loaded = load_input(Input.DELIVERIES, str(tmp_path / "d"), ColumnMap())
+    valid = pl.concat(
+        [group.scan().select("app_id", group.is_valid().alias("valid")) for group in loaded.groups]
+    ).collect()
+    assert valid.filter(pl.col("app_id").is_null())["valid"].to_list() == [False]
+    assert all(not group.needless for group in loaded.groups)

@@ -208,7 +208,8 @@ def with_dictionary_proofs(group: SourceGroup) -> SourceGroup:
         if group.raw_schema[source] in (pl.String, pl.Categorical)
         and f"{canonical}: empty" in checks
     }
-    if not wanted:
+    # A hive directory's value replaces the file's column of the same name (see `load`).
+    if not wanted or group.hive:
         return group
     entries: dict[str, list[pa.Array] | None] = {source: [] for source in wanted}
     # pyarrow decodes without the GIL: the files are read side by side.

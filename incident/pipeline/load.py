@@ -333,7 +333,9 @@ def _scan_group(
         sources,
         file_rows,
         storage,
-        _needless(sources, raw_schema, proofs) if files else frozenset(),
+        # With hive partitioning a directory's value replaces the file's column of the same
+        # name: the file's footer then proves nothing about what is read.
+        _needless(sources, raw_schema, proofs) if files and not hive else frozenset(),
     )
 
 
