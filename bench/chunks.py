@@ -23,18 +23,11 @@ from unittest.mock import patch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's incident
 
+from stages import rss_mb  # bench/stages.py, beside this script
+
 from incident.api import scan
 from incident.config import ScanConfig
 from incident.pipeline import cause
-
-
-def rss_mb() -> float:
-    """This process's resident set size now, in MB (10^6 bytes)."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024 / 1e6
-    return 0.0
 
 
 class Watched:

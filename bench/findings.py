@@ -25,20 +25,13 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's incident
 
+from stages import rss_mb  # bench/stages.py, beside this script
+
 from incident.pipeline.findings import order
 from incident.pipeline.run import measure_impact
 from incident.report.html.timeline import daily_events
 from incident.report.tables import sink_parquet
 from incident.schema import ATTRIBUTION_COLUMNS
-
-
-def rss_mb() -> float:
-    """This process's resident set size now, in MB (10^6 bytes)."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024 / 1e6
-    return 0.0
 
 
 def measured(name: str, step: Callable[[], object]) -> None:
