@@ -63,7 +63,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     out = Path(tempfile.mkdtemp(prefix="incident-chunks-")) / "out"
     watched = Watched(args.chunk_rows)
-    with patch("incident.pipeline.run.explain", watched):
+    with patch("incident.pipeline.cause.explain", watched):
         scan(ScanConfig.from_directory(args.data, out=out))
     print(
         f"chunk_rows {args.chunk_rows:,}: attribution {watched.seconds:.1f} s, "

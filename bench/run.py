@@ -507,7 +507,10 @@ def compare_outputs(work: Path, jobs: list[Job]) -> list[str]:
 
 # --------------------------------------------------------------------------- fixed grants
 
-MAX_COPIES = 1024  # copy j's event ids are (dense rank) * MAX_COPIES + j
+MAX_COPIES = 1024  # copy j's event ids are FIRST_ID + (dense rank) * MAX_COPIES + j
+# Every id has as many digits, so that the ids' text sorts as their numbers and the base's
+# order, which is the events' time order (snowflake ids), as a real platform's ids do.
+FIRST_ID = 10**15
 
 
 @dataclass(frozen=True)
@@ -549,12 +552,14 @@ def ensure_copy(base: Base, copy: Path, j: int, rows: int) -> bool:
     """Make `copy` hold copy `j` of the base's deliveries, `rows` of them (all, or a first
     share of each file); True when this call wrote it, False when a complete one was reused.
 
-    Copy j is the base with every event id replaced by its dense rank over the whole base
-    (1, 2, ..., in the ids' order) times MAX_COPIES plus j, and, for j > 0, every delivery id
+    Copy j is the base with every event id replaced by FIRST_ID plus its dense rank over the
+    whole base (1, 2, ..., in the ids' order) times MAX_COPIES plus j, and, for j > 0, every
+    delivery id
     prefixed with `r<j>-`: distinct deliveries of distinct events, with the same users, apps,
     times and evidence, so every copy matches the same grants.
     """
-    description = json.dumps({"base": str(base.data), "copy": j, "rows": rows}) + "\n"
+    ids = f"{FIRST_ID} + rank * {MAX_COPIES} + j"
+    description = json.dumps({"base": str(base.data), "copy": j, "rows": rows, "ids": ids}) + "\n"
     if copy_marker(copy).exists() and copy_marker(copy).read_text() == description:
         return False
     shutil.rmtree(copy, ignore_errors=True)
@@ -564,7 +569,7 @@ def ensure_copy(base: Base, copy: Path, j: int, rows: int) -> bool:
     for source, share in zip(base.files, shares, strict=True):
         table = pq.read_table(source).slice(0, int(share))
         ranks = np.searchsorted(base.event_ids, table.column("event_id").to_numpy()) + 1
-        event_ids = pa.array(ranks * MAX_COPIES + j, pa.int64())
+        event_ids = pa.array(FIRST_ID + ranks * MAX_COPIES + j, pa.int64())
         table = table.set_column(table.schema.get_field_index("event_id"), "event_id", event_ids)
         if j > 0:
             delivery_ids = pc.binary_join_element_wise(f"r{j}-", table.column("delivery_id"), "")

@@ -3,17 +3,27 @@ a misdelivery went to, found however the app IDs are written, and no more."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+from functools import partial
+from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import polars as pl
 import pytest
 
+from incident import ScanConfig, scan
+from incident.config import ColumnMap
+from incident.pipeline import cause
 from incident.pipeline.endpoints import ENDPOINT_SCHEMA, near_received_ip, received_ips
-from incident.schema import TIMESTAMP
-from tests.conftest import ScanFn
+from incident.pipeline.load import load_input
+from incident.pipeline.values import stored_between, stored_bounds
+from incident.schema import TIMESTAMP, Input
+from tests.conftest import ScanFn, delivery, utc, write
 from tests.test_cause import APPS, GRANTS, IP, MINUTE, OTHER_IP, SECOND, T, collision, explained
 
 WINDOW = 6 * 60 * 10**9  # ns
+DAY = timedelta(days=1)
 FAR = 2**62  # apps this far apart take the slot test off its packed integer
 
 
@@ -95,3 +105,134 @@ def test_a_url_missing_everywhere_is_named_alone(run_scan: ScanFn) -> None:
     result = run_scan(rows, GRANTS, registry)
     assert [r["cause"] for r in explained(result)] == ["unexplained"]
     assert result.summary.to_json()["attribution"]["evidence_missing"] == ["deliveries.webhook_url"]
+
+
+def times_as(rows: list[dict[str, Any]], how: str) -> pl.DataFrame:
+    """`rows` with their delivered_at written `how`: a Parquet timestamp of a unit and zone,
+    epoch milliseconds, or ISO-8601 text."""
+    frame = pl.DataFrame(rows, infer_schema_length=None)
+    at = pl.col("delivered_at")
+    written = {
+        "ns UTC": at.cast(pl.Datetime("ns", "UTC")),
+        "ms UTC": at.cast(pl.Datetime("ms", "UTC")),
+        "us naive": at.dt.replace_time_zone(None),
+        "us Tokyo": at.dt.convert_time_zone("Asia/Tokyo"),
+        "epoch ms": at.dt.epoch("ms"),
+        "epoch ms uint64": at.dt.epoch("ms").cast(pl.UInt64),
+        "text": at.dt.to_string("%Y-%m-%dT%H:%M:%S%.fZ"),
+    }[how]
+    return frame.with_columns(written.alias("delivered_at"))
+
+
+@pytest.mark.parametrize("side", [-1, 1])
+@pytest.mark.parametrize(
+    "how", ["ns UTC", "ms UTC", "us naive", "us Tokyo", "epoch ms", "epoch ms uint64", "text"]
+)
+def test_a_chunk_reads_all_the_traffic_of_its_time_however_the_times_are_written(
+    run_scan: ScanFn, how: str, side: int
+) -> None:
+    # Explained one at a time, a misdelivery reads only the stored times its slots span: the
+    # receiving app's own traffic a whole window earlier, or later, must still be read, and
+    # the other misdelivery, a day later, must find its own.
+    window = timedelta(minutes=6)
+    first = collision(trigger_at=T + SECOND + side * window)
+    later = [
+        {**row, "event_id": row["event_id"] + 10, "delivered_at": row["delivered_at"] + DAY}
+        for row in collision()
+    ]
+    deliveries = times_as(first + later, how)
+    one_at_a_time = patch("incident.pipeline.cause.explain", partial(cause.explain, chunk_rows=1))
+    with one_at_a_time:
+        result = run_scan(deliveries, GRANTS, APPS)
+    assert [(r["event_id"], r["cause"]) for r in explained(result)] == [
+        ("101", "shared_endpoint_collision"),
+        ("111", "shared_endpoint_collision"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("dtype", "low", "high", "kept"),
+    [
+        # A stored value is a whole number of its unit: ms 2 is 2,000,000 ns.
+        (pl.Datetime("ms", "UTC"), 1_500_000, 2_500_000, [2]),
+        (pl.Int64(), 1_000_000, 3_000_000, [1, 2, 3]),
+        # A bound the type cannot hold bounds nothing on its side.
+        (pl.UInt8(), -5 * 10**6, 2 * 10**6, [0, 1, 2]),
+        (pl.Int8(), 10**6, 10**12, [1, 2, 3, 4]),
+        (pl.Date(), 0, 1, [0]),
+    ],
+)
+def test_stored_times_are_bounded_to_the_instants(
+    dtype: pl.DataType, low: int, high: int, kept: list[int]
+) -> None:
+    frame = pl.DataFrame({"at": [0, 1, 2, 3, 4]}).with_columns(pl.col("at").cast(dtype))
+    bounded = stored_between("at", dtype, low, high)
+    assert bounded is not None
+    assert frame.filter(bounded)["at"].cast(pl.Int64).to_list() == kept
+
+
+def test_text_times_are_not_bounded() -> None:
+    assert stored_between("at", pl.String(), 0, 1) is None
+
+
+@pytest.mark.parametrize("how", ["ms UTC", "us Tokyo", "epoch ms", "epoch ms uint64", "text"])
+def test_a_chunk_reads_the_files_of_its_time(tmp_path: Path, how: str) -> None:
+    # The receiving app's own traffic, a whole window before the first misdelivery, sits in
+    # a file of its own, and the second misdelivery a day later in another: explained one at
+    # a time, each misdelivery must read the file its traffic is in.
+    window = timedelta(minutes=6)
+    trigger, *first = collision(trigger_at=T + SECOND - window)
+    later = [
+        {**row, "event_id": row["event_id"] + 10, "delivered_at": row["delivered_at"] + DAY}
+        for row in collision()
+    ]
+    folder = tmp_path / "deliveries"
+    for name, rows in {"a-trigger": [trigger], "b-first": first, "c-later": later}.items():
+        write(times_as(rows, how), folder / f"{name}.parquet")
+    config = ScanConfig(
+        deliveries=str(folder),
+        authorizations=str(write(GRANTS, tmp_path / "authorizations.parquet")),
+        apps=str(write(APPS, tmp_path / "apps.parquet")),
+        out=tmp_path / "out",
+    )
+    with patch("incident.pipeline.cause.explain", partial(cause.explain, chunk_rows=1)):
+        result = scan(config)
+    assert [(r["event_id"], r["cause"]) for r in explained(result)] == [
+        ("101", "shared_endpoint_collision"),
+        ("111", "shared_endpoint_collision"),
+    ]
+
+
+def test_the_files_of_a_time_are_told_by_their_footers(tmp_path: Path) -> None:
+    folder = tmp_path / "deliveries"
+    hours = {"early": [1, 2], "late": [5]}
+    for name, each in hours.items():
+        rows = [delivery(event_id=h, delivered_at=utc(2018, 3, 1, h)) for h in each]
+        write(rows, folder / f"{name}.parquet")
+    # A file whose footer has no statistics may hold any time: it is always read.
+    frame = pl.DataFrame([delivery(delivered_at=utc(2018, 3, 1, 3))])
+    frame.write_parquet(folder / "unknown.parquet", statistics=False)
+    (group,) = load_input(Input.DELIVERIES, str(folder), ColumnMap()).groups
+    dtype = group.raw_schema["delivered_at"]
+
+    def files(low_hour: int, high_hour: int) -> list[str]:
+        low, high = (int(utc(2018, 3, 1, h).timestamp()) * 10**9 for h in (low_hour, high_hour))
+        bounds = stored_bounds(dtype, low, high)
+        assert bounds is not None
+        return [Path(f).stem for f in group.overlapping("delivered_at", *bounds).files]
+
+    assert files(0, 1) == ["early", "unknown"]
+    assert files(2, 4) == ["early", "unknown"]
+    assert files(3, 4) == ["unknown"]
+    assert files(5, 9) == ["late", "unknown"]
+    assert files(0, 9) == ["early", "late", "unknown"]
+
+
+def test_unsigned_bounds_are_read_unsigned(tmp_path: Path) -> None:
+    folder = tmp_path / "deliveries"
+    for name, count in {"small": 5, "huge": 2**63 + 5}.items():
+        frame = pl.DataFrame([delivery()]).with_columns(count=pl.lit(count, pl.UInt64))
+        write(frame, folder / f"{name}.parquet")
+    (group,) = load_input(Input.DELIVERIES, str(folder), ColumnMap()).groups
+    assert [Path(f).stem for f in group.overlapping("count", 2**63, None).files] == ["huge"]
+    assert [Path(f).stem for f in group.overlapping("count", None, 10).files] == ["small"]

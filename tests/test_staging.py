@@ -29,7 +29,7 @@ from incident.cli import cli
 from incident.config import Window
 from incident.engine import InProcess
 from incident.errors import ConfigError, ExitCode, InputError
-from incident.pipeline import exchange, staging_area
+from incident.pipeline import exchange, partitions, staging_area
 from incident.pipeline.partitions import plan
 from incident.pipeline.run import Outcome, load_inputs, run
 from incident.storage import objects
@@ -279,6 +279,28 @@ def test_a_failing_scan_leaves_no_staging_object(
     # No task still running writes a part once the scan has removed the staging area.
     time.sleep(2 if on_cluster else 0)
     assert _objects(endpoint, f"s3://{bucket}") == []
+
+
+def test_a_staging_area_left_behind_by_a_failing_scan_does_not_hide_its_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The scan's own error is what to fix, and comes first; the parts left behind are named.
+    def unreadable(*args: Any) -> None:
+        raise InputError("deliveries/part-0.parquet: changed while the scan read it")
+
+    def refused(place: Staging) -> None:
+        raise PermissionError(f"{place.location}: permission denied")
+
+    monkeypatch.setattr(partitions, "run", unreadable)
+    monkeypatch.setattr(Staging, "_remove", refused)
+    staging = tmp_path / "staging"
+    args = ["scan", str(SAMPLE), "--out", str(tmp_path / "out"), "--staging", str(staging)]
+    result = CliRunner().invoke(cli, [*args, "-q"])
+    assert result.exit_code == ExitCode.INPUT_ERROR
+    error, also = result.stderr.splitlines()
+    assert error == "error: deliveries/part-0.parquet: changed while the scan read it"
+    assert also.startswith(f"also: staging area {staging}{os.sep}scan-")
+    assert also.endswith(": permission denied)")
 
 
 def test_where_the_tasks_stage_by_default_and_with_the_flag(tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ class IncidentGroup(click.Group):
             return super().invoke(ctx)
         except IncidentError as error:
             say(f"error: {redact(ctx, one_line(error))}")
+            _notes(ctx, error)
             ctx.exit(error.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
@@ -41,7 +42,14 @@ class IncidentGroup(click.Group):
                 f"internal error (a bug in incident {__version__}, please report it): "
                 f"{type(error).__name__}: {redact(ctx, one_line(error))}"
             )
+            _notes(ctx, error)
             ctx.exit(ExitCode.INTERNAL_ERROR)
+
+
+def _notes(ctx: click.Context, error: BaseException) -> None:
+    """What went wrong as well, after the error (a staging area that could not be removed)."""
+    for note in getattr(error, "__notes__", ()):
+        say(f"also: {redact(ctx, one_line(note))}")
 
 
 @click.group(cls=IncidentGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -40,7 +40,7 @@ def say(message: str) -> None:
     click.echo(printable(message), err=True)
 
 
-def one_line(error: BaseException) -> str:
+def one_line(error: BaseException | str) -> str:
     """The first line of an error's message (polars adds hints below it)."""
     lines = str(error).strip().splitlines()
     return lines[0] if lines else type(error).__name__

@@ -76,11 +76,12 @@ USED = (
 
 
 # Misdeliveries explained at a time. A chunk's working memory (its grants, the traffic near
-# it, the joins) is about 1.3 KB per misdelivery, some 650 MB at this size, whatever the number
-# of misdeliveries (`python bench/chunks.py DATA --chunk-rows N`). Each chunk reads the
-# deliveries' app and time columns again, so a larger chunk is faster and a smaller one leaner:
-# at this size a scan with fewer than 500,000 misdeliveries reads them once.
-CHUNK_ROWS = 500_000
+# it, the joins) grows with its rows and with the traffic near each: about 3 KB per
+# misdelivery, some 740 MB at this size, among a billion deliveries of the `--fixed-grants`
+# benchmark (`python bench/chunks.py DATA --chunk-rows N`). A chunk reads only the files and
+# row groups of its time (`context._in_time`), so that with event IDs that grow with time,
+# as snowflake IDs do, more chunks do not mean more reading.
+CHUNK_ROWS = 250_000
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import polars as pl
 from incident.pipeline.endpoints import near_received_ip, received_ips
 from incident.pipeline.load import ROW, LoadedInput, SourceGroup, collect_input, stack
 from incident.pipeline.normal import endpoint_ips, url_path
+from incident.pipeline.values import stored_between, stored_bounds
 from incident.schema import ID, TIMESTAMP, Input
 
 # The evidence each part of the signature needs, as `input.column`.
@@ -76,7 +77,7 @@ def collision_context(
     wanted = candidates.lazy().join(possible.lazy().select("_m", "delivered_at"), on="_m")
     apps_at = pl.concat([possible.lazy().select("app_id", "delivered_at"), wanted.drop("_m")])
     sighted = _sightings(deliveries, _slots(apps_at, window), window)
-    seen = pl.concat(sighted).lazy().select("app_id", "delivered_at", "ip")
+    seen = pl.concat(rows for _, rows in sighted).lazy().select("app_id", "delivered_at", "ip")
     ips = received_ips(possible, seen, registered, window)
     near = near_received_ip(wanted, ips, seen, registered, window).collect()
     receiving = possible.join(near, on="_m", how="semi").select("app_id", "delivered_at")
@@ -84,29 +85,55 @@ def collision_context(
     return _whole_rows(deliveries, sighted, keys)
 
 
-def _sightings(deliveries: LoadedInput, keys: pl.DataFrame, window: int) -> list[pl.DataFrame]:
-    """Per group of `deliveries`: (_row, app_id, delivered_at, ip, _bucket) of its rows in the
-    (app_id, _bucket) slots of `keys`, from the cheap columns alone. The slot test is a filter
-    on the scan, so the reader decodes the IP of the rows in the slots only.
+def _sightings(
+    deliveries: LoadedInput, keys: pl.DataFrame, window: int
+) -> list[tuple[SourceGroup, pl.DataFrame]]:
+    """Per group of `deliveries`: the group of its files that may hold rows in the (app_id,
+    _bucket) slots of `keys`, and (_row, app_id, delivered_at, ip, _bucket) of those rows as
+    its `scan()` numbers them, from the cheap columns alone. The slot test is a filter on the
+    scan, so the reader decodes the IP of the rows in the slots only.
 
     Rows are taken whether or not rule 1 rejects them: a row whose app and time parse shows
     the app's traffic."""
-    queries = []
-    for group in deliveries.groups:
+    groups, queries = [], []
+    for whole in deliveries.groups:
+        group, in_time = _in_time(whole, keys, window)
         at = group.column("delivered_at")
         ip = group.column("resolved_ip") if "resolved_ip" in group.sources else pl.lit(None)
+        groups.append(group)
         queries.append(
             group.scan()
-            .filter(_in_slots(group, keys, _bucket(window, at)))
+            .filter(in_time, _in_slots(group, keys, _bucket(window, at)))
             .select(ROW, group.column("app_id"), at, ip.cast(pl.String).alias("ip"))
             .with_columns(_bucket(window))
             .cast({"app_id": ID, "delivered_at": TIMESTAMP})
         )
     # The IPs are written in one form once read: few are distinct.
+    sighted = collect_input(queries, [deliveries])
     return [
-        sighted.with_columns(endpoint_ips(sighted["ip"]))
-        for sighted in collect_input(queries, [deliveries])
+        (group, seen.with_columns(endpoint_ips(seen["ip"])))
+        for group, seen in zip(groups, sighted, strict=True)
     ]
+
+
+def _in_time(group: SourceGroup, keys: pl.DataFrame, window: int) -> tuple[SourceGroup, pl.Expr]:
+    """The files of `group` that may hold rows within the time the slots of `keys` span (by
+    their footers), and a test on the stored times true at least for those rows (the reader
+    skips the row groups outside). So a chunk of misdeliveries close in time (event IDs that
+    grow with time, say) reads the files of its days only."""
+    slots = keys[SLOT].drop_nulls()
+    if slots.is_empty():
+        return group, pl.lit(False)
+    first, last = int(slots.min()), int(slots.max())  # type: ignore[arg-type]
+    width = max(window, 1)  # as `_bucket` takes it
+    low, high = first * width, (last + 1) * width - 1
+    source = group.sources["delivered_at"]
+    dtype = group.raw_schema[source]
+    bounds = stored_bounds(dtype, low, high)
+    if bounds is None:
+        return group, pl.lit(True)
+    test = stored_between(source, dtype, low, high)
+    return group.overlapping(source, *bounds), pl.lit(True) if test is None else test
 
 
 def _in_slots(group: SourceGroup, keys: pl.DataFrame, slot: pl.Expr) -> pl.Expr:
@@ -154,13 +181,13 @@ _REST = ("event_id", "for_user_id", BACKEND_EVIDENCE, "webhook_url")
 
 
 def _whole_rows(
-    deliveries: LoadedInput, sighted: list[pl.DataFrame], keys: pl.DataFrame
+    deliveries: LoadedInput, sighted: list[tuple[SourceGroup, pl.DataFrame]], keys: pl.DataFrame
 ) -> pl.DataFrame:
     """The sighted rows in the (app_id, _bucket) slots of `keys`, read whole, with their backend
     and endpoint (`CONTEXT_SCHEMA`). Only the files that hold them are read, and only the
     columns the sightings lack: each column of every row costs its decoding."""
     frames = []
-    for group, seen in zip(deliveries.groups, sighted, strict=True):
+    for group, seen in sighted:
         seen = seen.join(keys, on=["app_id", SLOT], how="semi")
         holding, rows = group.holding(seen[ROW])
         columns = [c for c in _REST if c in group.sources]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 MAGIC = b"PAR1"
@@ -201,17 +201,23 @@ NO_BLANKS = "no blank text"
 # White_Space; tests/test_load.py checks every character): a text that is not empty and
 # starts with another byte is not blank.
 BLANK_FIRST_BYTES = frozenset({0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x20, 0xC2, 0xE1, 0xE2, 0xE3})
-_BYTE_ARRAY = 6
+_INT32, _INT64, _BYTE_ARRAY = 1, 2, 6
+# Bounds of a row group's integers: the least and greatest, little-endian as Parquet writes
+# them; their sign is the column's type's (`Checked.bounds`).
+Bounds = tuple[bytes, bytes]
 
 
 @dataclass(frozen=True)
 class Checked:
     """A file whose structure is checked: its rows, and per top-level column what the
     statistics of every row group prove (`NO_NULLS`, `NO_BLANKS`); a column they do not tell
-    of, or a nested one, is absent."""
+    of, or a nested one, is absent. `bounds` holds, per top-level integer column (timestamps
+    and dates among them) whose every row group's statistics give them, each row group's
+    least and greatest value."""
 
     rows: int
     proofs: dict[str, frozenset[str]]
+    bounds: dict[str, list[Bounds]] = field(default_factory=dict)
 
 
 def _not_blank(low: bytes, high: bytes) -> bool:
@@ -257,6 +263,31 @@ def _proofs(
     return proofs
 
 
+def _bounds(
+    footer: dict[int, Any], columns: list[tuple[str, bool, bool]]
+) -> dict[str, list[Bounds]]:
+    """Per top-level integer column, each row group's least and greatest value, where every
+    row group's statistics give both (a file without row groups holds no value: no bounds)."""
+    paths = Counter(path for path, _, _ in columns)
+    bounds = {}
+    for index, (path, repeats, top) in enumerate(columns):
+        if not top or repeats or paths[path] > 1:
+            continue
+        found = []
+        for group in footer.get(4, []):
+            meta = group[1][index].get(3, {})
+            statistics = meta.get(12, {})
+            low, high = statistics.get(6), statistics.get(5)
+            width = {_INT32: 4, _INT64: 8}.get(meta.get(1, -1))
+            if width is None or low is None or high is None or {len(low), len(high)} != {width}:
+                break
+            found.append((low, high))
+        else:
+            if found:
+                bounds[path] = found
+    return bounds
+
+
 def check_parquet(path: str) -> Checked:
     """The rows of a Parquet file and what its statistics prove; `ParquetDamage` when its
     footer or a page header cannot be decoded, or a count or extent contradicts another or the
@@ -300,7 +331,7 @@ def _check_file(read: Callable[[int, int], bytes], size: int) -> Checked:
                 raise ParquetDamage(f"column {name!r} of row group {index}: {error}") from None
     if rows != footer.get(3, -1):
         raise ParquetDamage(f"{footer.get(3)} rows, but its row groups have {rows}")
-    return Checked(rows, _proofs(footer, columns))
+    return Checked(rows, _proofs(footer, columns), _bounds(footer, columns))
 
 
 def _footer(read: Callable[[int, int], bytes], size: int) -> dict[int, Any]:

@@ -26,7 +26,7 @@ from incident.pipeline.files import (
     first_line,
     read_schema,
 )
-from incident.pipeline.integrity import NO_BLANKS, NO_NULLS
+from incident.pipeline.integrity import NO_BLANKS, NO_NULLS, Bounds, Checked
 from incident.pipeline.values import (
     DTYPES,
     NORMALISERS,
@@ -121,6 +121,9 @@ class SourceGroup:
     # Problems (by their text) that the footers of every file prove no row has: `is_valid`
     # need not look for them. True of any subset of the files too.
     needless: frozenset[str] = frozenset()
+    # Per file, the least and greatest stored value of its integer columns (timestamps among
+    # them) where its footer's statistics give them: a file outside a range holds no row in it.
+    ranges: tuple[dict[str, tuple[int, int]], ...] = ()
 
     def scan(self) -> pl.LazyFrame:
         """The raw rows, numbered, with the file each came from."""
@@ -139,12 +142,34 @@ class SourceGroup:
         for index, size in enumerate(self.file_rows):
             shifts.append(left_out)
             left_out += 0 if index in kept else size
-        group = replace(
+        return self._of(kept), (rows - pl.Series(shifts).gather(file)).cast(rows.dtype)
+
+    def overlapping(self, column: str, first: int | None, last: int | None) -> SourceGroup:
+        """The group of just the files that may hold a stored value of the source `column`
+        within [`first`, `last`] (None: unbounded), by their footers' statistics; a file
+        without them is kept. Its rows are numbered anew by its `scan()`. At least one file is
+        kept, so that a scan of it has the group's schema."""
+        if not self.ranges:
+            return self
+        kept = {
+            index
+            for index, ranges in enumerate(self.ranges)
+            if column not in ranges
+            or (
+                (first is None or ranges[column][1] >= first)
+                and (last is None or ranges[column][0] <= last)
+            )
+        }
+        return self._of(kept or {0})
+
+    def _of(self, kept: set[int]) -> SourceGroup:
+        """The group of the files at the indexes `kept`, in their order."""
+        return replace(
             self,
             files=tuple(f for i, f in enumerate(self.files) if i in kept),
             file_rows=tuple(n for i, n in enumerate(self.file_rows) if i in kept),
+            ranges=tuple(r for i, r in enumerate(self.ranges) if i in kept),
         )
-        return group, (rows - pl.Series(shifts).gather(file)).cast(rows.dtype)
 
     def is_valid(self) -> pl.Expr:
         """True for a row whose required columns are all present and parseable (rule 1)."""
@@ -298,9 +323,10 @@ def _scan_group(
     schema: pa.Schema,
     columns: ColumnMap,
     storage: StorageOptions,
-    proofs: list[dict[str, frozenset[str]]],
+    checked: list[Checked],
 ) -> SourceGroup:
-    """Check one group of files that share a Parquet schema, and plan its normalisation."""
+    """Check one group of files that share a Parquet schema (`checked`: their footers), and
+    plan its normalisation."""
     spec = COLUMNS[source.input]
     hive = _check_columns(source.input, files[0], set(schema.names), columns)
     raw_schema = _raw_schema(files, hive, storage)
@@ -335,8 +361,26 @@ def _scan_group(
         storage,
         # With hive partitioning a directory's value replaces the file's column of the same
         # name: the file's footer then proves nothing about what is read.
-        _needless(sources, raw_schema, proofs) if files and not hive else frozenset(),
+        _needless(sources, raw_schema, [c.proofs for c in checked])
+        if files and not hive
+        else frozenset(),
+        () if hive else tuple(_ranges(raw_schema, c.bounds) for c in checked),
     )
+
+
+def _ranges(raw_schema: pl.Schema, bounds: dict[str, list[Bounds]]) -> dict[str, tuple[int, int]]:
+    """A file's least and greatest stored value of each integer column its footer bounds,
+    read with the sign of the column's type."""
+    ranges = {}
+    for name, groups in bounds.items():
+        dtype = raw_schema.get(name)
+        if dtype is None or not (dtype.is_integer() or isinstance(dtype, pl.Datetime | pl.Date)):
+            continue
+        signed = not dtype.is_unsigned_integer()
+        lows = [int.from_bytes(low, "little", signed=signed) for low, _ in groups]
+        highs = [int.from_bytes(high, "little", signed=signed) for _, high in groups]
+        ranges[name] = (min(lows), max(highs))
+    return ranges
 
 
 def _check_columns(input_: Input, file: str, present: set[str], columns: ColumnMap) -> bool:
@@ -499,13 +543,13 @@ def load_input(
     files, copies = distinct_files(found, read_from_paths, storage)
     by_schema: dict[pa.Schema, list[str]] = {}
     rows: dict[str, int] = {}
-    proofs: dict[str, dict[str, frozenset[str]]] = {}
+    checks: dict[str, Checked] = {}
     # Objects in a store are a request or two each: their footers are read side by side.
     with ThreadPoolExecutor(max_workers=_FOOTER_READERS if is_url(path) else 1) as pool:
         footers = pool.map(lambda file: read_schema(file, storage), files)
         for file, (schema, checked) in zip(files, footers, strict=True):
             by_schema.setdefault(schema, []).append(file)
-            rows[file], proofs[file] = checked.rows, checked.proofs
+            rows[file], checks[file] = checked.rows, checked
     source = InputSource(input_, path, files, tuple(rows[f] for f in files), copies)
     groups = tuple(
         _scan_group(
@@ -515,7 +559,7 @@ def load_input(
             schema,
             columns,
             storage,
-            [proofs[f] for f in chunk],
+            [checks[f] for f in chunk],
         )
         for schema, group in by_schema.items()
         for chunk in _chunks(group, rows)

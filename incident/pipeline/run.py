@@ -102,8 +102,8 @@ def _detect(
 ) -> Detection:
     """Classify every delivery, one task per partition on `engine`, with the tasks' parts in
     `staging`; the misdeliveries with their developer, in a stable order, on disk there."""
-    parts = staging_area.for_scan(config, staging / PARTS)
-    try:
+    # The parts are read into the ordered files below; a result never publishes them.
+    with staging_area.for_scan(config, staging / PARTS).removed_after() as parts:
         found = partitions.run(
             inputs.deliveries,
             inputs.authorizations,
@@ -133,9 +133,6 @@ def _detect(
             accounting.rows_misdelivered,
             staging / FINDINGS / "ordered",
         )
-    finally:
-        # Read into the ordered files now; a result never publishes them.
-        parts.remove()
     # Copies of reported rows are counted once (DESIGN rule 1): rejected as `duplicate`.
     moved = ordered.copies.height
     accounting = replace(

@@ -8,7 +8,9 @@ a value that does not parse is null (and rejects its row when the column is requ
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
+from functools import reduce
 
 import polars as pl
 
@@ -98,6 +100,47 @@ def _units(raw: pl.Expr, dtype: pl.DataType) -> tuple[pl.Expr, str]:
     "never")."""
     unit = "d" if isinstance(dtype, pl.Date) else str(getattr(dtype, "time_unit", "us"))
     return raw.to_physical().cast(pl.Int64), unit
+
+
+def _stored(dtype: pl.DataType) -> tuple[int, pl.DataType] | None:
+    """How a timestamp column of type `dtype` stores an instant: nanoseconds per unit, and the
+    integer type of the units; None for text."""
+    if isinstance(dtype, pl.Datetime):
+        return _NANOS[dtype.time_unit or "us"], pl.Int64()
+    if isinstance(dtype, pl.Date):
+        return _NANOS["d"], pl.Int32()
+    return (_NANOS["ms"], dtype) if dtype.is_integer() else None
+
+
+def stored_bounds(dtype: pl.DataType, low: int, high: int) -> tuple[int | None, int | None] | None:
+    """The least and greatest stored value of a timestamp column of type `dtype` whose instant,
+    as `_timestamp` reads it, is within [`low`, `high`] (nanoseconds UTC); None on a side whose
+    bound the stored type cannot hold (it bounds nothing there), and for text, whose order is
+    not the instants'."""
+    stored = _stored(dtype)
+    if stored is None:
+        return None
+    nanos, units = stored
+    # A stored value is a whole number of units.
+    first, last = pl.Series([-(-low // nanos), high // nanos]).cast(units, strict=False)
+    return first, last
+
+
+def stored_between(name: str, dtype: pl.DataType, low: int, high: int) -> pl.Expr | None:
+    """A test on the stored values of the timestamp column `name` (of type `dtype`) that keeps
+    the rows whose instant is within [`low`, `high`] (`stored_bounds`). A plain comparison of
+    the column with constants, it lets the Parquet reader skip the row groups whose statistics
+    lie outside. None when nothing is bounded."""
+    stored, bounds = _stored(dtype), stored_bounds(dtype, low, high)
+    if stored is None or bounds is None:
+        return None
+    (_, units), (first, last) = stored, bounds
+    tests = []
+    if first is not None:
+        tests.append(pl.col(name) >= pl.lit(first, units).cast(dtype))
+    if last is not None:
+        tests.append(pl.col(name) <= pl.lit(last, units).cast(dtype))
+    return reduce(operator.and_, tests) if tests else None
 
 
 def _instant(raw: pl.Expr, dtype: pl.DataType) -> pl.Expr:

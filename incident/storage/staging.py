@@ -15,7 +15,8 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -169,6 +170,21 @@ class Staging:
             raise ConfigError(
                 f"staging area {self.location}: cannot be removed ({detail})"
             ) from None
+
+    @contextmanager
+    def removed_after(self) -> Iterator[Staging]:
+        """This place, removed when the block ends. A failure to remove it fails the block,
+        unless the block is failing already: its error stands, the removal's added as a note
+        (the first error is what to fix; the second names parts to delete by hand)."""
+        try:
+            yield self
+        except BaseException as error:
+            try:
+                self.remove()
+            except ConfigError as removal:
+                error.add_note(str(removal))
+            raise
+        self.remove()
 
     def _remove(self) -> None:
         if not self.in_store:
