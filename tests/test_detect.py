@@ -8,7 +8,16 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from incident.pipeline.detect import ISLANDS, key_table
+from incident.config import Window
+from incident.pipeline.detect import (
+    ISLANDS,
+    STATUS,
+    Status,
+    classify,
+    key_table,
+    report,
+    split_key_table,
+)
 from incident.schema import TIMESTAMP
 
 EPOCH = datetime(2018, 1, 1, tzinfo=UTC)
@@ -75,3 +84,62 @@ def test_key_table_holds_each_keys_first_islands(
         "u", "a", *(pl.col(c).dt.epoch("ns") for c in columns), pl.col("_more")
     ).rows()
     assert got == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    grants=grants_strategy,
+    deliveries=st.lists(
+        st.tuples(st.sampled_from([1, 2, 3]), st.sampled_from([10, 11]), st.integers(-1, 20)),
+        max_size=20,
+    ),
+)
+def test_rows_to_report_are_those_no_first_island_covers(
+    grants: list[tuple[int, int, int, int | None]], deliveries: list[tuple[int, int, int]]
+) -> None:
+    # The deliveries join the first island; the rows it leaves open meet the later ones.
+    islands: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for user, app, start, length in grants:
+        end = 10**6 if length is None else start + length
+        islands.setdefault((user, app), []).append((start, end))
+    expected = []
+    for row, (user, app, at) in enumerate(deliveries):
+        merged = naive_islands(islands.get((user, app), []))
+        if any(start <= at < end for start, end in merged[:ISLANDS]):
+            continue
+        if not merged:
+            status = Status.NO_GRANT
+        elif at < merged[0][0]:
+            status = Status.BEFORE_GRANT
+        elif len(merged) > ISLANDS:
+            status = Status.CHECK
+        else:
+            status = Status.AFTER_REVOCATION
+        expected.append((row, status.value))
+    grant_rows = [
+        (u, a, instant(start), None if length is None else instant(start + length))
+        for u, a, start, length in grants
+    ]
+    grant_frame = pl.DataFrame(
+        grant_rows,
+        schema={"u": pl.Int64, "a": pl.Int64, "granted_at": TIMESTAMP, "revoked_at": TIMESTAMP},
+        orient="row",
+    )
+    keys = split_key_table(key_table(grant_frame.lazy(), ["u", "a"]).collect(), ["u", "a"])
+    delivery_frame = pl.DataFrame(
+        [(row, u, a, instant(at), True) for row, (u, a, at) in enumerate(deliveries)],
+        schema={
+            "_row": pl.Int64,
+            "u": pl.Int64,
+            "a": pl.Int64,
+            "delivered_at": TIMESTAMP,
+            "_valid": pl.Boolean,
+        },
+        orient="row",
+    )
+    window = Window(EPOCH - timedelta(days=1), EPOCH + timedelta(days=30))
+    counts, open_rows = classify(delivery_frame.lazy(), keys, ["u", "a"], window)
+    reported = report(open_rows.collect(), keys, ["u", "a"])
+    got = reported.select("_row", pl.col(STATUS).cast(pl.String)).sort("_row").rows()
+    assert got == expected
+    assert counts.collect().row(0) == (len(deliveries), 0)

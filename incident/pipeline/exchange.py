@@ -36,6 +36,8 @@ from incident.pipeline.detect import (
     as_integer,
     classify,
     key_table,
+    report,
+    split_key_table,
 )
 from incident.pipeline.load import ROW, LoadedInput, SourceGroup, collect_groups
 from incident.pipeline.passes import (
@@ -185,11 +187,11 @@ def classify_bucket(bucket: tuple[bool, int, list[Staging]], exchange: Exchange)
         return Counter()
     on = [PACKED_KEY] if packed else ["for_user_id", "app_id"]
     grants = exchange.grants(packed, number)
-    (keys,) = collect_groups([key_table(grants, on)], (), engine="auto")
-    counts, reported = classify(exchange.staging.scan(parts), keys.lazy(), on, exchange.window)
-    counted, flagged = collect_groups(
-        [counts, reported.select(PARTITION, ROW, EVENT, *on, "delivered_at", STATUS)], ()
+    keys = split_key_table(collect_groups([key_table(grants, on)], (), engine="auto")[0], on)
+    counted, open_rows = collect_groups(
+        list(classify(exchange.staging.scan(parts), keys, on, exchange.window)), ()
     )
+    flagged = report(open_rows, keys, on).select(PARTITION, ROW, EVENT, *on, "delivered_at", STATUS)
     settled = _settle_checks(flagged, (grants, on), ())
     found = settled.filter(pl.col(STATUS) != Status.AUTHORIZED.value)
     part = exchange.staging / f"found-{packed:d}" / f"{number:06d}.parquet"

@@ -22,13 +22,16 @@ from incident.pipeline.detect import (
     MISDELIVERED,
     PACKED_KEY,
     STATUS,
+    KeyTables,
     Packing,
     Status,
     as_integer,
     classify,
     gaps,
     key_table,
+    report,
     resolve_checks,
+    split_key_table,
 )
 from incident.pipeline.footers import with_dictionary_proofs
 from incident.pipeline.load import (
@@ -120,13 +123,14 @@ def _grants(authorizations: LoadedInput, packing: Packing | None) -> tuple[pl.La
 
 
 def _first_pass(
-    group: SourceGroup, tables: dict[bool, pl.LazyFrame], packing: Packing, window: Window
-) -> list[pl.LazyFrame]:
+    group: SourceGroup, tables: dict[bool, KeyTables], packing: Packing, window: Window
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Two results from one read: the row counts, and the rows to report (rejected, or valid,
     in the window and not authorized) with what the second pass needs to find them again."""
     narrow, on = _narrow(group, packing)
-    counts, reported = classify(narrow, tables[_packed(group)], on, window)
-    return [counts, reported.select(ROW, EVENT, *on, "delivered_at", STATUS)]
+    keys = tables[_packed(group)]
+    counts, open_rows = collect_groups(list(classify(narrow, keys, on, window)), [group])
+    return counts, report(open_rows, keys, on).select(ROW, EVENT, *on, "delivered_at", STATUS)
 
 
 def _settle_checks(
@@ -184,7 +188,7 @@ class Detector:
 
     window: Window
     packing: Packing
-    tables: dict[bool, pl.DataFrame]
+    tables: dict[bool, KeyTables]
     grants: dict[bool, tuple[pl.LazyFrame, list[str]]]
     authorizations: tuple[SourceGroup, ...]
 
@@ -196,9 +200,11 @@ def prepare(authorizations: LoadedInput, groups: Sequence[SourceGroup], window: 
         packed: _grants(authorizations, packing if packed else None)
         for packed in map(_packed, groups)
     }
-    # One at a time: each is as large as the grants.
+    # One at a time: each is as large as the grants. Only the split tables are kept.
     tables = {
-        packed: collect_input([key_table(*keyed)], [authorizations], "auto")[0]
+        packed: split_key_table(
+            collect_input([key_table(*keyed)], [authorizations], "auto")[0], keyed[1]
+        )
         for packed, keyed in grants.items()
     }
     return Detector(window, packing, tables, grants, authorizations.groups)
@@ -207,10 +213,7 @@ def prepare(authorizations: LoadedInput, groups: Sequence[SourceGroup], window: 
 def detect(group: SourceGroup, detector: Detector) -> Findings:
     """Classify every row of `group` and fetch the rows to report (both passes). The
     misdeliveries keep their row number (`_row`) in the group."""
-    tables = {packed: table.lazy() for packed, table in detector.tables.items()}
-    counts, flagged = collect_groups(
-        _first_pass(group, tables, detector.packing, detector.window), [group]
-    )
+    counts, flagged = _first_pass(group, detector.tables, detector.packing, detector.window)
     settled = _settle_checks(flagged, detector.grants[_packed(group)], detector.authorizations)
     found = settled.filter(pl.col(STATUS) != Status.AUTHORIZED.value)
     rows, outside = counts.row(0)
