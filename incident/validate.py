@@ -11,7 +11,7 @@ full pass the rows it counts as rejected are exactly the rows the scan rejects f
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -160,12 +160,7 @@ def _sample(group: SourceGroup, rows: int) -> pl.LazyFrame:
     step = len(group.files) / count
     picked = sorted({int(i * step) for i in range(count)})
     per_file = max(1, rows // len(picked))
-    return pl.concat(
-        replace(group, files=(group.files[i],), file_rows=(group.file_rows[i],))
-        .scan()
-        .head(per_file)
-        for i in picked
-    )
+    return pl.concat(group.files_at([i]).scan().head(per_file) for i in picked)
 
 
 def _validate_input(

@@ -4,23 +4,38 @@ a misdelivery went to, found however the app IDs are written, and no more."""
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 from functools import partial
 from pathlib import Path
 from typing import Any
 from unittest.mock import patch
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from incident import ScanConfig, scan
 from incident.config import ColumnMap
 from incident.pipeline import cause
 from incident.pipeline.endpoints import ENDPOINT_SCHEMA, near_received_ip, received_ips
+from incident.pipeline.integrity import check_parquet
 from incident.pipeline.load import load_input
 from incident.pipeline.values import stored_between, stored_bounds
 from incident.schema import TIMESTAMP, Input
 from tests.conftest import ScanFn, delivery, utc, write
-from tests.test_cause import APPS, GRANTS, IP, MINUTE, OTHER_IP, SECOND, T, collision, explained
+from tests.test_cause import (
+    APPS,
+    GRANTS,
+    IP,
+    MINUTE,
+    OTHER_IP,
+    SECOND,
+    T,
+    collision,
+    explained,
+    sent,
+)
 
 WINDOW = 6 * 60 * 10**9  # ns
 DAY = timedelta(days=1)
@@ -236,3 +251,59 @@ def test_unsigned_bounds_are_read_unsigned(tmp_path: Path) -> None:
     (group,) = load_input(Input.DELIVERIES, str(folder), ColumnMap()).groups
     assert [Path(f).stem for f in group.overlapping("count", 2**63, None).files] == ["huge"]
     assert [Path(f).stem for f in group.overlapping("count", None, 10).files] == ["small"]
+
+
+def test_a_date64_time_bounds_no_file_by_its_days(tmp_path: Path) -> None:
+    # Arrow's date64 is written as days (a Parquet DATE) and read back as milliseconds: the
+    # footer's days must not be taken for milliseconds, or every file but one is left out.
+    def written(rows: list[dict[str, Any]]) -> pa.Table:
+        table = pa.Table.from_pylist(rows)
+        millis = [int(row["delivered_at"].timestamp() * 1000) for row in rows]
+        days = pa.array(millis, pa.int64()).cast(pa.date64())
+        return table.set_column(table.schema.get_field_index("delivered_at"), "delivered_at", days)
+
+    midnight = utc(2018, 3, 1)
+    folder = tmp_path / "deliveries"
+    folder.mkdir()
+    pq.write_table(written([sent(1, utc(2018, 2, 1), 10, 1)]), folder / "a.parquet")
+    collision = [sent(100, midnight, 20, 2, event_type="tweet"), sent(101, midnight, 10, 1)]
+    pq.write_table(written([*collision, sent(101, midnight, 20, 1)]), folder / "b.parquet")
+    config = ScanConfig(
+        deliveries=str(folder),
+        authorizations=str(write(GRANTS, tmp_path / "authorizations.parquet")),
+        apps=str(write(APPS, tmp_path / "apps.parquet")),
+        out=tmp_path / "out",
+    )
+    assert [(r["event_id"], r["cause"]) for r in explained(scan(config))] == [
+        ("101", "shared_endpoint_collision")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("written", "stored"),
+    [
+        (pa.int32(), "int32"),
+        (pa.int64(), "int64"),
+        (pa.uint64(), "int64"),
+        (pa.date32(), "date"),
+        (pa.date64(), "date"),
+        (pa.timestamp("ms", tz="UTC"), "timestamp[ms]"),
+        (pa.timestamp("us"), "timestamp[us]"),
+        (pa.timestamp("ns", tz="Asia/Tokyo"), "timestamp[ns]"),
+        (pa.time64("us"), None),
+        (pa.decimal128(12, 2), None),
+        (pa.string(), None),
+    ],
+)
+def test_a_footer_says_how_a_column_stores_its_integers(
+    tmp_path: Path, written: pa.DataType, stored: str | None
+) -> None:
+    path = tmp_path / "one.parquet"
+    if written == pa.decimal128(12, 2):
+        values = pa.array([Decimal("1.00"), Decimal("2.00")], written)
+    else:
+        plain = pa.int32() if written == pa.date32() else pa.int64()
+        values = pa.array([1, 2], plain).cast(written)
+    pq.write_table(pa.table({"v": values}), path)
+    bounds = check_parquet(str(path)).bounds
+    assert (bounds["v"][0] if "v" in bounds else None) == stored

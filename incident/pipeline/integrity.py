@@ -47,7 +47,7 @@ class _Truncated(ParquetDamage):
 # a struct's plan, or a list of one `[plan]`). Everything else is skipped, not built.
 Plan = dict[int, Any]
 INT, TEXT, BYTES = "int", "text", "bytes"
-# FileMetaData: 2 schema (3 repetition, 4 name, 5 children), 3 rows, 4 row groups (1 column
+# FileMetaData: 2 schema (below), 3 rows, 4 row groups (1 column
 # chunks with 3 their metadata: 1 physical type, 5 values, 6 and 7 bytes uncompressed and
 # compressed, 9 data and 11 dictionary page offsets, 12 statistics: 3 nulls, 5 and 6 the
 # greatest and least value; 3 rows).
@@ -60,8 +60,13 @@ _COLUMN_META: Plan = {
     11: INT,
     12: {3: INT, 5: BYTES, 6: BYTES},
 }
+# LogicalType, a union: each member by its field id, its fields skipped; TIMESTAMP (8) keeps
+# its unit (2: 1 millis, 2 micros, 3 nanos).
+_LOGICAL_TYPE: Plan = {member: {} for member in range(1, 19)} | {8: {2: {1: {}, 2: {}, 3: {}}}}
+# SchemaElement: 1 physical type, 3 repetition, 4 name, 5 children, 6 converted type,
+# 10 logical type.
 _FILE_META: Plan = {
-    2: [{3: INT, 4: TEXT, 5: INT}],
+    2: [{1: INT, 3: INT, 4: TEXT, 5: INT, 6: INT, 10: _LOGICAL_TYPE}],
     3: INT,
     4: [{1: [{3: _COLUMN_META}], 3: INT}],
 }
@@ -205,6 +210,14 @@ _INT32, _INT64, _BYTE_ARRAY = 1, 2, 6
 # Bounds of a row group's integers: the least and greatest, little-endian as Parquet writes
 # them; their sign is the column's type's (`Checked.bounds`).
 Bounds = tuple[bytes, bytes]
+# How a column stores the integers whose bounds are kept: plain (or annotated as integers)
+# 32- or 64-bit, days (DATE), or a timestamp's units.
+INT32, INT64, DATE = "int32", "int64", "date"
+TIMESTAMP_UNITS = {1: "ms", 2: "us", 3: "ns"}
+# Converted types (the older annotation): 6 DATE, 9 and 10 TIMESTAMP_MILLIS and _MICROS,
+# 11 to 18 UINT_8 to INT_64 (plain integers: ""); any other is `_OTHER`.
+_CONVERTED = {6: DATE, 9: "timestamp[ms]", 10: "timestamp[us]"} | dict.fromkeys(range(11, 19), "")
+_OTHER = "other"
 
 
 @dataclass(frozen=True)
@@ -212,12 +225,13 @@ class Checked:
     """A file whose structure is checked: its rows, and per top-level column what the
     statistics of every row group prove (`NO_NULLS`, `NO_BLANKS`); a column they do not tell
     of, or a nested one, is absent. `bounds` holds, per top-level integer column (timestamps
-    and dates among them) whose every row group's statistics give them, each row group's
-    least and greatest value."""
+    and dates among them) whose every row group's statistics give them, how it stores them
+    and each row group's least and greatest value."""
 
     rows: int
     proofs: dict[str, frozenset[str]]
-    bounds: dict[str, list[Bounds]] = field(default_factory=dict)
+    # Per column: how it stores its integers (`storage`), and each row group's bounds.
+    bounds: dict[str, tuple[str, list[Bounds]]] = field(default_factory=dict)
 
 
 def _not_blank(low: bytes, high: bytes) -> bool:
@@ -263,15 +277,49 @@ def _proofs(
     return proofs
 
 
+def storage(element: dict[int, Any]) -> str | None:
+    """How the schema leaf `element` stores integers: `INT32` or `INT64` (plain, or annotated
+    as integers), `DATE`, `timestamp[UNIT]`; None for anything else (text, a decimal, a time
+    of day, INT96, a timestamp in 32 bits, an annotation not known here), whose bounds are not
+    kept."""
+    physical = {_INT32: INT32, _INT64: INT64}.get(element.get(1, -1))
+    logical, converted = element.get(10), element.get(6)
+    if logical is not None:  # the newer annotation, which a writer of both keeps in step
+        kind = _logical(logical)
+    elif converted is not None:
+        kind = _CONVERTED.get(converted, _OTHER)
+    else:
+        kind = ""
+    if physical is None or kind == _OTHER:
+        return None
+    if kind == "":
+        return physical
+    return kind if physical == (INT32 if kind == DATE else INT64) else None
+
+
+def _logical(logical: dict[int, Any]) -> str:
+    """The kind of integers a LogicalType union holds: `DATE`, `timestamp[UNIT]`, "" for
+    INTEGER (10), `_OTHER` for any other member, or none known here."""
+    if set(logical) == {6}:
+        return DATE
+    if set(logical) == {8}:
+        unit = set(logical[8].get(2, {}))
+        return f"timestamp[{TIMESTAMP_UNITS[unit.pop()]}]" if len(unit) == 1 else _OTHER
+    return "" if set(logical) == {10} else _OTHER
+
+
 def _bounds(
     footer: dict[int, Any], columns: list[tuple[str, bool, bool]]
-) -> dict[str, list[Bounds]]:
-    """Per top-level integer column, each row group's least and greatest value, where every
-    row group's statistics give both (a file without row groups holds no value: no bounds)."""
+) -> dict[str, tuple[str, list[Bounds]]]:
+    """Per top-level integer column, how it stores them and each row group's least and
+    greatest value, where every row group's statistics give both (a file without row groups
+    holds no value: no bounds)."""
     paths = Counter(path for path, _, _ in columns)
+    leaves = [e for i, e in enumerate(footer.get(2, [])) if i and not e.get(5, 0)]
     bounds = {}
     for index, (path, repeats, top) in enumerate(columns):
-        if not top or repeats or paths[path] > 1:
+        kind = storage(leaves[index])
+        if not top or repeats or paths[path] > 1 or kind is None:
             continue
         found = []
         for group in footer.get(4, []):
@@ -284,7 +332,7 @@ def _bounds(
             found.append((low, high))
         else:
             if found:
-                bounds[path] = found
+                bounds[path] = (kind, found)
     return bounds
 
 

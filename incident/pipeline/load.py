@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -27,7 +27,7 @@ from incident.pipeline.files import (
     first_line,
     read_schema,
 )
-from incident.pipeline.integrity import NO_BLANKS, NO_NULLS, Bounds, Checked
+from incident.pipeline.integrity import DATE, INT32, INT64, NO_BLANKS, NO_NULLS, Bounds, Checked
 from incident.pipeline.values import (
     DTYPES,
     NORMALISERS,
@@ -149,7 +149,7 @@ class SourceGroup:
         for index, size in enumerate(self.file_rows):
             shifts.append(left_out)
             left_out += 0 if index in kept else size
-        return self._of(kept), (rows - pl.Series(shifts).gather(file)).cast(rows.dtype)
+        return self.files_at(kept), (rows - pl.Series(shifts).gather(file)).cast(rows.dtype)
 
     def overlapping(self, column: str, first: int | None, last: int | None) -> SourceGroup:
         """The group of just the files that may hold a stored value of the source `column`
@@ -167,10 +167,12 @@ class SourceGroup:
                 and (last is None or ranges[column][0] <= last)
             )
         }
-        return self._of(kept or {0})
+        return self.files_at(kept or {0})
 
-    def _of(self, kept: set[int]) -> SourceGroup:
-        """The group of the files at the indexes `kept`, in their order."""
+    def files_at(self, kept: Iterable[int]) -> SourceGroup:
+        """The group of the files at the indexes `kept`, in their order, with what is known of
+        each file (rows, footer ranges)."""
+        kept = set(kept)
         return replace(
             self,
             files=tuple(f for i, f in enumerate(self.files) if i in kept),
@@ -232,8 +234,8 @@ class SourceGroup:
     def damage(self, engine: Literal["auto", "streaming"] = "streaming") -> str | None:
         """What keeps one of the files from being read, as `FILE: column 'C': …`, found by
         reading each file alone, in every way a scan reads it; None when each file reads."""
-        for file, rows in zip(self.files, self.file_rows, strict=True):
-            single = replace(self, files=(file,), file_rows=(rows,))
+        for index, file in enumerate(self.files):
+            single = self.files_at([index])
             error = single._fails(single._readings(), engine)
             if error is None:
                 continue
@@ -375,19 +377,33 @@ def _scan_group(
     )
 
 
-def _ranges(raw_schema: pl.Schema, bounds: dict[str, list[Bounds]]) -> dict[str, tuple[int, int]]:
-    """A file's least and greatest stored value of each integer column its footer bounds,
-    read with the sign of the column's type."""
+def _ranges(
+    raw_schema: pl.Schema, bounds: dict[str, tuple[str, list[Bounds]]]
+) -> dict[str, tuple[int, int]]:
+    """A file's least and greatest stored value of each integer column its footer bounds, where
+    the file stores the values as polars reads them (a date64 is written as days and read as
+    milliseconds: its days bound nothing read), with the sign of the column's type."""
     ranges = {}
-    for name, groups in bounds.items():
+    for name, (stored, groups) in bounds.items():
         dtype = raw_schema.get(name)
-        if dtype is None or not (dtype.is_integer() or isinstance(dtype, pl.Datetime | pl.Date)):
+        if dtype is None or stored != _storage_read(dtype):
             continue
         signed = not dtype.is_unsigned_integer()
         lows = [int.from_bytes(low, "little", signed=signed) for low, _ in groups]
         highs = [int.from_bytes(high, "little", signed=signed) for _, high in groups]
         ranges[name] = (min(lows), max(highs))
     return ranges
+
+
+def _storage_read(dtype: pl.DataType) -> str | None:
+    """The `integrity.storage` of a column that polars reads as `dtype` value for value."""
+    if isinstance(dtype, pl.Datetime):
+        return f"timestamp[{dtype.time_unit}]"
+    if isinstance(dtype, pl.Date):
+        return DATE
+    if dtype in (pl.Int64, pl.UInt64):
+        return INT64
+    return INT32 if dtype in (pl.Int8, pl.Int16, pl.Int32, pl.UInt8, pl.UInt16, pl.UInt32) else None
 
 
 def _check_columns(input_: Input, file: str, present: set[str], columns: ColumnMap) -> bool:

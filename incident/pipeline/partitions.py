@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import polars as pl
 
@@ -69,10 +69,7 @@ def plan(
             runs[-1].append(index)
             rows += in_file
         for run in runs:
-            files = tuple(group.files[i] for i in run)
-            file_rows = tuple(group.file_rows[i] for i in run)
-            part = replace(group, files=files, file_rows=file_rows)
-            partitions.append(Partition(len(partitions), part, staging))
+            partitions.append(Partition(len(partitions), group.files_at(run), staging))
     return partitions
 
 

@@ -181,7 +181,7 @@ class Staging:
         except BaseException as error:
             try:
                 self.remove()
-            except ConfigError as removal:
+            except Exception as removal:  # whatever it is, the block's own error comes first
                 error.add_note(str(removal))
             raise
         self.remove()
