@@ -49,20 +49,26 @@ def instant(units: int) -> datetime:
     return EPOCH + timedelta(hours=units)
 
 
+def grant_frame(grants: list[tuple[int, int, int, int | None]]) -> pl.DataFrame:
+    """(u, a, granted_at, revoked_at) of generated grants (user, app, start, length)."""
+    rows = [
+        (user, app, instant(start), None if length is None else instant(start + length))
+        for user, app, start, length in grants
+    ]
+    return pl.DataFrame(
+        rows,
+        schema={"u": pl.Int64, "a": pl.Int64, "granted_at": TIMESTAMP, "revoked_at": TIMESTAMP},
+        orient="row",
+    )
+
+
 @settings(max_examples=200, deadline=None)
 @given(grants=grants_strategy)
 def test_key_table_holds_each_keys_first_islands(
     grants: list[tuple[int, int, int, int | None]],
 ) -> None:
-    rows = [
-        (user, app, instant(start), None if length is None else instant(start + length))
-        for user, app, start, length in grants
-    ]
-    frame = pl.DataFrame(
-        rows,
-        schema={"u": pl.Int64, "a": pl.Int64, "granted_at": TIMESTAMP, "revoked_at": TIMESTAMP},
-        orient="row",
-    )
+    frame = grant_frame(grants)
+    rows = frame.rows()
     table = key_table(frame.lazy(), ["u", "a"]).collect().sort("u", "a")
 
     nanos: dict[tuple[int, int], list[tuple[int, int]]] = {
@@ -116,16 +122,7 @@ def test_rows_to_report_are_those_no_first_island_covers(
         else:
             status = Status.AFTER_REVOCATION
         expected.append((row, status.value))
-    grant_rows = [
-        (u, a, instant(start), None if length is None else instant(start + length))
-        for u, a, start, length in grants
-    ]
-    grant_frame = pl.DataFrame(
-        grant_rows,
-        schema={"u": pl.Int64, "a": pl.Int64, "granted_at": TIMESTAMP, "revoked_at": TIMESTAMP},
-        orient="row",
-    )
-    keys = split_key_table(key_table(grant_frame.lazy(), ["u", "a"]).collect(), ["u", "a"])
+    keys = split_key_table(key_table(grant_frame(grants).lazy(), ["u", "a"]).collect(), ["u", "a"])
     delivery_frame = pl.DataFrame(
         [(row, u, a, instant(at), True) for row, (u, a, at) in enumerate(deliveries)],
         schema={

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import errno
 import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -723,21 +721,3 @@ def test_a_hive_directory_value_is_checked_whatever_the_files_footers_say(
     ).collect()
     assert valid.filter(pl.col("app_id").is_null())["valid"].to_list() == [False]
     assert all(not group.needless for group in loaded.groups)
-
-
-@pytest.mark.parametrize(("already", "kept"), [(None, "8192"), ("65536", "65536")])
-def test_reading_ahead_is_bounded_unless_set_already(already: str | None, kept: str) -> None:
-    # polars reads it when a query starts: it must be set once the scan's modules are loaded.
-    variable = "POLARS_ROW_GROUP_PREFETCH_KBYTES_BUDGET"
-    environment = {k: v for k, v in os.environ.items() if k != variable}
-    if already is not None:
-        environment[variable] = already
-    program = f"import incident.pipeline.load, os; print(os.environ[{variable!r}])"
-    shown = subprocess.run(
-        [sys.executable, "-c", program],
-        env=environment,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert shown.stdout.strip() == kept

@@ -8,7 +8,6 @@ are stacked.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -49,11 +48,6 @@ from incident.storage.locations import NO_OPTIONS, StorageOptions, is_url
 
 _FOOTER_READERS = 8
 
-# polars reads ahead up to 64 MB of row groups per file, two files at a time, and holds them
-# while the scan waits on a join: on two files of 1 M-row groups the first pass peaked
-# 260 MB higher than with 8 MB, for no time saved (issue 15). An environment variable is
-# polars' only setting for it, read when a query starts; one already set is kept.
-os.environ.setdefault("POLARS_ROW_GROUP_PREFETCH_KBYTES_BUDGET", str(8 * 1024))
 
 SOURCE_FILE = "source_file"
 REJECT_REASON = "reject_reason"
