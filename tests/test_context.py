@@ -181,12 +181,15 @@ def test_stored_times_are_bounded_to_the_instants(
     dtype: pl.DataType, low: int, high: int, kept: list[int]
 ) -> None:
     frame = pl.DataFrame({"at": [0, 1, 2, 3, 4]}).with_columns(pl.col("at").cast(dtype))
-    bounded = stored_between("at", dtype, low, high)
+    bounds = stored_bounds(dtype, low, high)
+    assert bounds is not None
+    bounded = stored_between("at", dtype, *bounds)
     assert bounded is not None
     assert frame.filter(bounded)["at"].cast(pl.Int64).to_list() == kept
 
 
 def test_text_times_are_not_bounded() -> None:
+    assert stored_bounds(pl.String(), 0, 1) is None
     assert stored_between("at", pl.String(), 0, 1) is None
 
 

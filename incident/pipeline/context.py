@@ -132,7 +132,7 @@ def _in_time(group: SourceGroup, keys: pl.DataFrame, window: int) -> tuple[Sourc
     bounds = stored_bounds(dtype, low, high)
     if bounds is None:
         return group, pl.lit(True)
-    test = stored_between(source, dtype, low, high)
+    test = stored_between(source, dtype, *bounds)
     return group.overlapping(source, *bounds), pl.lit(True) if test is None else test
 
 

@@ -260,16 +260,23 @@ def _chunk_proofs(meta: dict[int, Any]) -> set[str]:
     return proofs
 
 
+def _own_columns(columns: list[tuple[str, bool, bool]]) -> list[tuple[int, str]]:
+    """(index, path) of the leaf columns read by their own name: top-level, not repeated, and
+    alone with that name (a nested one is read through its parent)."""
+    paths = Counter(path for path, _, _ in columns)
+    return [
+        (index, path)
+        for index, (path, repeats, top) in enumerate(columns)
+        if top and not repeats and paths[path] == 1
+    ]
+
+
 def _proofs(
     footer: dict[int, Any], columns: list[tuple[str, bool, bool]]
 ) -> dict[str, frozenset[str]]:
     """Per top-level column, what the statistics of all its row groups prove."""
-    paths = Counter(path for path, _, _ in columns)
     proofs = {}
-    for index, (path, repeats, top) in enumerate(columns):
-        # A column of its own name only: a nested one is read through its parent.
-        if not top or repeats or paths[path] > 1:
-            continue
+    for index, path in _own_columns(columns):
         found = {NO_NULLS, NO_BLANKS}  # no row group: no row, nothing to check
         for group in footer.get(4, []):
             found &= _chunk_proofs(group[1][index].get(3, {}))
@@ -314,12 +321,11 @@ def _bounds(
     """Per top-level integer column, how it stores them and each row group's least and
     greatest value, where every row group's statistics give both (a file without row groups
     holds no value: no bounds)."""
-    paths = Counter(path for path, _, _ in columns)
     leaves = [e for i, e in enumerate(footer.get(2, [])) if i and not e.get(5, 0)]
     bounds = {}
-    for index, (path, repeats, top) in enumerate(columns):
+    for index, path in _own_columns(columns):
         kind = storage(leaves[index])
-        if not top or repeats or paths[path] > 1 or kind is None:
+        if kind is None:
             continue
         found = []
         for group in footer.get(4, []):

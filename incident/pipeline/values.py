@@ -126,15 +126,17 @@ def stored_bounds(dtype: pl.DataType, low: int, high: int) -> tuple[int | None, 
     return first, last
 
 
-def stored_between(name: str, dtype: pl.DataType, low: int, high: int) -> pl.Expr | None:
-    """A test on the stored values of the timestamp column `name` (of type `dtype`) that keeps
-    the rows whose instant is within [`low`, `high`] (`stored_bounds`). A plain comparison of
-    the column with constants, it lets the Parquet reader skip the row groups whose statistics
-    lie outside. None when nothing is bounded."""
-    stored, bounds = _stored(dtype), stored_bounds(dtype, low, high)
-    if stored is None or bounds is None:
+def stored_between(
+    name: str, dtype: pl.DataType, first: int | None, last: int | None
+) -> pl.Expr | None:
+    """A test that the stored value of the timestamp column `name` (of type `dtype`) is within
+    [`first`, `last`] (`stored_bounds`; None bounds nothing). A plain comparison of the column
+    with constants, it lets the Parquet reader skip the row groups whose statistics lie
+    outside. None when nothing is bounded."""
+    stored = _stored(dtype)
+    if stored is None:
         return None
-    (_, units), (first, last) = stored, bounds
+    units = stored[1]
     tests = []
     if first is not None:
         tests.append(pl.col(name) >= pl.lit(first, units).cast(dtype))
