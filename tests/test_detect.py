@@ -1,4 +1,4 @@
-"""The key table of detection against a naive merge of each key's grants into islands."""
+"""The key tables of detection against a naive merge of each key's grants into islands."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from incident.config import Window
 from incident.pipeline.detect import (
     ISLANDS,
     STATUS,
+    KeyTables,
     Status,
     classify,
-    key_table,
+    key_queries,
     report,
-    split_key_table,
 )
 from incident.schema import TIMESTAMP
 
@@ -49,6 +49,10 @@ def instant(units: int) -> datetime:
     return EPOCH + timedelta(hours=units)
 
 
+def key_tables(grants: pl.DataFrame) -> KeyTables:
+    return KeyTables.build(pl.collect_all(key_queries(grants.lazy(), ["u", "a"])), ["u", "a"])
+
+
 def grant_frame(grants: list[tuple[int, int, int, int | None]]) -> pl.DataFrame:
     """(u, a, granted_at, revoked_at) of generated grants (user, app, start, length)."""
     rows = [
@@ -64,12 +68,17 @@ def grant_frame(grants: list[tuple[int, int, int, int | None]]) -> pl.DataFrame:
 
 @settings(max_examples=200, deadline=None)
 @given(grants=grants_strategy)
-def test_key_table_holds_each_keys_first_islands(
+def test_key_tables_hold_each_keys_first_islands_and_the_gaps_past_them(
     grants: list[tuple[int, int, int, int | None]],
 ) -> None:
     frame = grant_frame(grants)
     rows = frame.rows()
-    table = key_table(frame.lazy(), ["u", "a"]).collect().sort("u", "a")
+    keys = key_tables(frame)
+    table = (
+        keys.first.join(keys.later, on=["u", "a"], how="left")
+        .with_columns(pl.col("_more").fill_null(False))
+        .sort("u", "a")
+    )
 
     nanos: dict[tuple[int, int], list[tuple[int, int]]] = {
         key: [] for key in sorted({(u, a) for u, a, _, _ in rows})
@@ -79,17 +88,31 @@ def test_key_table_holds_each_keys_first_islands(
         end = END_OF_TIME if revoked is None else int(revoked.timestamp()) * 10**9
         nanos[(u, a)].append((start, end))
     expected = []
+    expected_gaps: list[tuple[int, int, int | None, int | None, str]] = []
     for (u, a), intervals in nanos.items():
         merged = naive_islands(intervals)
         bounds = [
             b for i in range(ISLANDS) for b in (merged[i] if i < len(merged) else (None,) * 2)
         ]
         expected.append((u, a, *bounds, len(merged) > ISLANDS))
+        if len(merged) > ISLANDS:  # only these keys' rows can be left open past the columns
+            ends = [e for _, e in merged]
+            starts = [s for s, _ in merged[1:]] + [None]
+            expected_gaps.append((u, a, None, merged[0][0], "before_grant"))
+            expected_gaps += [
+                (u, a, e, s, "after_revocation")
+                for e, s in zip(ends, starts, strict=True)
+                if e < END_OF_TIME
+            ]
     columns = [f"_{b}{i}" for i in range(ISLANDS) for b in "se"]
     got = table.select(
         "u", "a", *(pl.col(c).dt.epoch("ns") for c in columns), pl.col("_more")
     ).rows()
     assert got == expected
+    gaps = keys.gaps.select("u", "a", pl.col("gap_start", "gap_end").dt.epoch("ns"), "reason").sort(
+        "u", "a", "gap_start", nulls_last=False
+    )
+    assert gaps.rows() == sorted(expected_gaps, key=lambda g: (g[0], g[1], g[2] or -1))
 
 
 @settings(max_examples=200, deadline=None)
@@ -100,10 +123,11 @@ def test_key_table_holds_each_keys_first_islands(
         max_size=20,
     ),
 )
-def test_rows_to_report_are_those_no_first_island_covers(
+def test_rows_to_report_are_those_no_island_covers(
     grants: list[tuple[int, int, int, int | None]], deliveries: list[tuple[int, int, int]]
 ) -> None:
-    # The deliveries join the first island; the rows it leaves open meet the later ones.
+    # The deliveries join the first island; the rows it leaves open meet the later ones, and
+    # the rows of keys with more islands than the columns hold meet those keys' gaps.
     islands: dict[tuple[int, int], list[tuple[int, int]]] = {}
     for user, app, start, length in grants:
         end = 10**6 if length is None else start + length
@@ -111,18 +135,16 @@ def test_rows_to_report_are_those_no_first_island_covers(
     expected = []
     for row, (user, app, at) in enumerate(deliveries):
         merged = naive_islands(islands.get((user, app), []))
-        if any(start <= at < end for start, end in merged[:ISLANDS]):
+        if any(start <= at < end for start, end in merged):
             continue
         if not merged:
             status = Status.NO_GRANT
         elif at < merged[0][0]:
             status = Status.BEFORE_GRANT
-        elif len(merged) > ISLANDS:
-            status = Status.CHECK
         else:
             status = Status.AFTER_REVOCATION
         expected.append((row, status.value))
-    keys = split_key_table(key_table(grant_frame(grants).lazy(), ["u", "a"]).collect(), ["u", "a"])
+    keys = key_tables(grant_frame(grants))
     delivery_frame = pl.DataFrame(
         [(row, u, a, instant(at), True) for row, (u, a, at) in enumerate(deliveries)],
         schema={

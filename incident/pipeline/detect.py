@@ -16,6 +16,7 @@ Reasons (DESIGN rule 3) follow from the islands: before the first island nothing
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -118,21 +119,12 @@ def _several(on: list[str]) -> pl.Expr:
     return _same_key(on, 1) | _same_key(on, -1)
 
 
-def islands(grants: pl.LazyFrame, on: list[str]) -> pl.LazyFrame:
-    """Each key's grants merged into disjoint `[start, end)` islands, sorted by key and start.
+def _merged(by_key: pl.LazyFrame, on: list[str]) -> pl.LazyFrame:
+    """Grants `[start, end)` sorted by key -> their islands, sorted by key and start.
 
     Touching or overlapping grants merge. An empty grant (`granted_at == revoked_at`) covers no
     instant but still forms an island, because from then on a grant of the key has ended.
     """
-    by_key = _by_key(grants, on)
-    # Only the few keys with several grants need their grants in order of start: sorting by
-    # the key alone, then those by start, is faster and lighter than sorting all by both.
-    several = _several(on)
-    return pl.concat([by_key.filter(several.not_()), _merged(by_key.filter(several), on)])
-
-
-def _merged(by_key: pl.LazyFrame, on: list[str]) -> pl.LazyFrame:
-    """Grants `[start, end)` sorted by key -> their islands, sorted by key and start."""
     ordered = by_key.sort(*on, "start")
     # A grant opens an island when it starts after every earlier grant of its key has ended.
     # One running maximum serves all keys at once, without a window per key, when each key's
@@ -152,26 +144,18 @@ def _merged(by_key: pl.LazyFrame, on: list[str]) -> pl.LazyFrame:
     )
 
 
-def key_table(grants: pl.LazyFrame, on: list[str]) -> pl.LazyFrame:
-    """One row per key: its first `ISLANDS` islands as columns `_s0, _e0, …` (null past its
-    last island), and `_more`, true when it has more islands than that."""
+def key_queries(grants: pl.LazyFrame, on: list[str]) -> list[pl.LazyFrame]:
+    """What `KeyTables.build` takes, as two queries to collect together: the keys with one
+    grant, which is their one island (`start`, `end`), and the islands of the other keys."""
     by_key = _by_key(grants, on)
-    # Almost every key has one grant, which is its one island: those keys skip the merge and
-    # the shifts that lay islands out as columns.
+    # Almost every key has one grant: those keys skip the sort by start and the merge.
     several = _several(on)
-    unbounded = [pl.lit(None, TIMESTAMP).alias(f"_{b}{i}") for i in range(1, ISLANDS) for b in "se"]
-    single = by_key.filter(several.not_()).select(
-        *on,
-        pl.col("start").alias("_s0"),
-        pl.col("end").alias("_e0"),
-        *unbounded,
-        pl.lit(False).alias("_more"),
-    )
-    return pl.concat([single, _as_columns(_merged(by_key.filter(several), on), on)])
+    return [by_key.filter(several.not_()), _merged(by_key.filter(several), on)]
 
 
 def _as_columns(islands_: pl.LazyFrame, on: list[str]) -> pl.LazyFrame:
-    """Islands sorted by key and start -> one row per key, its first `ISLANDS` as columns."""
+    """Islands sorted by key and start -> one row per key, its first `ISLANDS` as columns
+    `_s0, _e0, …` (null past its last island), and `_more`, true when it has more than that."""
     bounds = [
         pl.when(_same_key(on, -i)).then(pl.col(bound).shift(-i)).alias(f"_{bound[0]}{i}")
         for i in range(1, ISLANDS)
@@ -186,17 +170,16 @@ def _as_columns(islands_: pl.LazyFrame, on: list[str]) -> pl.LazyFrame:
     ).filter(_same_key(on, 1).not_())
 
 
-def gaps(grants: pl.LazyFrame, on: list[str]) -> pl.LazyFrame:
-    """The instants each key's grants do not cover, as disjoint `[gap_start, gap_end)` with the
-    reason a delivery in them gets; a null bound is unbounded."""
-    merged = islands(grants, on)
-    before_first = merged.filter(_same_key(on, 1).not_()).select(
+def _gaps(islands_: pl.LazyFrame, on: list[str]) -> pl.LazyFrame:
+    """Islands sorted by key and start -> the instants they do not cover, as disjoint
+    `[gap_start, gap_end)` with the reason a delivery in them gets; a null bound is unbounded."""
+    before_first = islands_.filter(_same_key(on, 1).not_()).select(
         *on,
         pl.lit(None, TIMESTAMP).alias("gap_start"),
         pl.col("start").alias("gap_end"),
         pl.lit(Reason.BEFORE_GRANT.value).alias(REASON),
     )
-    after_each = merged.select(
+    after_each = islands_.select(
         *on,
         pl.col("end").alias("gap_start"),
         pl.when(_same_key(on, -1)).then(pl.col("start").shift(-1)).alias("gap_end"),
@@ -207,21 +190,30 @@ def gaps(grants: pl.LazyFrame, on: list[str]) -> pl.LazyFrame:
 
 @dataclass(frozen=True)
 class KeyTables:
-    """`key_table` cut in two for the join: every key's first island (`_s0`, `_e0`), which
-    settles almost every delivery, and the later islands (`_s1`, `_e1`, …, `_more`) of the
-    few keys that have one. The deliveries carry the first table's two bounds, not all."""
+    """The grants merged into islands (see the module's docstring), in three tables: every
+    key's first island (`_s0`, `_e0`), which settles almost every delivery in the join; the
+    later islands (`_s1`, `_e1`, …, `_more`) of the few keys that have one; and the gaps of
+    the rarer keys with more islands than that (`_more`), for the rows they leave open."""
 
     first: pl.DataFrame
     later: pl.DataFrame
+    gaps: pl.DataFrame
 
-
-def split_key_table(table: pl.DataFrame, on: list[str]) -> KeyTables:
-    """`KeyTables` from a collected `key_table` (the first table shares its columns)."""
-    later = [f"_{b}{i}" for i in range(1, ISLANDS) for b in "se"]
-    return KeyTables(
-        table.select(*on, "_s0", "_e0"),
-        table.filter(pl.col("_s1").is_not_null()).select(*on, *later, "_more"),
-    )
+    @classmethod
+    def build(cls, collected: Sequence[pl.DataFrame], on: list[str]) -> KeyTables:
+        """From the results of `key_queries`. Only the keys with several grants are laid out
+        here, in memory: they are few."""
+        single, merged = collected
+        several = _as_columns(merged.lazy(), on).collect()
+        later = [f"_{b}{i}" for i in range(1, ISLANDS) for b in "se"]
+        first = pl.concat(
+            [single.select(*on, _s0="start", _e0="end"), several.select(*on, "_s0", "_e0")]
+        )
+        more = several.filter("_more").select(on)
+        gaps = _gaps(merged.lazy().join(more.lazy(), on=on, how="semi"), on).collect()
+        return cls(
+            first, several.filter(pl.col("_s1").is_not_null()).select(*on, *later, "_more"), gaps
+        )
 
 
 def _covered(islands: range) -> pl.Expr:
@@ -271,21 +263,26 @@ def report(open_rows: pl.DataFrame, keys: KeyTables, on: list[str]) -> pl.DataFr
         .then(status_literal(Status.CHECK))
         .otherwise(status_literal(Status.AFTER_REVOCATION))
     )
-    return (
+    flagged = (
         open_rows.lazy()
         .join(keys.later.lazy(), on=on, how="left")
         .filter(valid.not_() | _covered(range(1, ISLANDS)).not_())
         .with_columns(status.alias(STATUS))
         .collect()
     )
+    checks = flagged.filter(pl.col(STATUS) == Status.CHECK.value)
+    if not checks.height:
+        return flagged
+    settled = _settled(checks, keys.gaps, on).filter(pl.col(STATUS) != Status.AUTHORIZED.value)
+    return pl.concat([flagged.filter(pl.col(STATUS) != Status.CHECK.value), settled])
 
 
-def resolve_checks(checks: pl.DataFrame, gaps_: pl.LazyFrame, on: list[str]) -> pl.LazyFrame:
+def _settled(checks: pl.DataFrame, gaps: pl.DataFrame, on: list[str]) -> pl.DataFrame:
     """Rows marked `check` -> their final status, from the gaps of their keys."""
     t = pl.col("delivered_at")
     in_gap = (
         checks.lazy()
-        .join(gaps_, on=on, how="inner")
+        .join(gaps.lazy(), on=on, how="inner")
         .filter(
             (pl.col("gap_start").is_null() | (pl.col("gap_start") <= t))
             & (pl.col("gap_end").is_null() | (t < pl.col("gap_end")))
@@ -302,4 +299,5 @@ def resolve_checks(checks: pl.DataFrame, gaps_: pl.LazyFrame, on: list[str]) -> 
         .join(in_gap.select(*on, *row, STATUS), on=[*on, *row], how="left", suffix="_gap")
         .with_columns(pl.coalesce(f"{STATUS}_gap", status_literal(Status.AUTHORIZED)).alias(STATUS))
         .drop(f"{STATUS}_gap")
+        .collect()
     )

@@ -31,13 +31,13 @@ from incident.pipeline.detect import (
     PACKED_KEY,
     PARTITION,
     STATUS,
+    KeyTables,
     Packing,
     Status,
     as_integer,
     classify,
-    key_table,
+    key_queries,
     report,
-    split_key_table,
 )
 from incident.pipeline.load import ROW, LoadedInput, SourceGroup, collect_groups
 from incident.pipeline.passes import (
@@ -48,7 +48,6 @@ from incident.pipeline.passes import (
     _packed,
     _packing,
     _second_pass,
-    _settle_checks,
 )
 from incident.storage.staging import Staging
 
@@ -187,13 +186,11 @@ def classify_bucket(bucket: tuple[bool, int, list[Staging]], exchange: Exchange)
         return Counter()
     on = [PACKED_KEY] if packed else ["for_user_id", "app_id"]
     grants = exchange.grants(packed, number)
-    keys = split_key_table(collect_groups([key_table(grants, on)], (), engine="auto")[0], on)
+    keys = KeyTables.build(collect_groups(key_queries(grants, on), (), engine="auto"), on)
     counted, open_rows = collect_groups(
         list(classify(exchange.staging.scan(parts), keys, on, exchange.window)), ()
     )
-    flagged = report(open_rows, keys, on).select(PARTITION, ROW, EVENT, *on, "delivered_at", STATUS)
-    settled = _settle_checks(flagged, (grants, on), ())
-    found = settled.filter(pl.col(STATUS) != Status.AUTHORIZED.value)
+    found = report(open_rows, keys, on)
     part = exchange.staging / f"found-{packed:d}" / f"{number:06d}.parquet"
     part.write(found.select(PARTITION, ROW, EVENT, STATUS))
     rows, outside = counted.row(0)

@@ -27,11 +27,8 @@ from incident.pipeline.detect import (
     Status,
     as_integer,
     classify,
-    gaps,
-    key_table,
+    key_queries,
     report,
-    resolve_checks,
-    split_key_table,
 )
 from incident.pipeline.footers import with_dictionary_proofs
 from incident.pipeline.load import (
@@ -133,25 +130,6 @@ def _first_pass(
     return counts, report(open_rows, keys, on).select(ROW, EVENT, *on, "delivered_at", STATUS)
 
 
-def _settle_checks(
-    flagged: pl.DataFrame,
-    grants: tuple[pl.LazyFrame, list[str]],
-    authorizations: tuple[SourceGroup, ...],
-) -> pl.DataFrame:
-    """Decide the rows whose keys have more islands than the key table holds, against the gaps
-    of those keys."""
-    checks = flagged.filter(pl.col(STATUS) == Status.CHECK.value)
-    if not checks.height:
-        return flagged
-    keyed, on = grants
-    # Only the grants of the keys to check: their gaps are all that is looked at.
-    of_checks = keyed.join(checks.lazy().select(on).unique(), on=on, how="semi")
-    (resolved,) = collect_groups(
-        [resolve_checks(checks, gaps(of_checks, on), on)], authorizations, engine="auto"
-    )
-    return pl.concat([flagged.filter(pl.col(STATUS) != Status.CHECK.value), resolved])
-
-
 def _fetch(group: SourceGroup, flagged: pl.DataFrame) -> pl.LazyFrame:
     """The raw rows numbered in `flagged`, with their `_status`, read from just the files
     that hold them (none when there are none)."""
@@ -183,14 +161,11 @@ def _second_pass(group: SourceGroup, found: pl.DataFrame) -> list[pl.LazyFrame]:
 class Detector:
     """What detection needs beside the deliveries, built once and shared by every partition:
     the window, how integer IDs are packed, and for each way a group keys its rows (packed
-    integers or text) the key table of the grants and the grants themselves (whose gaps settle
-    the rare key with more islands than the key table holds)."""
+    integers or text) the key tables of the grants."""
 
     window: Window
     packing: Packing
     tables: dict[bool, KeyTables]
-    grants: dict[bool, tuple[pl.LazyFrame, list[str]]]
-    authorizations: tuple[SourceGroup, ...]
 
 
 def prepare(authorizations: LoadedInput, groups: Sequence[SourceGroup], window: Window) -> Detector:
@@ -200,22 +175,18 @@ def prepare(authorizations: LoadedInput, groups: Sequence[SourceGroup], window: 
         packed: _grants(authorizations, packing if packed else None)
         for packed in map(_packed, groups)
     }
-    # One at a time: each is as large as the grants. Only the split tables are kept.
+    # One at a time: each is as large as the grants.
     tables = {
-        packed: split_key_table(
-            collect_input([key_table(*keyed)], [authorizations], "auto")[0], keyed[1]
-        )
-        for packed, keyed in grants.items()
+        packed: KeyTables.build(collect_input(key_queries(keyed, on), [authorizations], "auto"), on)
+        for packed, (keyed, on) in grants.items()
     }
-    return Detector(window, packing, tables, grants, authorizations.groups)
+    return Detector(window, packing, tables)
 
 
 def detect(group: SourceGroup, detector: Detector) -> Findings:
     """Classify every row of `group` and fetch the rows to report (both passes). The
     misdeliveries keep their row number (`_row`) in the group."""
-    counts, flagged = _first_pass(group, detector.tables, detector.packing, detector.window)
-    settled = _settle_checks(flagged, detector.grants[_packed(group)], detector.authorizations)
-    found = settled.filter(pl.col(STATUS) != Status.AUTHORIZED.value)
+    counts, found = _first_pass(group, detector.tables, detector.packing, detector.window)
     rows, outside = counts.row(0)
     statuses = Counter(found[STATUS].to_list())
     statuses[Status.OUTSIDE_WINDOW.value] += outside
