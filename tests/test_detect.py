@@ -68,7 +68,7 @@ def grant_frame(grants: list[tuple[int, int, int, int | None]]) -> pl.DataFrame:
 
 @settings(max_examples=200, deadline=None)
 @given(grants=grants_strategy)
-def test_key_tables_hold_each_keys_first_islands_and_the_gaps_past_them(
+def test_key_tables_hold_each_keys_islands(
     grants: list[tuple[int, int, int, int | None]],
 ) -> None:
     frame = grant_frame(grants)
@@ -87,32 +87,21 @@ def test_key_tables_hold_each_keys_first_islands_and_the_gaps_past_them(
         start = int(granted.timestamp()) * 10**9
         end = END_OF_TIME if revoked is None else int(revoked.timestamp()) * 10**9
         nanos[(u, a)].append((start, end))
-    expected = []
-    expected_gaps: list[tuple[int, int, int | None, int | None, str]] = []
+    expected, expected_rest = [], []
     for (u, a), intervals in nanos.items():
         merged = naive_islands(intervals)
         bounds = [
             b for i in range(ISLANDS) for b in (merged[i] if i < len(merged) else (None,) * 2)
         ]
         expected.append((u, a, *bounds, len(merged) > ISLANDS))
-        if len(merged) > ISLANDS:  # only these keys' rows can be left open past the columns
-            ends = [e for _, e in merged]
-            starts = [s for s, _ in merged[1:]] + [None]
-            expected_gaps.append((u, a, None, merged[0][0], "before_grant"))
-            expected_gaps += [
-                (u, a, e, s, "after_revocation")
-                for e, s in zip(ends, starts, strict=True)
-                if e < END_OF_TIME
-            ]
+        expected_rest += [(u, a, start, end) for start, end in merged[ISLANDS:]]
     columns = [f"_{b}{i}" for i in range(ISLANDS) for b in "se"]
     got = table.select(
         "u", "a", *(pl.col(c).dt.epoch("ns") for c in columns), pl.col("_more")
     ).rows()
     assert got == expected
-    gaps = keys.gaps.select("u", "a", pl.col("gap_start", "gap_end").dt.epoch("ns"), "reason").sort(
-        "u", "a", "gap_start", nulls_last=False
-    )
-    assert gaps.rows() == sorted(expected_gaps, key=lambda g: (g[0], g[1], g[2] or -1))
+    rest = keys.rest.select("u", "a", pl.col("start", "end").dt.epoch("ns"))
+    assert sorted(rest.rows()) == expected_rest
 
 
 @settings(max_examples=200, deadline=None)

@@ -6,9 +6,8 @@ an island of its key contains its time. The first `ISLANDS` islands of each key 
 of a key table, so that the deliveries join it 1:1 and are classified by a few comparisons:
 memory grows with the grants, not with the deliveries, and the deliveries stream through.
 The deliveries join only the first island of each key; the few rows it leaves open meet the
-later islands of their keys afterwards, in memory. The rare key with more islands is
-resolved last against its *gaps* (the complement of its islands), only for the few
-deliveries its first islands leave open.
+later islands of their keys afterwards, in memory, and the rows of the rare key with more
+islands than the columns hold meet the rest of its islands last.
 
 Reasons (DESIGN rule 3) follow from the islands: before the first island nothing had ended yet
 (`before_grant`); after any island a grant had ended (`after_revocation`).
@@ -23,7 +22,7 @@ from enum import StrEnum
 import polars as pl
 
 from incident.config import Window
-from incident.schema import REASON, TIMESTAMP, Reason
+from incident.schema import TIMESTAMP, Reason
 
 KEY = ("for_user_id", "app_id")
 PACKED_KEY = "_key"
@@ -170,34 +169,16 @@ def _as_columns(islands_: pl.LazyFrame, on: list[str]) -> pl.LazyFrame:
     ).filter(_same_key(on, 1).not_())
 
 
-def _gaps(islands_: pl.LazyFrame, on: list[str]) -> pl.LazyFrame:
-    """Islands sorted by key and start -> the instants they do not cover, as disjoint
-    `[gap_start, gap_end)` with the reason a delivery in them gets; a null bound is unbounded."""
-    before_first = islands_.filter(_same_key(on, 1).not_()).select(
-        *on,
-        pl.lit(None, TIMESTAMP).alias("gap_start"),
-        pl.col("start").alias("gap_end"),
-        pl.lit(Reason.BEFORE_GRANT.value).alias(REASON),
-    )
-    after_each = islands_.select(
-        *on,
-        pl.col("end").alias("gap_start"),
-        pl.when(_same_key(on, -1)).then(pl.col("start").shift(-1)).alias("gap_end"),
-        pl.lit(Reason.AFTER_REVOCATION.value).alias(REASON),
-    ).filter(pl.col("gap_start") < _END_OF_TIME)
-    return pl.concat([before_first, after_each])
-
-
 @dataclass(frozen=True)
 class KeyTables:
     """The grants merged into islands (see the module's docstring), in three tables: every
     key's first island (`_s0`, `_e0`), which settles almost every delivery in the join; the
-    later islands (`_s1`, `_e1`, …, `_more`) of the few keys that have one; and the gaps of
-    the rarer keys with more islands than that (`_more`), for the rows they leave open."""
+    later islands (`_s1`, `_e1`, …, `_more`) of the few keys that have one; and, as rows
+    (`start`, `end`), the islands past those of the rarer keys with more (`_more`)."""
 
     first: pl.DataFrame
     later: pl.DataFrame
-    gaps: pl.DataFrame
+    rest: pl.DataFrame
 
     @classmethod
     def build(cls, collected: Sequence[pl.DataFrame], on: list[str]) -> KeyTables:
@@ -209,10 +190,11 @@ class KeyTables:
         first = pl.concat(
             [single.select(*on, _s0="start", _e0="end"), several.select(*on, "_s0", "_e0")]
         )
-        more = several.filter("_more").select(on)
-        gaps = _gaps(merged.lazy().join(more.lazy(), on=on, how="semi"), on).collect()
+        # `merged` is sorted by key and start: an island whose key also has the island
+        # `ISLANDS` rows before is past the columns.
+        rest = merged.filter(_same_key(on, ISLANDS)).select(*on, "start", "end")
         return cls(
-            first, several.filter(pl.col("_s1").is_not_null()).select(*on, *later, "_more"), gaps
+            first, several.filter(pl.col("_s1").is_not_null()).select(*on, *later, "_more"), rest
         )
 
 
@@ -231,7 +213,7 @@ def classify(
     rows and of valid rows outside the window, and the rows left open (rejected, or valid, in
     the window and not in the first island of their key), for `report` to settle.
     `deliveries` has `_valid` (rule 1), the key columns `on` and a normalised `delivered_at`;
-    `keys` is `key_table` keyed the same way, split."""
+    `keys` is `KeyTables` keyed the same way."""
     # Every row goes through the join, so that both results follow it: a branch that waited
     # for the join's hash table while the other read on would hold the rows read meanwhile.
     # The key table is the build side from the start: when polars samples both sides to choose,
@@ -273,31 +255,19 @@ def report(open_rows: pl.DataFrame, keys: KeyTables, on: list[str]) -> pl.DataFr
     checks = flagged.filter(pl.col(STATUS) == Status.CHECK.value)
     if not checks.height:
         return flagged
-    settled = _settled(checks, keys.gaps, on).filter(pl.col(STATUS) != Status.AUTHORIZED.value)
-    return pl.concat([flagged.filter(pl.col(STATUS) != Status.CHECK.value), settled])
-
-
-def _settled(checks: pl.DataFrame, gaps: pl.DataFrame, on: list[str]) -> pl.DataFrame:
-    """Rows marked `check` -> their final status, from the gaps of their keys."""
-    t = pl.col("delivered_at")
-    in_gap = (
-        checks.lazy()
-        .join(gaps.lazy(), on=on, how="inner")
-        .filter(
-            (pl.col("gap_start").is_null() | (pl.col("gap_start") <= t))
-            & (pl.col("gap_end").is_null() | (t < pl.col("gap_end")))
-        )
-        .select(
-            *(c for c in checks.columns if c != STATUS),
-            pl.col(REASON).cast(STATUS_TYPE).alias(STATUS),
-        )
-    )
-    # Gaps of one key are disjoint: a row is in at most one; in none means covered.
+    # A row marked `check` is past its key's first island and in none of the columns: an
+    # island of the rest covers it, or a grant of its key had ended.
     row = ["_row", *([PARTITION] if PARTITION in checks.columns else [])]
-    return (
+    covered = (
         checks.lazy()
-        .join(in_gap.select(*on, *row, STATUS), on=[*on, *row], how="left", suffix="_gap")
-        .with_columns(pl.coalesce(f"{STATUS}_gap", status_literal(Status.AUTHORIZED)).alias(STATUS))
-        .drop(f"{STATUS}_gap")
+        .join(keys.rest.lazy(), on=on)
+        .filter((pl.col("start") <= t) & (t < pl.col("end")))
+        .select(*on, *row)
+    )
+    after_revocation = (
+        checks.lazy()
+        .join(covered, on=[*on, *row], how="anti")
+        .with_columns(status_literal(Status.AFTER_REVOCATION).alias(STATUS))
         .collect()
     )
+    return pl.concat([flagged.filter(pl.col(STATUS) != Status.CHECK.value), after_revocation])
