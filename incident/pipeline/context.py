@@ -189,6 +189,9 @@ def _whole_rows(
     frames = []
     for group, seen in sighted:
         seen = seen.join(keys, on=["app_id", SLOT], how="semi")
+        if seen.is_empty():
+            # No file holds a wanted row: reading would decode every row to keep none.
+            continue
         holding, rows = group.holding(seen[ROW])
         columns = [c for c in _REST if c in group.sources]
         rest = holding.scan().filter(pl.col(ROW).is_in(rows.implode()))
@@ -198,6 +201,8 @@ def _whole_rows(
                 on=ROW,
             )
         )
+    if not frames:
+        return pl.DataFrame(schema=CONTEXT_SCHEMA)
     context = stack(frames, Input.DELIVERIES).select(*EVIDENCE_READ, "ip", "webhook_url")
     (read,) = collect_input([context], [deliveries])
     # Each distinct URL is parsed once: an app calls few, and parsing every row costs more
