@@ -23,7 +23,7 @@ from incident.pipeline.integrity import check_parquet
 from incident.pipeline.load import load_input
 from incident.pipeline.values import stored_between, stored_bounds
 from incident.schema import TIMESTAMP, Input
-from tests.conftest import ScanFn, delivery, utc, write
+from tests.conftest import ScanFn, delivery, grant, utc, write
 from tests.test_cause import (
     APPS,
     GRANTS,
@@ -91,6 +91,15 @@ def test_only_candidates_seen_on_or_registered_at_the_misdeliverys_ip_are_read_w
     )
     near = near_received_ip(wanted, ips, sightings, registered, WINDOW).collect()
     assert sorted(near["app_id"]) == ["a", "d"]
+
+
+def test_no_row_is_read_whole_when_no_candidate_was_near_the_ip(run_scan: ScanFn) -> None:
+    # App 40 is authorized but listened on another IP: its rows and the receiving app's are
+    # not needed whole, and no file is read a second time for nothing.
+    refuse = AssertionError("the files were read whole for no row")
+    with patch("incident.pipeline.context.stack", side_effect=refuse):
+        result = run_scan(collision(intended=40), [grant(1, 40), grant(2, 20)], APPS)
+    assert [r["cause"] for r in explained(result)] == ["unexplained"]
 
 
 def test_the_ips_a_misdelivery_may_have_gone_to() -> None:

@@ -15,7 +15,7 @@ import polars as pl
 
 from incident.pipeline.endpoints import near_received_ip, received_ips
 from incident.pipeline.load import ROW, LoadedInput, SourceGroup, collect_input, stack
-from incident.pipeline.normal import endpoint_ips, url_path
+from incident.pipeline.normal import endpoint_ips, url_paths
 from incident.pipeline.values import stored_between, stored_bounds
 from incident.schema import ID, TIMESTAMP, Input
 
@@ -50,11 +50,10 @@ def _bucket(window: int, at: pl.Expr | None = None) -> pl.Expr:
 def _slots(apps_at: pl.LazyFrame, window: int) -> pl.DataFrame:
     """(app_id, _bucket): the distinct slots of each (app_id, delivered_at) and of the two
     slots either side."""
+    # Many deliveries share a slot: the distinct ones are widened, not every row.
+    slots = apps_at.select("app_id", _bucket(window)).unique()
     return (
-        apps_at.with_columns(_bucket(window))
-        .with_columns(pl.col(SLOT) + pl.lit([-1, 0, 1]))
-        .explode(SLOT)
-        .select("app_id", SLOT)
+        pl.concat([slots.with_columns(pl.col(SLOT) + step) for step in (-1, 0, 1)])
         .unique()
         .collect()
     )
@@ -189,6 +188,9 @@ def _whole_rows(
     frames = []
     for group, seen in sighted:
         seen = seen.join(keys, on=["app_id", SLOT], how="semi")
+        if seen.is_empty():
+            # No file holds a wanted row: reading would decode every row to keep none.
+            continue
         holding, rows = group.holding(seen[ROW])
         columns = [c for c in _REST if c in group.sources]
         rest = holding.scan().filter(pl.col(ROW).is_in(rows.implode()))
@@ -198,19 +200,12 @@ def _whole_rows(
                 on=ROW,
             )
         )
+    if not frames:
+        return pl.DataFrame(schema=CONTEXT_SCHEMA)
     context = stack(frames, Input.DELIVERIES).select(*EVIDENCE_READ, "ip", "webhook_url")
     (read,) = collect_input([context], [deliveries])
-    # Each distinct URL is parsed once: an app calls few, and parsing every row costs more
-    # than reading it.
-    paths = _paths(read["webhook_url"].cast(pl.String))
+    paths = url_paths(read["webhook_url"].cast(pl.String))
     return read.drop("webhook_url").with_columns(path=paths).cast(CONTEXT_SCHEMA)  # type: ignore[arg-type]
-
-
-def _paths(urls: pl.Series) -> pl.Series:
-    """`url_path` of each URL, computed once per distinct URL."""
-    distinct = urls.drop_nulls().unique()
-    paths = pl.select(url_path(pl.lit(distinct))).to_series()
-    return urls.replace_strict(distinct, paths, default=None, return_dtype=pl.String)
 
 
 def as_read(group: SourceGroup, column: str, ids: pl.Series) -> pl.Series:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from incident.pipeline.normal import endpoint_ip, url_path
+from incident.pipeline.normal import endpoint_ip, endpoint_path
 from incident.schema import ID
 
 ENDPOINT_SCHEMA = {"app_id": ID(), "ip": pl.String(), "path": pl.String()}
@@ -25,7 +25,7 @@ def app_endpoints(frame: pl.LazyFrame, *by: str) -> pl.LazyFrame:
             *by,
             "app_id",
             ip=endpoint_ip(pl.col("resolved_ip")),
-            path=url_path(pl.col("webhook_url")),
+            path=endpoint_path(pl.col("webhook_url")),
         )
     )
 

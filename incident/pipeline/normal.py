@@ -41,6 +41,19 @@ def url_path(url: pl.Expr) -> pl.Expr:
     return path.str.replace(r"^$", "/")
 
 
+def url_paths(urls: pl.Series) -> pl.Series:
+    """`url_path` of each URL, computed once per distinct URL: an app calls few, and parsing
+    every row costs more than reading it."""
+    distinct = urls.drop_nulls().unique()
+    paths = pl.select(url_path(pl.lit(distinct))).to_series()
+    return urls.replace_strict(distinct, paths, default=None, return_dtype=pl.String)
+
+
+def endpoint_path(url: pl.Expr) -> pl.Expr:
+    """`url_path` of a webhook URL, each distinct URL of a batch parsed once (`url_paths`)."""
+    return url.cast(pl.String).map_batches(url_paths, return_dtype=pl.String)
+
+
 def _ip_form(text: str) -> str:
     """One written form of an IP address: brackets dropped, IPv6 compressed and lowercase, an
     IPv4-mapped IPv6 address as its IPv4 address; anything else trimmed and lowercase."""
