@@ -60,7 +60,7 @@ def _skip(data: bytes, at: int, kind: int, depth: int) -> int:
         size, at = _varint(data, at)
         return at + size
     if kind == 12:
-        return _struct(data, at, {}, depth + 1)[1]
+        return _skip_struct(data, at, depth + 1)
     if kind in (1, 2):  # a boolean field carries its value in its type
         return at
     if kind == 3:
@@ -93,6 +93,29 @@ def _skip(data: bytes, at: int, kind: int, depth: int) -> int:
                 at = at + 1 if element in (1, 2) else _skip(data, at, element, depth + 1)
         return at
     raise ParquetDamage(f"a value of unknown type {kind}")
+
+
+def _skip_struct(data: bytes, at: int, depth: int) -> int:
+    """Where the struct at `at` ends, none of its fields kept (`_struct` without a plan)."""
+    if depth > _MAX_DEPTH:
+        raise ParquetDamage("values nested too deep")
+    while True:
+        header = data[at]
+        at += 1
+        if not header:
+            return at
+        kind = header & 0x0F
+        if not header >> 4:  # a field id of its own
+            at = _varint(data, at)[1]
+        if kind in (5, 6):  # an integer, skipped without a call
+            while data[at] & 0x80:
+                at += 1
+            at += 1
+        elif kind == 8:
+            size, at = _varint(data, at)
+            at += size
+        else:
+            at = _skip(data, at, kind, depth)
 
 
 def _read(data: bytes, at: int, kind: int, plan: Any, depth: int) -> tuple[Any, int]:
