@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import pyarrow as pa
 
-# Every character polars' `strip_chars` strips: Unicode White_Space (tests/test_load.py
+# Every character polars' `strip_chars` strips: Unicode White_Space (tests/test_dictionary.py
 # checks it against polars for every character).
 WHITE_SPACE = (
     "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"

@@ -148,16 +148,16 @@ def _own_columns(columns: list[tuple[str, bool, bool]]) -> list[tuple[int, str]]
 def _proofs(
     footer: dict[int, Any],
     columns: list[tuple[str, bool, bool]],
-    no_blank_entry: set[tuple[int, int]],
+    by_dictionary: set[tuple[int, int]],
 ) -> dict[str, frozenset[str]]:
     """Per top-level column, what the statistics of all its row groups prove, or for blank
-    text the dictionary pages of the (row group, column) pairs in `no_blank_entry`."""
+    text the dictionary pages of the (row group, column) pairs in `by_dictionary`."""
     proofs = {}
     for index, path in _own_columns(columns):
         found = {NO_NULLS, NO_BLANKS}  # no row group: no row, nothing to check
         for number, group in enumerate(footer.get(4, [])):
             chunk = _chunk_proofs(group[1][index].get(3, {}))
-            if (number, index) in no_blank_entry:
+            if (number, index) in by_dictionary:
                 chunk.add(NO_BLANKS)
             found &= chunk
         proofs[path] = frozenset(found)
@@ -259,7 +259,7 @@ def _check_file(
     footer = _footer(read, size)
     columns = _leaf_columns(footer.get(2, []))
     rows = 0
-    no_blank_entry = set()
+    by_dictionary = set()  # (row group, column) whose dictionary proves no blank text
     for index, group in enumerate(footer.get(4, [])):
         group_rows = group.get(3, -1)
         if not 0 <= group_rows < MAX_COUNT:
@@ -269,16 +269,16 @@ def _check_file(
         if len(chunks) != len(columns):
             raise ParquetDamage(f"row group {index} has {len(chunks)} of {len(columns)} columns")
         for column, (chunk, (name, repeats, top)) in enumerate(zip(chunks, columns, strict=True)):
-            text = top and not repeats and name in blank_checked
+            blanks = top and not repeats and name in blank_checked
             try:
                 meta = chunk.get(3, {})
-                if _check_chunk(read, meta, group_rows, repeats, size, text, whole_chunk):
-                    no_blank_entry.add((index, column))
+                if _check_chunk(read, meta, group_rows, repeats, size, blanks, whole_chunk):
+                    by_dictionary.add((index, column))
             except ParquetDamage as error:
                 raise ParquetDamage(f"column {name!r} of row group {index}: {error}") from None
     if rows != footer.get(3, -1):
         raise ParquetDamage(f"{footer.get(3)} rows, but its row groups have {rows}")
-    proofs = _proofs(footer, columns, no_blank_entry)
+    proofs = _proofs(footer, columns, by_dictionary)
     return Checked(rows, proofs, _bounds(footer, columns))
 
 
