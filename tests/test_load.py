@@ -14,9 +14,9 @@ import pytest
 from incident import ColumnMap, ScanConfig, scan
 from incident.api import ScanResult
 from incident.errors import InputError
+from incident.pipeline.dictionary import BLANK_FIRST_BYTES
 from incident.pipeline.files import find_files
 from incident.pipeline.footers import with_dictionary_proofs
-from incident.pipeline.integrity import BLANK_FIRST_BYTES
 from incident.pipeline.load import load_input
 from incident.pipeline.values import is_blank
 from incident.schema import Input

@@ -22,7 +22,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from incident.errors import InputError
-from incident.pipeline.integrity import Checked, ParquetDamage, check_parquet, check_stream
+from incident.pipeline.integrity import Checked, check_parquet, check_stream
+from incident.pipeline.thrift import ParquetDamage
 from incident.schema import Input
 from incident.storage import objects
 from incident.storage.locations import NO_OPTIONS, StorageOptions, is_url
@@ -162,17 +163,20 @@ def _tree(input_: Input, top: str) -> tuple[list[str], list[str]]:
     return directories, files
 
 
-def read_schema(path: str, storage: StorageOptions = NO_OPTIONS) -> tuple[pa.Schema, Checked]:
-    """The Arrow schema of a Parquet file (or object), its rows and what its statistics prove,
-    once its structure is checked; `InputError` naming it when it is damaged or not Parquet."""
+def read_schema(
+    path: str, storage: StorageOptions = NO_OPTIONS, blank_checked: frozenset[str] = frozenset()
+) -> tuple[pa.Schema, Checked]:
+    """The Arrow schema of a Parquet file (or object), its rows and what its statistics (and
+    the dictionaries of the text columns in `blank_checked`) prove, once its structure is
+    checked; `InputError` naming it when it is damaged or not Parquet."""
     try:
         # Checked first: polars and pyarrow trust a file's counts, and abort on some damage.
         if is_url(path):
             with objects.open_input(path, storage) as stream:
-                checked = check_stream(stream)
+                checked = check_stream(stream, blank_checked)
                 metadata = pq.read_metadata(stream)
         else:
-            checked = check_parquet(path)
+            checked = check_parquet(path, blank_checked)
             metadata = pq.read_metadata(path)
         schema = metadata.schema.to_arrow_schema().remove_metadata()
     except ParquetDamage as error:

@@ -5,14 +5,15 @@ impossible allocation, such as a negative count read as a huge one, aborts the p
 pyarrow aborts on some damaged column chunk metadata too (an exception thrown where none may
 be). Neither can be caught, so the footer and the page headers are decoded here, in Python,
 and checked: row groups, column chunks and pages must agree with each other and lie within
-the file. Page contents are not read: a page's header is all a reader sizes anything by.
+the file. Page contents are not read: a page's header is all a reader sizes anything by,
+except a small dictionary page of a column whose blank text rejects a row (`dictionary`).
 
 The footer's statistics, decoded here too (pyarrow aborts on some damaged ones), tell which of
-rule 1's checks no row of a column can fail (`Checked.proofs`): no null, no blank text.
+rule 1's checks no row of a column can fail (`Checked.proofs`): no null, no blank text; so
+does a dictionary page without a blank entry, when every data page of its chunk points into it.
 
-Footer and page headers are Thrift's compact protocol: a struct is a run of (field id, type)
-headers and values, ended by a zero byte. Only the fields checked are kept; the rest are
-skipped, with every length held against the bytes that remain.
+Footer and page headers are Thrift's compact protocol (`thrift`): only the fields checked are
+decoded.
 """
 
 from __future__ import annotations
@@ -23,36 +24,28 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+from incident.pipeline.dictionary import BLANK_FIRST_BYTES, DICTIONARY_ENCODINGS, no_blank_entry
+from incident.pipeline.thrift import BYTES, INT, TEXT, ParquetDamage, Plan, Truncated, decode
+
 MAGIC = b"PAR1"
 # Counts beyond what a 32-bit row index can number are damage, not data.
 MAX_COUNT = 2**32
-_MAX_DEPTH = 64
 _REPEATED = 2  # FieldRepetitionType.REPEATED
 _DATA_PAGE, _DICTIONARY_PAGE, _DATA_PAGE_V2 = 0, 2, 3
 # A page header is read in steps of this many bytes (it is usually far shorter).
 _HEADER_READ = 256
-# A column chunk up to this long is read whole, to find its page headers with one read.
+# A column chunk of an object in a store up to this long is read whole, to find its page
+# headers with one request.
 _WHOLE_CHUNK = 2**20
 
 
-class ParquetDamage(ValueError):
-    """A file whose footer or page headers do not decode, or contradict each other."""
-
-
-class _Truncated(ParquetDamage):
-    """Bytes that end inside a value: more may be read, where there are more."""
-
-
-# What is kept of a struct: its fields of interest, each with how it is read (`INT`, `TEXT`,
-# a struct's plan, or a list of one `[plan]`). Everything else is skipped, not built.
-Plan = dict[int, Any]
-INT, TEXT, BYTES = "int", "text", "bytes"
 # FileMetaData: 2 schema (below), 3 rows, 4 row groups (1 column
-# chunks with 3 their metadata: 1 physical type, 5 values, 6 and 7 bytes uncompressed and
-# compressed, 9 data and 11 dictionary page offsets, 12 statistics: 3 nulls, 5 and 6 the
-# greatest and least value; 3 rows).
+# chunks with 3 their metadata: 1 physical type, 4 codec, 5 values, 6 and 7 bytes
+# uncompressed and compressed, 9 data and 11 dictionary page offsets, 12 statistics: 3 nulls,
+# 5 and 6 the greatest and least value; 3 rows).
 _COLUMN_META: Plan = {
     1: INT,
+    4: INT,
     5: INT,
     6: INT,
     7: INT,
@@ -70,142 +63,22 @@ _FILE_META: Plan = {
     3: INT,
     4: [{1: [{3: _COLUMN_META}], 3: INT}],
 }
-# PageHeader: 1 type, 2 and 3 bytes uncompressed and compressed; the values of 5 a data page,
-# 7 a dictionary page, 8 a data page v2 (with 2 nulls, 3 rows, 5 and 6 level bytes).
+# PageHeader: 1 type, 2 and 3 bytes uncompressed and compressed; the values and encoding of
+# 5 a data page (1, 2), 7 a dictionary page (1, 2), 8 a data page v2 (1 values, 2 nulls,
+# 3 rows, 4 encoding, 5 and 6 level bytes).
 _PAGE_HEADER: Plan = {
     1: INT,
     2: INT,
     3: INT,
-    5: {1: INT},
-    7: {1: INT},
-    8: {1: INT, 2: INT, 3: INT, 5: INT, 6: INT},
+    5: {1: INT, 2: INT},
+    7: {1: INT, 2: INT},
+    8: {1: INT, 2: INT, 3: INT, 4: INT, 5: INT, 6: INT},
 }
-
-
-def _varint(data: bytes, at: int) -> tuple[int, int]:
-    """An unsigned varint at `at`, and where the next value starts."""
-    value = shift = 0
-    while True:
-        byte = data[at]  # an IndexError here is read as _Truncated by the caller
-        at += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, at
-        shift += 7
-        if shift > 63:
-            raise ParquetDamage("an integer of more than 64 bits")
-
-
-def _collection(data: bytes, at: int) -> tuple[int, int, int]:
-    """A list's size and element type, held against the bytes left, and where it starts."""
-    header = data[at]
-    size, at = (header >> 4, at + 1) if header >> 4 != 15 else _varint(data, at + 1)
-    if size > len(data) - at:  # every element takes a byte at least
-        raise _Truncated("declares more elements than it has bytes")
-    return size, header & 0x0F, at
-
-
-def _skip(data: bytes, at: int, kind: int, depth: int) -> int:
-    """Where the value of compact type `kind` at `at` ends."""
-    if kind in (4, 5, 6):
-        while data[at] & 0x80:
-            at += 1
-        return at + 1
-    if kind == 8:
-        size, at = _varint(data, at)
-        return at + size
-    if kind == 12:
-        return _struct(data, at, {}, depth + 1)[1]
-    if kind in (1, 2):  # a boolean field carries its value in its type
-        return at
-    if kind == 3:
-        return at + 1
-    if kind == 7:
-        return at + 8
-    if depth > _MAX_DEPTH:
-        raise ParquetDamage("values nested too deep")
-    if kind in (9, 10):
-        size, element, at = _collection(data, at)
-        for _ in range(size):
-            # In a collection, a boolean is a byte of its own.
-            at = at + 1 if element in (1, 2) else _skip(data, at, element, depth + 1)
-        return at
-    if kind == 11:
-        size, at = _varint(data, at)
-        if 2 * size > len(data) - at:
-            raise _Truncated("declares more elements than it has bytes")
-        if size:
-            types = data[at]
-            at += 1
-            for _ in range(2 * size):
-                element = types >> 4 if _ % 2 == 0 else types & 0x0F
-                at = at + 1 if element in (1, 2) else _skip(data, at, element, depth + 1)
-        return at
-    raise ParquetDamage(f"a value of unknown type {kind}")
-
-
-def _read(data: bytes, at: int, kind: int, plan: Any, depth: int) -> tuple[Any, int]:
-    """A value kept by its `plan`, and where it ends; a value of another type is damage."""
-    if plan == INT and kind in (4, 5, 6):
-        raw, at = _varint(data, at)
-        return (raw >> 1) ^ -(raw & 1), at  # zigzag
-    if plan in (TEXT, BYTES) and kind == 8:
-        size, at = _varint(data, at)
-        value = bytes(data[at : at + size])
-        return value.decode("utf-8", "replace") if plan == TEXT else value, at + size
-    if isinstance(plan, dict) and kind == 12:
-        return _struct(data, at, plan, depth + 1)
-    if isinstance(plan, list) and kind in (9, 10):
-        size, element, at = _collection(data, at)
-        values = []
-        for _ in range(size):
-            value, at = _read(data, at, element, plan[0], depth + 1)
-            values.append(value)
-        return values, at
-    raise ParquetDamage(f"a value of type {kind} where another is expected")
-
-
-def _struct(data: bytes, at: int, plan: Plan, depth: int = 0) -> tuple[dict[int, Any], int]:
-    """The fields of the struct at `at` named in `plan`, and where the struct ends."""
-    if depth > _MAX_DEPTH:
-        raise ParquetDamage("values nested too deep")
-    found: dict[int, Any] = {}
-    field = 0
-    while True:
-        header = data[at]
-        at += 1
-        if not header:
-            return found, at
-        kind = header & 0x0F
-        if header >> 4:
-            field += header >> 4
-        else:
-            raw, at = _varint(data, at)
-            field = (raw >> 1) ^ -(raw & 1)
-        if field in plan:
-            found[field], at = _read(data, at, kind, plan[field], depth)
-        else:
-            at = _skip(data, at, kind, depth)
-
-
-def _decode(data: bytes, plan: Plan) -> tuple[dict[int, Any], int]:
-    """A whole struct from `data`; `_Truncated` when `data` ends inside it."""
-    try:
-        found, end = _struct(data, 0, plan)
-    except IndexError:
-        raise _Truncated("ends inside a value") from None
-    if end > len(data):
-        raise _Truncated("ends inside a value")
-    return found, end
 
 
 # What the statistics of a column chunk prove of its values.
 NO_NULLS = "no nulls"
 NO_BLANKS = "no blank text"
-# The first bytes of the UTF-8 of every character that polars' `strip_chars` strips (Unicode
-# White_Space; tests/test_load.py checks every character): a text that is not empty and
-# starts with another byte is not blank.
-BLANK_FIRST_BYTES = frozenset({0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x20, 0xC2, 0xE1, 0xE2, 0xE3})
 _INT32, _INT64, _BYTE_ARRAY = 1, 2, 6
 # Bounds of a row group's integers: the least and greatest, little-endian as Parquet writes
 # them; their sign is the column's type's (`Checked.bounds`).
@@ -223,10 +96,11 @@ _OTHER = "other"
 @dataclass(frozen=True)
 class Checked:
     """A file whose structure is checked: its rows, and per top-level column what the
-    statistics of every row group prove (`NO_NULLS`, `NO_BLANKS`); a column they do not tell
-    of, or a nested one, is absent. `bounds` holds, per top-level integer column (timestamps
-    and dates among them) whose every row group's statistics give them, how it stores them
-    and each row group's least and greatest value."""
+    statistics (or, for blank text, the dictionary pages) of every row group prove
+    (`NO_NULLS`, `NO_BLANKS`); a column they do not tell of, or a nested one, is absent.
+    `bounds` holds, per top-level integer column (timestamps and dates among them) whose every
+    row group's statistics give them, how it stores them and each row group's least and
+    greatest value."""
 
     rows: int
     proofs: dict[str, frozenset[str]]
@@ -272,14 +146,20 @@ def _own_columns(columns: list[tuple[str, bool, bool]]) -> list[tuple[int, str]]
 
 
 def _proofs(
-    footer: dict[int, Any], columns: list[tuple[str, bool, bool]]
+    footer: dict[int, Any],
+    columns: list[tuple[str, bool, bool]],
+    by_dictionary: set[tuple[int, int]],
 ) -> dict[str, frozenset[str]]:
-    """Per top-level column, what the statistics of all its row groups prove."""
+    """Per top-level column, what the statistics of all its row groups prove, or for blank
+    text the dictionary pages of the (row group, column) pairs in `by_dictionary`."""
     proofs = {}
     for index, path in _own_columns(columns):
         found = {NO_NULLS, NO_BLANKS}  # no row group: no row, nothing to check
-        for group in footer.get(4, []):
-            found &= _chunk_proofs(group[1][index].get(3, {}))
+        for number, group in enumerate(footer.get(4, [])):
+            chunk = _chunk_proofs(group[1][index].get(3, {}))
+            if (number, index) in by_dictionary:
+                chunk.add(NO_BLANKS)
+            found &= chunk
         proofs[path] = frozenset(found)
     return proofs
 
@@ -342,18 +222,25 @@ def _bounds(
     return bounds
 
 
-def check_parquet(path: str) -> Checked:
+def check_parquet(path: str, blank_checked: frozenset[str] = frozenset()) -> Checked:
     """The rows of a Parquet file and what its statistics prove; `ParquetDamage` when its
     footer or a page header cannot be decoded, or a count or extent contradicts another or the
     file: rows in the row groups and the file, values in each column chunk (one per row where
-    nothing repeats) and its pages, and where the pages lie."""
+    nothing repeats) and its pages, and where the pages lie. The dictionary pages of the
+    top-level text columns named in `blank_checked` are read for blank text too."""
     with open(path, "rb", buffering=0) as file:
-        return check_stream(file)
+        # A read of a local file is a system call: cheaper than copying the pages between
+        # their headers.
+        return _check_open(file, blank_checked, whole_chunk=0)
 
 
-def check_stream(file: BinaryIO) -> Checked:
-    """`check_parquet` of a file already open, unbuffered (a local file or an object in a
-    store: one request per read)."""
+def check_stream(file: BinaryIO, blank_checked: frozenset[str] = frozenset()) -> Checked:
+    """`check_parquet` of an object in a store, open unbuffered: one request per read, so a
+    column chunk up to `_WHOLE_CHUNK` bytes is read whole, its page headers with one request."""
+    return _check_open(file, blank_checked, _WHOLE_CHUNK)
+
+
+def _check_open(file: BinaryIO, blank_checked: frozenset[str], whole_chunk: int) -> Checked:
     size = file.seek(0, os.SEEK_END)
     if size < 12:
         raise ParquetDamage(f"{size} bytes, too short for a Parquet file")
@@ -363,13 +250,16 @@ def check_stream(file: BinaryIO) -> Checked:
         file.seek(at)
         return file.read(length) or b""
 
-    return _check_file(read, size)
+    return _check_file(read, size, blank_checked, whole_chunk)
 
 
-def _check_file(read: Callable[[int, int], bytes], size: int) -> Checked:
+def _check_file(
+    read: Callable[[int, int], bytes], size: int, blank_checked: frozenset[str], whole_chunk: int
+) -> Checked:
     footer = _footer(read, size)
     columns = _leaf_columns(footer.get(2, []))
     rows = 0
+    by_dictionary = set()  # (row group, column) whose dictionary proves no blank text
     for index, group in enumerate(footer.get(4, [])):
         group_rows = group.get(3, -1)
         if not 0 <= group_rows < MAX_COUNT:
@@ -378,14 +268,18 @@ def _check_file(read: Callable[[int, int], bytes], size: int) -> Checked:
         chunks = group.get(1, [])
         if len(chunks) != len(columns):
             raise ParquetDamage(f"row group {index} has {len(chunks)} of {len(columns)} columns")
-        for chunk, (name, repeats, _) in zip(chunks, columns, strict=True):
+        for column, (chunk, (name, repeats, top)) in enumerate(zip(chunks, columns, strict=True)):
+            blanks = top and not repeats and name in blank_checked
             try:
-                _check_chunk(read, chunk.get(3, {}), group_rows, repeats, size)
+                meta = chunk.get(3, {})
+                if _check_chunk(read, meta, group_rows, repeats, size, blanks, whole_chunk):
+                    by_dictionary.add((index, column))
             except ParquetDamage as error:
                 raise ParquetDamage(f"column {name!r} of row group {index}: {error}") from None
     if rows != footer.get(3, -1):
         raise ParquetDamage(f"{footer.get(3)} rows, but its row groups have {rows}")
-    return Checked(rows, _proofs(footer, columns), _bounds(footer, columns))
+    proofs = _proofs(footer, columns, by_dictionary)
+    return Checked(rows, proofs, _bounds(footer, columns))
 
 
 def _footer(read: Callable[[int, int], bytes], size: int) -> dict[int, Any]:
@@ -396,7 +290,7 @@ def _footer(read: Callable[[int, int], bytes], size: int) -> dict[int, Any]:
     if length > size - 12:
         raise ParquetDamage(f"a footer of {length} bytes in a {size}-byte file")
     try:
-        return _decode(read(size - 8 - length, length), _FILE_META)[0]
+        return decode(read(size - 8 - length, length), _FILE_META)[0]
     except ParquetDamage as error:
         raise ParquetDamage(f"footer: {error}") from None
 
@@ -429,9 +323,17 @@ def _leaf_columns(schema: list[dict[int, Any]]) -> list[tuple[str, bool, bool]]:
 
 
 def _check_chunk(
-    read: Callable[[int, int], bytes], meta: dict[int, Any], rows: int, repeats: bool, size: int
-) -> None:
-    """A column chunk's counts and extent, then each of its page headers."""
+    read: Callable[[int, int], bytes],
+    meta: dict[int, Any],
+    rows: int,
+    repeats: bool,
+    size: int,
+    blank_checked: bool,
+    whole_chunk: int,
+) -> bool:
+    """A column chunk's counts and extent, then each of its page headers (with one read when
+    it is `whole_chunk` bytes long at most); with `blank_checked`, whether its dictionary page
+    proves it holds no blank text."""
     values = meta.get(5, -1)
     if not (rows <= values < MAX_COUNT if repeats else values == rows):
         raise ParquetDamage(f"{values} values in {rows} rows")
@@ -442,11 +344,12 @@ def _check_chunk(
     length = meta.get(7, -1)
     if start < 4 or length < 0 or meta.get(6, -1) < 0 or start + length > size:
         raise ParquetDamage(f"pages at {start}, {length} bytes long, in a {size}-byte file")
-    if length <= _WHOLE_CHUNK:  # one read for all its pages, rather than one per page
+    if length <= whole_chunk:  # one read for all its pages, rather than one per page
         whole = read(start, length)
         read = lambda at, n: whole[at - start : at - start + n]  # noqa: E731
     in_pages = 0
     at, end = start, start + length
+    pages = []  # (where its body starts, its header)
     while at < end:
         header, header_size = _page_header(read, at, end)
         body = header.get(3, -1)
@@ -454,8 +357,35 @@ def _check_chunk(
             raise ParquetDamage(f"a page at {at} of {body} bytes, beyond its column chunk")
         in_pages += _page_values(header, body)
         at += header_size + body
+        pages.append((at - body, header))
     if in_pages != values:
         raise ParquetDamage(f"{in_pages} values in its pages, {values} in the footer")
+    return blank_checked and meta.get(1) == _BYTE_ARRAY and _no_blank_entry(read, meta, pages)
+
+
+def _no_blank_entry(
+    read: Callable[[int, int], bytes], meta: dict[int, Any], pages: list[tuple[int, Plan]]
+) -> bool:
+    """True when a text chunk's first page is its dictionary, every other page a data page
+    that points into it (so every value is an entry), and no entry is blank."""
+    if not pages or pages[0][1].get(1) != _DICTIONARY_PAGE:
+        return False
+    for _, header in pages[1:]:
+        kind = header.get(1)
+        data = header.get(5, {}) if kind == _DATA_PAGE else header.get(8, {})
+        encoding = data.get(2) if kind == _DATA_PAGE else data.get(4)
+        if kind not in (_DATA_PAGE, _DATA_PAGE_V2) or encoding not in DICTIONARY_ENCODINGS:
+            return False
+    at, header = pages[0]
+    page, compressed = header.get(7, {}), header.get(3, -1)
+    return no_blank_entry(
+        meta.get(4, -1),
+        page.get(2, -1),
+        page.get(1, -1),
+        header.get(2, -1),
+        compressed,
+        lambda: read(at, compressed),
+    )
 
 
 def _page_header(read: Callable[[int, int], bytes], at: int, end: int) -> tuple[Plan, int]:
@@ -464,8 +394,8 @@ def _page_header(read: Callable[[int, int], bytes], at: int, end: int) -> tuple[
     while True:
         data = read(at, min(step, end - at))
         try:
-            return _decode(data, _PAGE_HEADER)
-        except _Truncated:
+            return decode(data, _PAGE_HEADER)
+        except Truncated:
             if len(data) >= end - at:
                 raise ParquetDamage(f"a page header at {at} runs past its column chunk") from None
             step *= 16

@@ -556,6 +556,11 @@ def load_input(
     `storage`); raise `InputError` naming the file and column. Nothing but Parquet footers
     is read here."""
     read_from_paths = frozenset(columns.source(input_, c) for c in COLUMNS[input_])
+    # The columns whose blank text rejects a row (`_plan_column`): their dictionaries may
+    # prove the check needless.
+    blank_checked = frozenset(
+        columns.source(input_, c) for c, column in COLUMNS[input_].items() if not column.nullable
+    )
     found = find_files(input_, path, storage)
     files, copies = distinct_files(found, read_from_paths, storage)
     by_schema: dict[pa.Schema, list[str]] = {}
@@ -563,7 +568,7 @@ def load_input(
     checks: dict[str, Checked] = {}
     # Objects in a store are a request or two each: their footers are read side by side.
     with ThreadPoolExecutor(max_workers=_FOOTER_READERS if is_url(path) else 1) as pool:
-        footers = pool.map(lambda file: read_schema(file, storage), files)
+        footers = pool.map(lambda file: read_schema(file, storage, blank_checked), files)
         for file, (schema, checked) in zip(files, footers, strict=True):
             by_schema.setdefault(schema, []).append(file)
             rows[file], checks[file] = checked.rows, checked
