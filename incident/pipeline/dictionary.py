@@ -7,6 +7,12 @@ length, then the bytes) tested here; a small dictionary (`MAX_ENTRIES`, `MAX_BYT
 so that a large or hostile one costs nothing (pyarrow reads those later, `footers`). Anything
 that does not decode proves nothing: the check is then made on every row, and the reader that
 makes it names what is wrong.
+
+A page is decompressed here only when its stream says, before it is decompressed, that it
+holds exactly the page's size: pyarrow's `Codec.decompress` returns a buffer of the size asked
+for whatever the stream held, and polars reads the bytes a short stream lacks as zeros
+(empty entries). Snappy streams begin with their length; zstd frames as pyarrow writes them
+carry it. Other codecs are left to pyarrow's reading of the dictionaries, which checks it.
 """
 
 from __future__ import annotations
@@ -29,8 +35,9 @@ BLANK_FIRST_BYTES = frozenset(character.encode()[0] for character in WHITE_SPACE
 MAX_ENTRIES = 1024
 MAX_BYTES = 2**20
 # Parquet's codecs by number, as pyarrow names them (LZO and Hadoop's LZ4 framing: none).
-_CODECS = {1: "snappy", 2: "gzip", 4: "brotli", 6: "zstd", 7: "lz4_raw"}
-UNCOMPRESSED = 0
+UNCOMPRESSED, SNAPPY, ZSTD = 0, 1, 6
+_CODECS = {SNAPPY: "snappy", ZSTD: "zstd"}
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _PLAIN, _PLAIN_DICTIONARY, _RLE_DICTIONARY = 0, 2, 8
 # How a data page points into the dictionary (PLAIN_DICTIONARY in format 1, RLE_DICTIONARY).
 DICTIONARY_ENCODINGS = frozenset({_PLAIN_DICTIONARY, _RLE_DICTIONARY})
@@ -49,17 +56,45 @@ def no_blank_entry(
         return False
     if not (0 <= size <= MAX_BYTES and 0 <= compressed <= MAX_BYTES):
         return False
+    if codec != UNCOMPRESSED and codec not in _CODECS:
+        return False
     page = read()
+    if _stream_size(codec, page) != size:
+        return False
     if codec == UNCOMPRESSED:
         data = page
-    elif codec in _CODECS:
+    else:
         try:
             data = pa.Codec(_CODECS[codec]).decompress(page, size, asbytes=True)
         except _DECOMPRESS_ERRORS:
             return False
-    else:
-        return False
     return len(data) == size and _no_blank(data, entries)
+
+
+def _stream_size(codec: int, page: bytes) -> int | None:
+    """The bytes that `page` decompresses to, as its stream says before it is decompressed
+    (the codec then fails unless it holds exactly that many); None when it does not say."""
+    if codec == UNCOMPRESSED:
+        return len(page)
+    if codec == SNAPPY:  # a varint of the uncompressed length, then the stream
+        size = 0
+        for at, byte in enumerate(page[:5]):
+            size |= (byte & 0x7F) << (7 * at)
+            if byte < 0x80:
+                return size
+        return None
+    # zstd: a frame whose header holds its content size (a single frame fills the buffer).
+    if len(page) < 6 or page[:4] != _ZSTD_MAGIC:
+        return None
+    descriptor = page[4]
+    single_segment, flag = descriptor >> 5 & 1, descriptor >> 6
+    width = (single_segment, 2, 4, 8)[flag]
+    if width == 0 or descriptor & 0x08:  # no content size, or a reserved bit set
+        return None
+    at = 5 + (1 - single_segment) + (0, 1, 2, 4)[descriptor & 3]
+    if len(page) < at + width:
+        return None
+    return int.from_bytes(page[at : at + width], "little") + (256 if width == 2 else 0)
 
 
 def _no_blank(data: bytes, entries: int) -> bool:

@@ -340,7 +340,11 @@ def _check_chunk(
     start = meta.get(9, -1)
     dictionary = meta.get(11)
     if dictionary:  # some writers put 0 for "none"
-        start = min(start, dictionary)
+        # A dictionary comes first in its chunk. Past the data pages, pyarrow would read the
+        # chunk from the data pages and polars from the dictionary: two answers.
+        if dictionary > start:
+            raise ParquetDamage(f"a dictionary page at {dictionary}, after the data at {start}")
+        start = dictionary
     length = meta.get(7, -1)
     if start < 4 or length < 0 or meta.get(6, -1) < 0 or start + length > size:
         raise ParquetDamage(f"pages at {start}, {length} bytes long, in a {size}-byte file")
