@@ -3,7 +3,8 @@ canonical column and the time range its time columns cover, from the statistics 
 group (for `validate`); and, for the scan's first pass, the rule-1 checks of text columns that
 no row of a file can fail, from the dictionaries their values are written with, where neither
 the statistics nor the small dictionary pages that `integrity` reads ruled them out (a
-dictionary too large for it, values written plain after the dictionary grew too large). A
+dictionary too large for it, a codec whose stream does not say its size, values written plain
+after the dictionary grew too large). A
 fact some footer cannot give (no statistics, a partition column, a value that does not
 normalise) is unknown, never guessed.
 """

@@ -132,7 +132,8 @@ class SourceGroup:
 
     def holding(self, rows: pl.Series) -> tuple[SourceGroup, pl.Series]:
         """The group of just the files that hold the numbered `rows`, and those rows numbered
-        as its `scan()` numbers them: a few rows to fetch need not all files read."""
+        as its `scan()` numbers them: a few rows to fetch need not all files read. No rows:
+        the whole group (a group has a file), which a caller then need not read at all."""
         if rows.is_empty():
             return self, rows
         ends = pl.Series(self.file_rows, dtype=pl.Int64).cum_sum()
